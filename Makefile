@@ -1,0 +1,58 @@
+# Kafka sidecar gateway. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO       ?= go
+TOOL     := $(GO) tool -modfile=tools/go.mod
+BIN      := bin
+
+.PHONY: help
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Run the gateway in embedded mode on 127.0.0.1:7070 (no services needed).
+	$(GO) run ./cmd/gateway
+
+.PHONY: build
+build: ## Build bin/gateway.
+	$(GO) build -o $(BIN)/gateway ./cmd/gateway
+
+.PHONY: test
+test: ## Install and start real Kafka and Redis, run lint + unit + integration + e2e tests, stop them.
+	scripts/test.sh
+
+.PHONY: test-unit
+test-unit: ## Unit tests only (no services; integration tests skip).
+	$(GO) test -count=1 ./...
+
+.PHONY: services-up
+services-up: ## Install and start the real Kafka broker and Redis used by the tests.
+	scripts/services.sh install
+	scripts/services.sh start all
+
+.PHONY: services-down
+services-down: ## Stop them.
+	scripts/services.sh stop all
+
+.PHONY: generate
+generate: ## Regenerate gen/ from proto/.
+	$(TOOL) buf generate
+
+.PHONY: check-generate
+check-generate: ## Fail when gen/ does not match proto/.
+	rm -rf .cache/gen-check && mkdir -p .cache/gen-check
+	$(TOOL) buf generate -o .cache/gen-check
+	diff -r gen .cache/gen-check/gen
+
+.PHONY: lint
+lint: check-generate ## gofmt, go vet, buf lint and buf format.
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(TOOL) buf lint
+	$(TOOL) buf format --exit-code --diff > /dev/null
+
+.PHONY: bench
+bench: ## Benchmarks against direct librdkafka on a real broker; writes BENCHMARKS.md.
+	scripts/bench.sh

@@ -1,0 +1,159 @@
+// Package config is the gateway's whole configuration: one YAML document
+// (unknown keys are errors), every key overridable by an environment
+// variable and a command-line flag.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kafkagate/gateway/internal/embedded"
+	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/produce"
+)
+
+// Config is the gateway's configuration.
+type Config struct {
+	Server   ServerConfig       `yaml:"server"`
+	Log      LogConfig          `yaml:"log"`
+	Kafka    kafkaclient.Config `yaml:"kafka"`
+	Producer produce.Config     `yaml:"producer"`
+	Embedded EmbeddedConfig     `yaml:"embedded"`
+}
+
+// ServerConfig is the gRPC server: where it listens and how it shuts down.
+type ServerConfig struct {
+	// Listen is the TCP address for gRPC; empty disables TCP.
+	Listen string `yaml:"listen"`
+	// UnixSocket is a path for gRPC over a Unix socket (the sidecar
+	// default in Kubernetes); empty disables it.
+	UnixSocket string `yaml:"unix_socket"`
+	// UnixSocketMode is the octal file mode of the socket.
+	UnixSocketMode string `yaml:"unix_socket_mode"`
+	// MaxRecvBytes bounds one gRPC request message.
+	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// MaxStreamInflight bounds the unanswered batches of one ProduceStream.
+	MaxStreamInflight int `yaml:"max_stream_inflight"`
+	// Reflection turns on gRPC server reflection.
+	Reflection bool `yaml:"reflection"`
+	// ShutdownGrace is how long the gateway reports NOT_SERVING before it
+	// stops accepting calls, so load balancers and probes notice first.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// DrainTimeout bounds how long in-flight calls may finish at shutdown.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// LogConfig selects the log handler.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// EmbeddedConfig switches embedded mode: an in-process Kafka-protocol broker
+// and Redis-protocol server, for trying the gateway with nothing installed.
+type EmbeddedConfig struct {
+	// Enabled runs the in-process services and points the gateway at them.
+	Enabled         bool `yaml:"enabled"`
+	embedded.Config `yaml:",inline"`
+}
+
+// Default returns the defaults: embedded mode on loopback.
+func Default() Config {
+	prod := produce.DefaultConfig()
+	emb := EmbeddedConfig{Enabled: true, Config: embedded.DefaultConfig()}
+	return Config{
+		Server: ServerConfig{
+			Listen:            "127.0.0.1:7070",
+			UnixSocketMode:    "0660",
+			MaxRecvBytes:      16 << 20,
+			MaxStreamInflight: 256,
+			Reflection:        true,
+			ShutdownGrace:     0,
+			DrainTimeout:      15 * time.Second,
+		},
+		Log:      LogConfig{Level: "info", Format: "text"},
+		Kafka:    kafkaclient.DefaultConfig(),
+		Producer: prod,
+		Embedded: emb,
+	}
+}
+
+// Validate rejects contradictions before anything connects; the message
+// names the key at fault.
+func (c *Config) Validate() error {
+	if err := c.Server.validate(c.Producer.MaxRecordBytes); err != nil {
+		return err
+	}
+	if err := c.Log.validate(); err != nil {
+		return err
+	}
+	if c.Embedded.Enabled {
+		if c.Kafka.BootstrapServers != "" {
+			return errors.New("kafka.bootstrap_servers: set while embedded.enabled is true; " +
+				"embedded mode runs its own broker, so set embedded.enabled=false to use an external cluster")
+		}
+		if err := c.Embedded.Validate(); err != nil {
+			return err
+		}
+	} else if c.Kafka.BootstrapServers == "" {
+		return errors.New("kafka.bootstrap_servers: required when embedded.enabled is false")
+	}
+	if err := c.Kafka.Validate("kafka"); err != nil {
+		return err
+	}
+	return c.Producer.Validate(c.Kafka)
+}
+
+func (s ServerConfig) validate(maxRecordBytes int) error {
+	if s.Listen == "" && s.UnixSocket == "" {
+		return errors.New("server.listen: empty while server.unix_socket is empty too; the gateway needs a listener")
+	}
+	if s.Listen != "" {
+		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+			return fmt.Errorf("server.listen: %w", err)
+		}
+	}
+	if _, err := s.SocketMode(); err != nil {
+		return err
+	}
+	switch {
+	case s.MaxRecvBytes < maxRecordBytes+64<<10:
+		return fmt.Errorf("server.max_recv_bytes: %d is too small for producer.max_record_bytes (%d) plus 64 KiB of framing", s.MaxRecvBytes, maxRecordBytes)
+	case s.MaxStreamInflight <= 0:
+		return errors.New("server.max_stream_inflight: must be > 0")
+	case s.ShutdownGrace < 0:
+		return errors.New("server.shutdown_grace: must not be negative")
+	case s.DrainTimeout < 0:
+		return errors.New("server.drain_timeout: must not be negative")
+	}
+	return nil
+}
+
+// SocketMode parses UnixSocketMode.
+func (s ServerConfig) SocketMode() (uint32, error) {
+	m, err := strconv.ParseUint(s.UnixSocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("server.unix_socket_mode: %q is not an octal file mode such as 0660", s.UnixSocketMode)
+	}
+	return uint32(m), nil
+}
+
+func (l LogConfig) validate() error {
+	switch strings.ToLower(l.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", l.Level)
+	}
+	switch l.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: %q is not one of text, json", l.Format)
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+// Package gateway wires the gateway together: embedded services (when
+// enabled), the producer, and the gRPC server with health and reflection;
+// and it runs the shutdown in order (see DESIGN.md).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/config"
+	"github.com/kafkagate/gateway/internal/embedded"
+	"github.com/kafkagate/gateway/internal/grpcapi"
+	"github.com/kafkagate/gateway/internal/produce"
+)
+
+// services lists the gRPC services whose health is reported, besides the
+// overall "" entry.
+var services = []string{gatewayv1.ProducerService_ServiceDesc.ServiceName}
+
+// Gateway is a configured gateway with its listeners bound. Create it with
+// New, then call Run once.
+type Gateway struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	embedded  *embedded.Services // nil unless embedded mode
+	producer  *produce.Producer
+	server    *grpc.Server
+	health    *health.Server
+	listeners []net.Listener
+	draining  chan struct{}
+}
+
+// New validates nothing (call cfg.Validate first) and builds the gateway:
+// it starts the embedded services when enabled, creates the producer and
+// binds the listeners, so clients can connect as soon as New returns.
+func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
+	g := &Gateway{cfg: cfg, logger: logger, draining: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			g.closeResources()
+		}
+	}()
+
+	if cfg.Embedded.Enabled {
+		g.embedded, err = embedded.Start(cfg.Embedded.Config, logger)
+		if err != nil {
+			return nil, err
+		}
+		g.cfg.Kafka.BootstrapServers = g.embedded.KafkaBootstrap()
+		// Embedded mode is for trying things: topics appear on first use.
+		g.cfg.Producer.AutoCreateTopics = true
+	}
+
+	// Bind before the producer exists, so a failed bind leaves no client
+	// to close.
+	if err := g.listen(); err != nil {
+		return nil, err
+	}
+	g.producer, err = produce.New(g.cfg.Kafka, g.cfg.Producer, logger.With("component", "producer"))
+	if err != nil {
+		return nil, err
+	}
+
+	g.server = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
+	)
+	gatewayv1.RegisterProducerServiceServer(g.server,
+		grpcapi.NewProducerServer(g.producer, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
+	g.health = health.NewServer()
+	healthpb.RegisterHealthServer(g.server, g.health)
+	if cfg.Server.Reflection {
+		reflection.Register(g.server)
+	}
+	return g, nil
+}
+
+func (g *Gateway) listen() error {
+	if addr := g.cfg.Server.Listen; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("server.listen: %w", err)
+		}
+		g.listeners = append(g.listeners, ln)
+	}
+	if path := g.cfg.Server.UnixSocket; path != "" {
+		// A socket left by a killed gateway would block the bind.
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("server.unix_socket: remove stale socket: %w", err)
+		}
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return fmt.Errorf("server.unix_socket: %w", err)
+		}
+		g.listeners = append(g.listeners, ln)
+		mode, _ := g.cfg.Server.SocketMode() // validated
+		if err := os.Chmod(path, os.FileMode(mode)); err != nil {
+			return fmt.Errorf("server.unix_socket_mode: %w", err)
+		}
+	}
+	return nil
+}
+
+// Addrs returns the bound listener addresses: TCP first, then the Unix
+// socket, as configured.
+func (g *Gateway) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(g.listeners))
+	for i, ln := range g.listeners {
+		addrs[i] = ln.Addr()
+	}
+	return addrs
+}
+
+// KafkaBootstrap returns the bootstrap servers the gateway uses (the
+// embedded broker's in embedded mode).
+func (g *Gateway) KafkaBootstrap() string { return g.cfg.Kafka.BootstrapServers }
+
+// RedisAddr returns the embedded Redis address, or "" outside embedded mode.
+func (g *Gateway) RedisAddr() string {
+	if g.embedded == nil {
+		return ""
+	}
+	return g.embedded.RedisAddr()
+}
+
+// Run serves until ctx is done or a component fails, then shuts down:
+//
+//  1. health reports NOT_SERVING, and stays so for server.shutdown_grace;
+//  2. the server stops accepting connections and streams stop reading new
+//     batches; in-flight calls finish, for at most server.drain_timeout;
+//  3. the producer flushes (producer.flush_timeout) and fails whatever is
+//     still queued, which answers every remaining call;
+//  4. the server stops; the embedded services close.
+//
+// It returns the error that ended serving, if any.
+func (g *Gateway) Run(ctx context.Context) error {
+	defer g.closeResources()
+
+	prodCtx, stopProducer := context.WithCancel(context.Background())
+	defer stopProducer()
+	var wg sync.WaitGroup
+	failed := make(chan error, 1+len(g.listeners))
+	prodDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(prodDone)
+		if err := g.producer.Run(prodCtx); err != nil {
+			failed <- err
+		}
+	})
+	for _, ln := range g.listeners {
+		wg.Go(func() {
+			if err := g.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+		})
+	}
+	g.setServing(healthpb.HealthCheckResponse_SERVING)
+	g.logger.Info("gateway serving", "addrs", g.Addrs(), "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		g.logger.Info("shutting down")
+	case runErr = <-failed:
+		g.logger.Error("shutting down after failure", "err", runErr)
+	}
+
+	// 1. Lame duck.
+	g.health.Shutdown()
+	if grace := g.cfg.Server.ShutdownGrace; grace > 0 {
+		time.Sleep(grace)
+	}
+	// 2. Drain.
+	close(g.draining)
+	stopped := make(chan struct{})
+	go func() { g.server.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(g.cfg.Server.DrainTimeout):
+		g.logger.Warn("calls still in flight after the drain timeout", "timeout", g.cfg.Server.DrainTimeout)
+	}
+	// 3. Flush the producer; its shutdown answers every waiting call.
+	stopProducer()
+	<-prodDone
+	// 4. Stop whatever is left.
+	g.server.Stop()
+	<-stopped
+	wg.Wait()
+	g.logger.Info("gateway stopped")
+	return runErr
+}
+
+func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
+	g.health.SetServingStatus("", st)
+	for _, s := range services {
+		g.health.SetServingStatus(s, st)
+	}
+}
+
+// closeResources releases what New created and Run does not close itself.
+func (g *Gateway) closeResources() {
+	for _, ln := range g.listeners {
+		ln.Close() // already closed by the server when it served
+	}
+	if g.embedded != nil {
+		g.embedded.Close()
+	}
+}

@@ -1,0 +1,230 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/invalid"
+	"github.com/kafkagate/gateway/internal/produce"
+)
+
+// Producer is what the producer service needs from the domain.
+type Producer interface {
+	Produce(ctx context.Context, topic string, records []produce.Record) ([]produce.Result, error)
+	Send(ctx context.Context, topic string, records []produce.Record, notify chan<- *produce.Batch, tag any) (*produce.Batch, error)
+}
+
+// ProducerServer implements gateway.v1.ProducerService.
+type ProducerServer struct {
+	gatewayv1.UnimplementedProducerServiceServer
+
+	producer Producer
+	logger   *slog.Logger
+	// maxInflight bounds the unanswered batches of one ProduceStream.
+	maxInflight int
+	// draining is closed when the gateway shuts down: streams stop reading,
+	// answer what they have read, and end with UNAVAILABLE.
+	draining <-chan struct{}
+}
+
+// NewProducerServer returns the producer service. maxInflight bounds the
+// unanswered batches per stream; draining is closed at shutdown.
+func NewProducerServer(p Producer, logger *slog.Logger, maxInflight int, draining <-chan struct{}) *ProducerServer {
+	return &ProducerServer{producer: p, logger: logger, maxInflight: maxInflight, draining: draining}
+}
+
+// Produce implements gateway.v1.ProducerService.Produce.
+func (s *ProducerServer) Produce(ctx context.Context, req *gatewayv1.ProduceRequest) (*gatewayv1.ProduceResponse, error) {
+	records, err := fromProtoRecords(req.GetRecords())
+	if err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	results, err := s.producer.Produce(ctx, req.GetTopic(), records)
+	if err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	resp := &gatewayv1.ProduceResponse{Results: s.toProtoResults(results)}
+	if st := commonFailure(resp.Results); st != nil {
+		return nil, status.ErrorProto(st)
+	}
+	return resp, nil
+}
+
+// commonFailure returns the status shared by every result when all of them
+// failed with the same code, and nil otherwise.
+func commonFailure(results []*gatewayv1.RecordResult) *spb.Status {
+	if len(results) == 0 || results[0].GetError() == nil {
+		return nil
+	}
+	first := results[0].GetError()
+	for _, r := range results[1:] {
+		if r.GetError().GetCode() != first.GetCode() {
+			return nil
+		}
+	}
+	return &spb.Status{
+		Code:    first.GetCode(),
+		Message: fmt.Sprintf("no record written: records[0]: %s", first.GetMessage()),
+	}
+}
+
+// ProduceStream implements gateway.v1.ProducerService.ProduceStream.
+//
+// One goroutine (this one) enqueues batches in the order they arrive and
+// sends every response; a reader goroutine only receives. Reading stops while
+// maxInflight batches are unanswered, which pushes back on the client through
+// gRPC flow control.
+func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceStreamServer) error {
+	ctx := stream.Context()
+	type received struct {
+		req *gatewayv1.ProduceStreamRequest
+		err error
+	}
+	reqs := make(chan received)
+	quit := make(chan struct{})
+	defer close(quit)
+	// The reader ends when Recv fails, which happens at the latest when this
+	// handler returns and gRPC cancels the stream.
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case reqs <- received{req, err}:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	done := make(chan *produce.Batch, s.maxInflight)
+	draining := s.draining
+	var inflight int
+	var halfClosed, drained bool
+	for {
+		if halfClosed || drained {
+			if inflight == 0 {
+				if drained {
+					return status.Error(codes.Unavailable, "gateway shutting down; batches without a response were not written")
+				}
+				return nil
+			}
+		}
+		var next <-chan received
+		if !halfClosed && !drained && inflight < s.maxInflight {
+			next = reqs
+		}
+		select {
+		case r := <-next:
+			switch {
+			case errors.Is(r.err, io.EOF):
+				halfClosed = true
+			case r.err != nil:
+				return r.err
+			default:
+				sent, err := s.sendBatch(ctx, stream, r.req, done)
+				if err != nil {
+					return err
+				}
+				if sent {
+					inflight++
+				}
+			}
+		case b := <-done:
+			inflight--
+			resp := &gatewayv1.ProduceStreamResponse{RequestId: b.Tag.(string), Results: s.toProtoResults(b.Results)}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		case <-draining:
+			drained, draining = true, nil
+		case <-ctx.Done():
+			return toStatus(s.logger, ctx.Err()).Err()
+		}
+	}
+}
+
+// sendBatch enqueues one stream batch. A batch rejected as a whole is
+// answered at once with its error in every result; sent reports whether the
+// batch is in flight instead.
+func (s *ProducerServer) sendBatch(ctx context.Context, stream gatewayv1.ProducerService_ProduceStreamServer, req *gatewayv1.ProduceStreamRequest, done chan<- *produce.Batch) (sent bool, err error) {
+	records, err := fromProtoRecords(req.GetRecords())
+	if err == nil {
+		_, err = s.producer.Send(ctx, req.GetTopic(), records, done, req.GetRequestId())
+	}
+	if err == nil {
+		return true, nil
+	}
+	st := toStatus(s.logger, err).Proto()
+	resp := &gatewayv1.ProduceStreamResponse{RequestId: req.GetRequestId(), Results: make([]*gatewayv1.RecordResult, len(req.GetRecords()))}
+	for i := range resp.Results {
+		resp.Results[i] = &gatewayv1.RecordResult{MessageId: req.GetRecords()[i].GetIdempotencyKey(), Error: st}
+	}
+	return false, stream.Send(resp)
+}
+
+// fromProtoRecords converts records; bad timestamps are reported by field.
+func fromProtoRecords(in []*gatewayv1.Record) ([]produce.Record, error) {
+	var errs invalid.Error
+	out := make([]produce.Record, len(in))
+	for i, r := range in {
+		rec := &out[i]
+		rec.Key = r.GetKey()
+		if len(rec.Key) == 0 {
+			rec.Key = nil // no key: the partitioner spreads such records
+		}
+		rec.Value = r.GetValue()
+		if rec.Value == nil {
+			rec.Value = []byte{} // an empty value, never a tombstone
+		}
+		rec.Partition = produce.AnyPartition
+		if r.Partition != nil {
+			rec.Partition = r.GetPartition()
+		}
+		if ts := r.GetTimestamp(); ts != nil {
+			if err := ts.CheckValid(); err != nil {
+				errs.Add(fmt.Sprintf("records[%d].timestamp", i), "%v", err)
+			}
+			rec.Timestamp = ts.AsTime()
+		}
+		rec.IdempotencyKey = r.GetIdempotencyKey()
+		if hs := r.GetHeaders(); len(hs) > 0 {
+			rec.Headers = make([]produce.Header, len(hs))
+			for j, h := range hs {
+				rec.Headers[j] = produce.Header{Key: h.GetKey(), Value: h.GetValue()}
+			}
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *ProducerServer) toProtoResults(results []produce.Result) []*gatewayv1.RecordResult {
+	out := make([]*gatewayv1.RecordResult, len(results))
+	for i := range results {
+		r := &results[i]
+		pr := &gatewayv1.RecordResult{MessageId: r.MessageID}
+		if r.Err != nil {
+			pr.Error = toStatus(s.logger, r.Err).Proto()
+		} else {
+			pr.Partition = r.Partition
+			pr.Offset = r.Offset
+			pr.Timestamp = timestamppb.New(r.Timestamp)
+		}
+		out[i] = pr
+	}
+	return out
+}
