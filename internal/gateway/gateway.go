@@ -167,7 +167,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		})
 	}
 	g.setServing(healthpb.HealthCheckResponse_SERVING)
-	g.logger.Info("gateway serving", "addrs", g.Addrs(), "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil)
+	addrs := make([]string, len(g.listeners))
+	for i, ln := range g.listeners {
+		addrs[i] = ln.Addr().String()
+	}
+	g.logger.Info("gateway serving", "addrs", addrs, "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil)
 
 	var runErr error
 	select {

@@ -79,6 +79,24 @@ func CreateTopic(t testing.TB, bootstrap string, partitions int) string {
 	if e := res[0].Error; e.Code() != kafka.ErrNoError {
 		t.Fatalf("create topic %s: %v", name, e)
 	}
+	// CreateTopics returns when the controller has the topic; wait until the
+	// broker's metadata shows every partition with a leader.
+	Eventually(t, 30*time.Second, "topic "+name+" in metadata", func() bool {
+		md, err := admin.GetMetadata(&name, false, 5_000)
+		if err != nil {
+			return false
+		}
+		tm := md.Topics[name]
+		if tm.Error.Code() != kafka.ErrNoError || len(tm.Partitions) != partitions {
+			return false
+		}
+		for _, p := range tm.Partitions {
+			if p.Leader < 0 || p.Error.Code() != kafka.ErrNoError {
+				return false
+			}
+		}
+		return true
+	})
 	t.Cleanup(func() {
 		admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 3})
 		if err != nil {

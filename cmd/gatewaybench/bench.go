@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// scenario is one named measurement. It returns rows of the result table;
+// an error means the scenario itself broke (its rows are then missing).
+type scenario struct {
+	name string
+	run  func(ctx context.Context, b *bench) ([]Row, error)
+}
+
+// scenarios run in this order; later ones read baselines that earlier ones
+// stored in bench (direct-async's rate, the throughput gateway).
+var scenarios = []scenario{
+	{"rss-idle", (*bench).rssIdle},
+	{"direct-async", (*bench).directAsync},
+	{"stream-100", func(ctx context.Context, b *bench) ([]Row, error) {
+		return b.gatewayStream(ctx, "stream-100", 100, b.opts.window100)
+	}},
+	{"stream-1000", func(ctx context.Context, b *bench) ([]Row, error) {
+		return b.gatewayStream(ctx, "stream-1000", 1000, b.opts.window1000)
+	}},
+	{"unary-1", func(ctx context.Context, b *bench) ([]Row, error) {
+		return b.gatewayUnary(ctx, "unary-1", 1)
+	}},
+	{"unary-64", func(ctx context.Context, b *bench) ([]Row, error) {
+		return b.gatewayUnary(ctx, "unary-64", 64)
+	}},
+	{"latency", (*bench).latency},
+	{"rss-peak", (*bench).rssPeak},
+}
+
+// selectScenarios returns the scenarios named in only (comma-separated), or
+// all of them.
+func selectScenarios(only string) []scenario {
+	if only == "" {
+		return scenarios
+	}
+	names := strings.Split(only, ",")
+	var out []scenario
+	for _, s := range scenarios {
+		if slices.Contains(names, s.name) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		fatalf("--only %q names no scenario", only)
+	}
+	return out
+}
+
+// bench holds what the scenarios share: the broker connection, the gateway
+// processes (started on first use, stopped at the end), the topics to
+// verify and delete, and the baselines for ratios.
+type bench struct {
+	opts   options
+	runID  string
+	meta   *kafka.Producer // metadata and watermark queries
+	admin  *kafka.AdminClient
+	logDir string
+
+	gateways map[string]*gatewayProc // by preset
+	topics   []*topicCheck
+
+	// Baselines, set by the scenarios that measure them.
+	directRate float64 // direct-async records/s
+}
+
+// topicCheck is a topic written by a scenario and the number of records
+// acknowledged to it, compared with its high watermarks at the end.
+type topicCheck struct {
+	scenario string
+	name     string
+	acked    int64
+}
+
+func newBench(o options) (*bench, error) {
+	meta, err := kafka.NewProducer(&kafka.ConfigMap{
+		"bootstrap.servers":      o.bootstrap,
+		"client.id":              "gatewaybench-admin",
+		"go.logs.channel.enable": true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", o.bootstrap, err)
+	}
+	go drainLogs(meta.Logs())
+	admin, err := kafka.NewAdminClientFromProducer(meta)
+	if err != nil {
+		meta.Close()
+		return nil, err
+	}
+	logDir := o.logDir
+	if logDir == "" {
+		logDir, err = os.MkdirTemp("", "gatewaybench-")
+		if err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	return &bench{
+		opts:     o,
+		runID:    time.Now().UTC().Format("20060102-150405"),
+		meta:     meta,
+		admin:    admin,
+		logDir:   logDir,
+		gateways: map[string]*gatewayProc{},
+	}, nil
+}
+
+// runScenarios runs each scenario, then verifies the topics.
+func (b *bench) runScenarios(ctx context.Context, list []scenario) *Report {
+	r := newReport(b.opts)
+	for _, s := range list {
+		if ctx.Err() != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("%s: not run: %v", s.name, ctx.Err()))
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "== %s\n", s.name)
+		start := time.Now()
+		rows, err := s.run(ctx, b)
+		for i := range rows {
+			rows[i].Scenario = s.name
+			fmt.Fprintf(os.Stderr, "   %-22s %s\n", rows[i].Figure, rows[i].valueText())
+		}
+		r.Rows = append(r.Rows, rows...)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "   FAILED: %v\n", err)
+			r.Errors = append(r.Errors, fmt.Sprintf("%s: %v", s.name, err))
+		}
+		fmt.Fprintf(os.Stderr, "   (%s)\n", time.Since(start).Round(100*time.Millisecond))
+	}
+	b.stopGateways(r)
+	r.Errors = append(r.Errors, b.verifyTopics()...)
+	return r
+}
+
+// gateway returns the running gateway of preset, starting it on first use.
+func (b *bench) gateway(ctx context.Context, preset string) (*gatewayProc, error) {
+	if g := b.gateways[preset]; g != nil {
+		return g, nil
+	}
+	g, err := startGateway(ctx, b.opts.gatewayBin, b.opts.bootstrap, preset, b.logDir)
+	if err != nil {
+		return nil, err
+	}
+	b.gateways[preset] = g
+	return g, nil
+}
+
+// stopGateways stops every gateway still running and reports unclean exits.
+func (b *bench) stopGateways(r *Report) {
+	for _, preset := range slices.Sorted(mapsKeys(b.gateways)) {
+		g := b.gateways[preset]
+		if err := g.stop(); err != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s): %v", preset, err))
+		}
+		if n := g.errorLines(); n > 0 {
+			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s) logged %d ERROR lines, see %s", preset, n, g.logPath))
+		}
+		delete(b.gateways, preset)
+	}
+}
+
+func mapsKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// createTopic creates a fresh topic for scenario and waits until every
+// partition has a leader. The topic is verified and deleted at the end.
+func (b *bench) createTopic(ctx context.Context, scenario string) (*topicCheck, error) {
+	name := fmt.Sprintf("gatewaybench.%s.%s", scenario, b.runID)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	res, err := b.admin.CreateTopics(cctx, []kafka.TopicSpecification{{
+		Topic: name, NumPartitions: b.opts.partitions, ReplicationFactor: 1,
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("create topic %s: %w", name, err)
+	}
+	if e := res[0].Error; e.Code() != kafka.ErrNoError {
+		return nil, fmt.Errorf("create topic %s: %w", name, e)
+	}
+	for {
+		md, err := b.meta.GetMetadata(&name, false, 5000)
+		if err == nil {
+			tm := md.Topics[name]
+			ready := tm.Error.Code() == kafka.ErrNoError && len(tm.Partitions) == b.opts.partitions
+			for _, p := range tm.Partitions {
+				ready = ready && p.Leader >= 0 && p.Error.Code() == kafka.ErrNoError
+			}
+			if ready {
+				break
+			}
+		}
+		if cctx.Err() != nil {
+			return nil, fmt.Errorf("topic %s has no leaders after 30s (last error: %v)", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t := &topicCheck{scenario: scenario, name: name}
+	b.topics = append(b.topics, t)
+	return t, nil
+}
+
+// verifyTopics compares every topic's high watermarks with the records
+// acknowledged to it (offsets start at 0 in a fresh topic, and the
+// idempotent producers write no duplicates), then deletes the topics.
+func (b *bench) verifyTopics() []string {
+	var errs []string
+	var names []string
+	for _, t := range b.topics {
+		names = append(names, t.name)
+		var total int64
+		var err error
+		for p := range int32(b.opts.partitions) {
+			var high int64
+			_, high, err = b.meta.QueryWatermarkOffsets(t.name, p, 10_000)
+			if err != nil {
+				break
+			}
+			total += high
+		}
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("%s: verify topic %s: %v", t.scenario, t.name, err))
+		case total != t.acked:
+			errs = append(errs, fmt.Sprintf("%s: topic %s holds %d records, %d were acknowledged", t.scenario, t.name, total, t.acked))
+		}
+	}
+	if len(names) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := b.admin.DeleteTopics(ctx, names); err != nil {
+			fmt.Fprintf(os.Stderr, "gatewaybench: delete topics: %v\n", err)
+		}
+	}
+	return errs
+}
+
+func (b *bench) close() {
+	b.admin.Close()
+	b.meta.Close()
+}
+
+// drainLogs discards librdkafka logs of the bench's own clients, printing
+// errors and worse.
+func drainLogs(ch <-chan kafka.LogEvent) {
+	for ev := range ch {
+		if ev.Level <= 3 {
+			fmt.Fprintf(os.Stderr, "   librdkafka %s: %s\n", ev.Tag, ev.Message)
+		}
+	}
+}
+
+// errFailures is returned by scenarios whose records failed; the rows carry
+// the counts.
+var errFailures = errors.New("records failed")
