@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: lint, then unit, integration and
-# end-to-end tests against a real Kafka broker and a real Redis server that
-# this script installs, starts and always stops again.
+# end-to-end tests against a real Kafka broker and a real Redis server. It
+# installs and starts them, and stops them again afterwards, even when a test
+# fails; services that were already running are left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 services=scripts/services.sh
 "$services" install
-trap '"$services" stop all' EXIT
-"$services" start all
+if ! "$services" status > /dev/null 2>&1; then
+  trap '"$services" stop all' EXIT
+  "$services" start all
+fi
 eval "$("$services" env)"
 # Integration tests fail instead of skipping when a service is missing.
 export GATEWAY_TEST_REQUIRE_SERVICES=1

@@ -281,3 +281,11 @@ func TestSIGTERMDuringProduceLoadKeepsEveryAcknowledgedRecord(t *testing.T) {
 		t.Errorf("no producer flush in the shutdown logs:\n%s", p.logs)
 	}
 }
+
+func TestDeployExampleConfigIsValid(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(binary, "--config", "../../deploy/gateway.yaml", "--check-config").CombinedOutput()
+	if err != nil {
+		t.Fatalf("deploy/gateway.yaml: %v\n%s", err, out)
+	}
+}

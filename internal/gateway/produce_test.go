@@ -359,14 +359,15 @@ func TestProduceStreamAnswersAnInvalidBatchAndKeepsTheStreamOpen(t *testing.T) {
 	requireAllWrittenOnce(t, bootstrap, topic, []sent{{good.GetRecords()[0], got["good"].GetResults()[0]}})
 }
 
-// stalledGateway holds records in the local queue for 10 s (linger) and
-// has room for about 1 MB, so the queue fills and deadlines pass before any
-// delivery report.
+// stalledGateway holds records in the local queue for 5 s (linger) and
+// has room for 256 KiB, so the queue fills and deadlines pass before any
+// delivery report. The room is well below message.max.bytes (1 MB), which
+// would otherwise send a full batch before the linger ends.
 func stalledGateway(t *testing.T) *harness {
 	return startGateway(t, func(c *config.Config) {
-		c.Producer.QueueMaxBytes = 1 << 20
+		c.Producer.QueueMaxBytes = 256 << 10
 		c.Producer.QueueFullWait = 300 * time.Millisecond
-		c.Producer.Properties = map[string]string{"linger.ms": "10000", "batch.size": "100000000"}
+		c.Producer.Properties = map[string]string{"linger.ms": "5000", "batch.size": "100000000"}
 	})
 }
 
@@ -378,10 +379,11 @@ func TestFullQueueWaitsThenFailsWithResourceExhausted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	// 30 records of 100 kB: about ten fit, the rest wait for room, then fail.
+	// 30 records of 20 kB: about twelve fit, the rest wait for room, then fail.
+	const size = 20_000
 	var recs []*gatewayv1.Record
 	for i := range 30 {
-		recs = append(recs, &gatewayv1.Record{Key: []byte("k"), Value: bytes.Repeat([]byte{byte(i)}, 100_000)})
+		recs = append(recs, &gatewayv1.Record{Key: []byte("k"), Value: bytes.Repeat([]byte{byte(i)}, size)})
 	}
 	firstDone := make(chan *gatewayv1.ProduceResponse, 1)
 	go func() {
@@ -393,8 +395,12 @@ func TestFullQueueWaitsThenFailsWithResourceExhausted(t *testing.T) {
 	}()
 
 	// While the queue is full, a call with one record fails as a whole.
-	testenv.Eventually(t, 10*time.Second, "a call to find the queue full", func() bool {
-		_, err := h.producer.Produce(ctx, &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Value: make([]byte, 100_000)}}})
+	// A probe that runs before the queue is full is enqueued and lingers: its
+	// short deadline ends it, and the next probe tries again.
+	testenv.Eventually(t, 20*time.Second, "a call to find the queue full", func() bool {
+		probeCtx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := h.producer.Produce(probeCtx, &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Value: make([]byte, size)}}})
 		return codes.ResourceExhausted == statusCode(err)
 	})
 
@@ -419,7 +425,7 @@ func TestFullQueueWaitsThenFailsWithResourceExhausted(t *testing.T) {
 	msgs := testenv.ReadTopic(t, bootstrap, topic)
 	written := 0
 	for _, m := range msgs {
-		if len(m.Value) == 100_000 && m.Value[0] < 30 && bytes.Equal(m.Key, []byte("k")) {
+		if len(m.Value) == size && m.Value[0] < 30 && bytes.Equal(m.Key, []byte("k")) {
 			written++
 		}
 	}
