@@ -17,6 +17,7 @@ import (
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/config"
+	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/testenv"
 )
 
@@ -470,4 +471,31 @@ func statusCode(err error) codes.Code {
 		return s.GRPCStatus().Code()
 	}
 	return codes.Unknown
+}
+
+// A broker that goes away after the topic is known: records wait in the
+// queue until producer.delivery_timeout, then fail with UNAVAILABLE.
+func TestRecordsFailUnavailableWhenTheBrokerGoesAway(t *testing.T) {
+	t.Parallel()
+	cfg := embedded.DefaultConfig()
+	cfg.KafkaAddr, cfg.RedisAddr = "127.0.0.1:0", "127.0.0.1:0"
+	broker, err := embedded.Start(cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	h := startGateway(t, func(c *config.Config) {
+		c.Kafka.BootstrapServers = broker.KafkaBootstrap()
+		c.Producer.AutoCreateTopics = true
+		c.Producer.DeliveryTimeout = 2 * time.Second
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := &gatewayv1.ProduceRequest{Topic: "orders", Records: []*gatewayv1.Record{{Value: []byte("x")}}}
+	if _, err := h.producer.Produce(ctx, req); err != nil {
+		t.Fatalf("produce while the broker is up: %v", err)
+	}
+	broker.Close()
+	_, err = h.producer.Produce(ctx, req)
+	requireCode(t, err, codes.Unavailable)
 }
