@@ -132,8 +132,11 @@ Keys (environment variable, default):
 `)
 	for _, k := range config.Keys() {
 		env := config.EnvName(k.Path)
-		if k.Map {
+		switch {
+		case k.Map:
 			env = "(flag or file only)"
+		case k.FileOnly:
+			env = "(file only)"
 		}
 		fmt.Fprintf(w, "  %-34s %-8s %-40s %s\n", k.Path, k.Type, env, k.Default)
 	}

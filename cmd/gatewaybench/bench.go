@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -16,7 +17,7 @@ import (
 // an error means the scenario itself broke (its rows are then missing).
 type scenario struct {
 	name string
-	run  func(ctx context.Context, b *bench) ([]Row, error)
+	run  func(b *bench, ctx context.Context) ([]Row, error)
 }
 
 // scenarios run in this order; later ones read baselines that earlier ones
@@ -24,16 +25,17 @@ type scenario struct {
 var scenarios = []scenario{
 	{"rss-idle", (*bench).rssIdle},
 	{"direct-async", (*bench).directAsync},
-	{"stream-100", func(ctx context.Context, b *bench) ([]Row, error) {
+	{"direct-gwlike", (*bench).directGatewayLike},
+	{"stream-100", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayStream(ctx, "stream-100", 100, b.opts.window100)
 	}},
-	{"stream-1000", func(ctx context.Context, b *bench) ([]Row, error) {
+	{"stream-1000", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayStream(ctx, "stream-1000", 1000, b.opts.window1000)
 	}},
-	{"unary-1", func(ctx context.Context, b *bench) ([]Row, error) {
+	{"unary-1", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayUnary(ctx, "unary-1", 1)
 	}},
-	{"unary-64", func(ctx context.Context, b *bench) ([]Row, error) {
+	{"unary-64", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayUnary(ctx, "unary-64", 64)
 	}},
 	{"latency", (*bench).latency},
@@ -68,6 +70,7 @@ type bench struct {
 	meta   *kafka.Producer // metadata and watermark queries
 	admin  *kafka.AdminClient
 	logDir string
+	tmpLog bool // logDir is a temporary directory of this run
 
 	gateways map[string]*gatewayProc // by preset
 	topics   []*topicCheck
@@ -99,8 +102,8 @@ func newBench(o options) (*bench, error) {
 		meta.Close()
 		return nil, err
 	}
-	logDir := o.logDir
-	if logDir == "" {
+	logDir, tmpLog := o.logDir, o.logDir == ""
+	if tmpLog {
 		logDir, err = os.MkdirTemp("", "gatewaybench-")
 		if err != nil {
 			return nil, err
@@ -114,6 +117,7 @@ func newBench(o options) (*bench, error) {
 		meta:     meta,
 		admin:    admin,
 		logDir:   logDir,
+		tmpLog:   tmpLog,
 		gateways: map[string]*gatewayProc{},
 	}, nil
 }
@@ -121,6 +125,11 @@ func newBench(o options) (*bench, error) {
 // runScenarios runs each scenario, then verifies the topics.
 func (b *bench) runScenarios(ctx context.Context, list []scenario) *Report {
 	r := newReport(b.opts)
+	fmt.Fprintln(os.Stderr, "== broker warm-up")
+	if err := b.warmBroker(ctx); err != nil {
+		r.Errors = append(r.Errors, fmt.Sprintf("broker warm-up: %v", err))
+		return r
+	}
 	for _, s := range list {
 		if ctx.Err() != nil {
 			r.Errors = append(r.Errors, fmt.Sprintf("%s: not run: %v", s.name, ctx.Err()))
@@ -128,7 +137,7 @@ func (b *bench) runScenarios(ctx context.Context, list []scenario) *Report {
 		}
 		fmt.Fprintf(os.Stderr, "== %s\n", s.name)
 		start := time.Now()
-		rows, err := s.run(ctx, b)
+		rows, err := s.run(b, ctx)
 		for i := range rows {
 			rows[i].Scenario = s.name
 			fmt.Fprintf(os.Stderr, "   %-22s %s\n", rows[i].Figure, rows[i].valueText())
@@ -160,7 +169,7 @@ func (b *bench) gateway(ctx context.Context, preset string) (*gatewayProc, error
 
 // stopGateways stops every gateway still running and reports unclean exits.
 func (b *bench) stopGateways(r *Report) {
-	for _, preset := range slices.Sorted(mapsKeys(b.gateways)) {
+	for _, preset := range slices.Sorted(maps.Keys(b.gateways)) {
 		g := b.gateways[preset]
 		if err := g.stop(); err != nil {
 			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s): %v", preset, err))
@@ -170,14 +179,6 @@ func (b *bench) stopGateways(r *Report) {
 		}
 		delete(b.gateways, preset)
 	}
-}
-
-func mapsKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	return keys
 }
 
 // createTopic creates a fresh topic for scenario and waits until every
@@ -252,9 +253,17 @@ func (b *bench) verifyTopics() []string {
 	return errs
 }
 
-func (b *bench) close() {
+// close releases the broker clients. The gateways' logs are removed when
+// they are in a temporary directory and the run was clean; otherwise their
+// place is printed.
+func (b *bench) close(clean bool) {
 	b.admin.Close()
 	b.meta.Close()
+	if clean && b.tmpLog {
+		os.RemoveAll(b.logDir)
+	} else {
+		fmt.Fprintf(os.Stderr, "gateway logs: %s\n", b.logDir)
+	}
 }
 
 // drainLogs discards librdkafka logs of the bench's own clients, printing

@@ -56,6 +56,8 @@ func startGateway(ctx context.Context, bin, bootstrap, preset, logDir string) (*
 		"--producer.preset="+preset,
 	)
 	cmd.Stdout = logFile
+	// Should the bench die, the gateway gets SIGTERM instead of living on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		logFile.Close()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -22,6 +23,7 @@ type Config struct {
 	Log      LogConfig          `yaml:"log"`
 	Kafka    kafkaclient.Config `yaml:"kafka"`
 	Producer produce.Config     `yaml:"producer"`
+	Consumer consume.Config     `yaml:"consumer"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
 }
 
@@ -80,6 +82,7 @@ func Default() Config {
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Kafka:    kafkaclient.DefaultConfig(),
 		Producer: prod,
+		Consumer: consume.DefaultConfig(),
 		Embedded: emb,
 	}
 }
@@ -107,7 +110,10 @@ func (c *Config) Validate() error {
 	if err := c.Kafka.Validate("kafka"); err != nil {
 		return err
 	}
-	return c.Producer.Validate(c.Kafka)
+	if err := c.Producer.Validate(c.Kafka); err != nil {
+		return err
+	}
+	return c.Consumer.Validate(c.Kafka)
 }
 
 func (s ServerConfig) validate(maxRecordBytes int) error {

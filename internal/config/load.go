@@ -40,7 +40,7 @@ func Load(path string, environ []string, overrides []Override) (Config, error) {
 		}
 	}
 	for _, k := range Keys() {
-		if k.Map {
+		if k.Map || k.FileOnly {
 			continue
 		}
 		name := EnvName(k.Path)
@@ -85,6 +85,8 @@ type Key struct {
 	Default string
 	// Map is true for string maps, whose entries are set as Path.NAME.
 	Map bool
+	// FileOnly is true for lists of objects, set in the YAML file only.
+	FileOnly bool
 }
 
 // Keys lists every key of Config with its default, in declaration order.
@@ -93,6 +95,7 @@ func Keys() []Key {
 	walk(reflect.ValueOf(Default()), "", func(path string, v reflect.Value) {
 		k := Key{Path: path, Type: typeName(v.Type()), Default: format(v)}
 		k.Map = v.Kind() == reflect.Map
+		k.FileOnly = v.Kind() == reflect.Slice && v.Type().Elem().Kind() != reflect.String
 		keys = append(keys, k)
 	})
 	return keys
@@ -195,6 +198,9 @@ func parseInto(v reflect.Value, s string) error {
 		}
 		v.SetInt(n)
 	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("is a list of objects: set it in the config file")
+		}
 		var items []string
 		if s != "" {
 			items = strings.Split(s, ",")
@@ -217,6 +223,9 @@ func typeName(t reflect.Type) string {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return "int"
 	case reflect.Slice:
+		if t.Elem().Kind() != reflect.String {
+			return "objects"
+		}
 		return "list"
 	case reflect.Map:
 		return "map"
@@ -230,6 +239,9 @@ func format(v reflect.Value) string {
 	}
 	switch v.Kind() {
 	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.String {
+			return fmt.Sprintf("[%d entries]", v.Len())
+		}
 		items := make([]string, v.Len())
 		for i := range items {
 			items[i] = fmt.Sprint(v.Index(i).Interface())

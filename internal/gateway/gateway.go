@@ -20,6 +20,7 @@ import (
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/config"
+	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/grpcapi"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -27,7 +28,10 @@ import (
 
 // services lists the gRPC services whose health is reported, besides the
 // overall "" entry.
-var services = []string{gatewayv1.ProducerService_ServiceDesc.ServiceName}
+var services = []string{
+	gatewayv1.ProducerService_ServiceDesc.ServiceName,
+	gatewayv1.ConsumerService_ServiceDesc.ServiceName,
+}
 
 // Gateway is a configured gateway with its listeners bound. Create it with
 // New, then call Run once.
@@ -37,6 +41,7 @@ type Gateway struct {
 
 	embedded  *embedded.Services // nil unless embedded mode
 	producer  *produce.Producer
+	consumers *consume.Manager
 	server    *grpc.Server
 	health    *health.Server
 	listeners []net.Listener
@@ -74,11 +79,17 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 
+	g.consumers, err = consume.New(g.cfg.Kafka, g.cfg.Consumer, g.producer, g.cfg.Producer.MessageIDHeader, logger.With("component", "consumer"))
+	if err != nil {
+		return nil, err
+	}
+
 	g.server = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
 	)
 	gatewayv1.RegisterProducerServiceServer(g.server,
 		grpcapi.NewProducerServer(g.producer, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
+	gatewayv1.RegisterConsumerServiceServer(g.server, grpcapi.NewConsumerServer(g.consumers, logger.With("component", "grpc")))
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.server, g.health)
 	if cfg.Server.Reflection {
@@ -138,11 +149,15 @@ func (g *Gateway) RedisAddr() string {
 // Run serves until ctx is done or a component fails, then shuts down:
 //
 //  1. health reports NOT_SERVING, and stays so for server.shutdown_grace;
-//  2. the server stops accepting connections and streams stop reading new
-//     batches; in-flight calls finish, for at most server.drain_timeout;
-//  3. the producer flushes (producer.flush_timeout) and fails whatever is
+//  2. consumer groups stop delivering, wait for in-flight acks (at most
+//     consumer.drain_timeout), commit the acked prefix, end their streams
+//     and leave;
+//  3. the server stops accepting connections and produce streams stop
+//     reading new batches; in-flight calls finish, for at most
+//     server.drain_timeout;
+//  4. the producer flushes (producer.flush_timeout) and fails whatever is
 //     still queued, which answers every remaining call;
-//  4. the server stops; the embedded services close.
+//  5. the server stops; the embedded services close.
 //
 // It returns the error that ended serving, if any.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -156,6 +171,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Go(func() {
 		defer close(prodDone)
 		if err := g.producer.Run(prodCtx); err != nil {
+			failed <- err
+		}
+	})
+	consCtx, stopConsumers := context.WithCancel(context.Background())
+	defer stopConsumers()
+	consDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(consDone)
+		if err := g.consumers.Run(consCtx); err != nil {
 			failed <- err
 		}
 	})
@@ -186,7 +210,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if grace := g.cfg.Server.ShutdownGrace; grace > 0 {
 		time.Sleep(grace)
 	}
-	// 2. Drain.
+	// 2. Consumers: stop delivering, take in-flight acks (the server still
+	// accepts Ack calls), commit, end the Subscribe streams, leave the groups.
+	stopConsumers()
+	<-consDone
+	// 3. Drain the remaining calls.
 	close(g.draining)
 	stopped := make(chan struct{})
 	go func() { g.server.GracefulStop(); close(stopped) }()
@@ -195,10 +223,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-time.After(g.cfg.Server.DrainTimeout):
 		g.logger.Warn("calls still in flight after the drain timeout", "timeout", g.cfg.Server.DrainTimeout)
 	}
-	// 3. Flush the producer; its shutdown answers every waiting call.
+	// 4. Flush the producer (after the consumers: dead letters use it); its
+	// shutdown answers every waiting call.
 	stopProducer()
 	<-prodDone
-	// 4. Stop whatever is left.
+	// 5. Stop whatever is left.
 	g.server.Stop()
 	<-stopped
 	wg.Wait()

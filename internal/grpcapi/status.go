@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/invalid"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -34,7 +35,9 @@ func toStatus(logger *slog.Logger, err error) *status.Status {
 		return status.New(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, produce.ErrClosed), errors.Is(err, kafkaclient.ErrShutdown):
+	case errors.Is(err, consume.ErrStaleAck), errors.Is(err, consume.ErrAlreadyAcked), errors.Is(err, consume.ErrConflict):
+		return status.New(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, produce.ErrClosed), errors.Is(err, consume.ErrClosed), errors.Is(err, kafkaclient.ErrShutdown):
 		return status.New(codes.Unavailable, "gateway shutting down: "+err.Error())
 	case errors.Is(err, kafkaclient.ErrUnknownTopic):
 		return status.New(codes.NotFound, err.Error())
@@ -66,3 +69,5 @@ func invalidStatus(inv *invalid.Error) *status.Status {
 	}
 	return st
 }
+
+func invalidField(field, description string) error { return invalid.Field(field, "%s", description) }

@@ -100,6 +100,24 @@ func CheckProperties[V any](path string, props map[string]V) error {
 	return nil
 }
 
+// CheckConsumerProperties is CheckProperties for a consumer configuration
+// (which must hold group.id).
+func CheckConsumerProperties(path string, cm kafka.ConfigMap) error {
+	check := kafka.ConfigMap{}
+	for k, v := range cm {
+		if k != "bootstrap.servers" && !strings.HasPrefix(k, "go.") {
+			check[k] = v
+		}
+	}
+	check["go.logs.channel.enable"] = true
+	check["log_level"] = 0
+	c, err := kafka.NewConsumer(&check)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return c.Close()
+}
+
 // RouteLogs forwards librdkafka log events from ch to logger until ch is
 // closed. The caller owns the goroutine that runs it.
 func RouteLogs(logger *slog.Logger, ch <-chan kafka.LogEvent) {

@@ -1,0 +1,779 @@
+package consume
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkagate/gateway/internal/invalid"
+	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/produce"
+)
+
+// epochs numbers partition assignments. Seeded from the clock so that ack
+// IDs issued before a gateway restart never match an assignment after it.
+var epochs atomic.Uint64
+
+func init() { epochs.Store(uint64(time.Now().UnixNano())) }
+
+// pollBatch bounds the records taken from librdkafka per lock acquisition.
+const pollBatch = 512
+
+type tpKey struct {
+	topic     string
+	partition int32
+}
+
+// group is one consumer group on this gateway: one librdkafka consumer,
+// polled continuously by its own goroutine, shared by every stream attached
+// to the group.
+type group struct {
+	m        *Manager
+	settings Settings
+	logger   *slog.Logger
+	consumer *kafka.Consumer
+	declared bool // from config: never leaves for idleness
+
+	done     chan struct{} // closed when the group has shut down
+	stopOnce sync.Once
+	stop     chan struct{} // closed to begin shutdown
+	wg       sync.WaitGroup
+
+	// closing is set once shutdown has committed; the revoke callback then
+	// skips its own commit (a commit inside the callback during Close can
+	// hang librdkafka).
+	closing atomic.Bool
+
+	// mu guards everything below, and the records and streams reachable
+	// from it. Lock order: Manager.mu before group.mu; never the reverse.
+	mu       sync.Mutex
+	parts    map[tpKey]*partitionLog
+	order    []*partitionLog // parts in a stable order for fair dispatch
+	rr       int             // dispatch starts at order[rr]
+	streams  []*Stream
+	srr      int // next stream to fill
+	timers   timerHeap
+	timer    *time.Timer
+	draining bool      // no new deliveries
+	idleAt   time.Time // when the last stream detached (zero while attached)
+	busy     map[string]struct{}
+	scratch  []*record
+}
+
+func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
+	cm := m.cfg.configMap(m.kafka, s.Group, s.StartPosition)
+	c, err := kafka.NewConsumer(&cm)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer for group %q: %w", s.Group, err)
+	}
+	g := &group{
+		m:        m,
+		settings: s,
+		logger:   m.logger.With("group", s.Group),
+		consumer: c,
+		declared: declared,
+		done:     make(chan struct{}),
+		stop:     make(chan struct{}),
+		parts:    make(map[tpKey]*partitionLog),
+		busy:     make(map[string]struct{}),
+		idleAt:   m.now(),
+	}
+	g.timer = time.AfterFunc(time.Hour, g.onTimer)
+	g.timer.Stop()
+	if err := c.SubscribeTopics(s.Topics, g.onRebalance); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("subscribe group %q: %w", s.Group, err)
+	}
+	g.wg.Go(func() { kafkaclient.RouteLogs(g.logger.With("component", "librdkafka"), c.Logs()) })
+	return g, nil
+}
+
+// run polls until shutdown begins, then drains, commits and closes.
+func (g *group) run() {
+	defer close(g.done)
+	g.logger.Info("consumer group started", "topics", g.settings.Topics, "ordering", g.settings.Ordering.String())
+	var batch []*kafka.Message
+	for {
+		select {
+		case <-g.stop:
+			g.shutdown()
+			return
+		default:
+		}
+		batch = batch[:0]
+		ev := g.consumer.Poll(100)
+		for ev != nil {
+			switch e := ev.(type) {
+			case *kafka.Message:
+				batch = append(batch, e)
+			case kafka.Error:
+				g.onError(e)
+			}
+			if len(batch) >= pollBatch {
+				break
+			}
+			ev = g.consumer.Poll(0)
+		}
+		g.add(batch)
+		g.balanceFlow()
+	}
+}
+
+func (g *group) onError(e kafka.Error) {
+	switch {
+	case e.IsFatal():
+		g.logger.Error("consumer fatal error; the group stops", "err", e)
+		g.beginShutdown()
+	case e.Code() == kafka.ErrAllBrokersDown || e.Code() == kafka.ErrTransport:
+		g.logger.Warn("consumer lost its brokers", "err", e)
+	default:
+		g.logger.Warn("consumer error", "err", e)
+	}
+}
+
+// add takes fetched records into their partition logs and dispatches.
+func (g *group) add(msgs []*kafka.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	header := g.m.messageIDHeader
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	added := 0
+	for _, msg := range msgs {
+		tp := msg.TopicPartition
+		l := g.parts[tpKey{*tp.Topic, tp.Partition}]
+		if l == nil || msg.TopicPartition.Error != nil {
+			continue // revoked meanwhile: the new owner fetches it
+		}
+		r := &record{
+			offset:    int64(tp.Offset),
+			key:       msg.Key,
+			value:     msg.Value,
+			timestamp: msg.Timestamp,
+			size:      len(msg.Key) + len(msg.Value),
+		}
+		for _, h := range msg.Headers {
+			r.headers = append(r.headers, Header{Key: h.Key, Value: h.Value})
+			r.size += len(h.Key) + len(h.Value)
+			if h.Key == header && r.messageID == "" {
+				r.messageID = string(h.Value)
+			}
+		}
+		if r.messageID == "" {
+			r.messageID = messageIDFallback(l.topic, l.partition, r.offset)
+		}
+		if l.append(r) {
+			g.m.buffered.Add(int64(r.size))
+			added++
+		}
+	}
+	if added > 0 {
+		g.dispatchLocked()
+	}
+}
+
+// balanceFlow pauses partitions holding too many unfinished records (or
+// when the gateway's buffer is over its bound) and resumes them once they
+// have drained to half. Polling never stops, so a slow app never makes the
+// consumer miss max.poll.interval.ms.
+func (g *group) balanceFlow() {
+	maxRecs := g.m.cfg.MaxBufferedRecords
+	overBytes := g.m.buffered.Load() > int64(g.m.cfg.MaxBufferedBytes)
+	var pause, resume []kafka.TopicPartition
+	g.mu.Lock()
+	for _, l := range g.order {
+		n := l.pendingCount()
+		switch {
+		case !l.paused && (n >= maxRecs || overBytes && n > 0):
+			l.paused = true
+			pause = append(pause, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition})
+		case l.paused && n <= maxRecs/2 && !overBytes:
+			l.paused = false
+			resume = append(resume, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition})
+		}
+	}
+	g.mu.Unlock()
+	if len(pause) > 0 {
+		if err := g.consumer.Pause(pause); err != nil {
+			g.logger.Warn("pause partitions", "err", err)
+		}
+	}
+	if len(resume) > 0 {
+		if err := g.consumer.Resume(resume); err != nil {
+			g.logger.Warn("resume partitions", "err", err)
+		}
+	}
+}
+
+// onRebalance runs inside Poll, on the poll goroutine.
+func (g *group) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		g.assign(e.Partitions)
+		if err := c.IncrementalAssign(e.Partitions); err != nil {
+			g.logger.Error("incremental assign", "err", err)
+		}
+	case kafka.RevokedPartitions:
+		g.revoke(e.Partitions, c.AssignmentLost())
+		if err := c.IncrementalUnassign(e.Partitions); err != nil {
+			g.logger.Error("incremental unassign", "err", err)
+		}
+	}
+	return nil
+}
+
+func (g *group) assign(tps []kafka.TopicPartition) {
+	var frame Assignment
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, tp := range tps {
+		k := tpKey{*tp.Topic, tp.Partition}
+		if _, ok := g.parts[k]; ok {
+			continue
+		}
+		l := newPartitionLog(k.topic, k.partition, epochs.Add(1))
+		g.parts[k] = l
+		g.order = append(g.order, l)
+		frame.Assigned = append(frame.Assigned, TopicPartition{Topic: k.topic, Partition: k.partition})
+	}
+	g.logger.Info("partitions assigned", "partitions", frame.Assigned)
+	g.m.metricsRebalance()
+	for _, s := range g.streams {
+		s.pushAssignment(frame)
+	}
+}
+
+// revoke stops delivering the partitions, tells the streams, waits a
+// bounded grace for in-flight acks, commits the acked prefix (unless the
+// assignment was lost, when another member may already own them), and
+// forgets the partitions: later acks of their records fail as stale.
+func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
+	var frame Assignment
+	g.mu.Lock()
+	var logs []*partitionLog
+	for _, tp := range tps {
+		if l := g.parts[tpKey{*tp.Topic, tp.Partition}]; l != nil {
+			l.revoking = true
+			logs = append(logs, l)
+			frame.Revoked = append(frame.Revoked, TopicPartition{Topic: l.topic, Partition: l.partition})
+		}
+	}
+	for _, s := range g.streams {
+		s.dropUnsent(logs)
+		s.pushAssignment(frame)
+	}
+	g.mu.Unlock()
+
+	if !lost {
+		g.waitInflight(logs, g.m.cfg.RevokeGrace)
+	}
+
+	g.mu.Lock()
+	var commit []kafka.TopicPartition
+	for _, l := range logs {
+		if off := l.committable(); off >= 0 && off != l.stored {
+			commit = append(commit, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition, Offset: kafka.Offset(off)})
+		}
+		g.forgetLocked(l)
+	}
+	g.mu.Unlock()
+
+	switch {
+	case lost:
+		g.logger.Warn("partitions lost (not committed; their new owner redelivers unacked records)", "partitions", frame.Revoked)
+	case len(commit) > 0 && !g.closing.Load():
+		if _, err := g.consumer.CommitOffsets(commit); err != nil && !isNoOffset(err) {
+			g.logger.Warn("commit on revoke", "err", err)
+		}
+	}
+	g.logger.Info("partitions revoked", "partitions", frame.Revoked, "lost", lost)
+	g.m.metricsRebalance()
+}
+
+// forgetLocked drops a partition's state; its unfinished records are
+// redelivered by whoever owns the partition next.
+func (g *group) forgetLocked(l *partitionLog) {
+	for _, r := range l.recs {
+		if r.state == stateInflight && r.stream != nil {
+			r.stream.inflight--
+		}
+		if r.state != stateDone {
+			g.m.buffered.Add(-int64(r.size))
+		}
+		r.state = stateDone
+		r.stream = nil
+		r.timerGen++
+	}
+	l.recs = nil
+	delete(g.parts, tpKey{l.topic, l.partition})
+	for i, o := range g.order {
+		if o == l {
+			g.order = append(g.order[:i], g.order[i+1:]...)
+			break
+		}
+	}
+	g.dispatchLocked()
+}
+
+// waitInflight waits until none of logs has a record in flight, or grace
+// passes. Acks arrive on other goroutines meanwhile.
+func (g *group) waitInflight(logs []*partitionLog, grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for {
+		g.mu.Lock()
+		n := 0
+		for _, l := range logs {
+			n += l.inflight
+		}
+		g.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			if n > 0 {
+				g.logger.Warn("unacknowledged records left behind; they will be redelivered", "records", n)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// storeLocked hands advanced commit points to librdkafka, which commits
+// them every commit_interval.
+func (g *group) storeLocked(logs []*partitionLog) {
+	var tps []kafka.TopicPartition
+	for _, l := range logs {
+		if off := l.committable(); off > l.stored && !l.revoking {
+			l.stored = off
+			tps = append(tps, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition, Offset: kafka.Offset(off)})
+		}
+	}
+	if len(tps) == 0 {
+		return
+	}
+	if _, err := g.consumer.StoreOffsets(tps); err != nil {
+		g.logger.Debug("store offsets", "err", err) // a partition revoked meanwhile
+	}
+}
+
+// dispatchLocked hands deliverable records to streams with room.
+func (g *group) dispatchLocked() {
+	if g.draining || len(g.streams) == 0 || len(g.order) == 0 {
+		return
+	}
+	credit := 0
+	for _, s := range g.streams {
+		credit += s.credit()
+	}
+	if credit == 0 {
+		return
+	}
+	now := g.m.now()
+	n := len(g.order)
+	start := g.rr % n
+	g.rr++
+	for i := 0; i < n && credit > 0; i++ {
+		l := g.order[(start+i)%n]
+		g.scratch = l.deliverable(g.settings.Ordering, credit, g.busy, g.scratch[:0])
+		for _, r := range g.scratch {
+			s := g.nextStream()
+			g.deliverLocked(s, l, r, now)
+			credit--
+		}
+	}
+	clear(g.scratch)
+	for _, s := range g.streams {
+		s.flush()
+	}
+}
+
+// nextStream returns a stream with room, round robin. The caller knows one
+// exists.
+func (g *group) nextStream() *Stream {
+	for {
+		s := g.streams[g.srr%len(g.streams)]
+		g.srr++
+		if s.credit() > 0 {
+			return s
+		}
+	}
+}
+
+func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Time) {
+	r.state = stateInflight
+	r.attempt++
+	r.stream = s
+	r.deadline = now.Add(g.settings.AckTimeout)
+	r.timerGen++
+	l.inflight++
+	g.scheduleLocked(r, l)
+	s.add(Delivery{
+		AckID:     AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch}.String(),
+		Topic:     l.topic,
+		Partition: l.partition,
+		Offset:    r.offset,
+		Key:       r.key,
+		Value:     r.value,
+		Headers:   r.headers,
+		Timestamp: r.timestamp,
+		MessageID: r.messageID,
+		Attempt:   r.attempt,
+	})
+}
+
+// resolve checks ack IDs against the group and returns their records. It
+// fails, applying nothing, on an ID never issued (INVALID_ARGUMENT) or one
+// whose partition is no longer owned under the same assignment
+// (ErrStaleAck). A nil record means "already done".
+func (g *group) resolveLocked(ids []AckID) ([]*record, []*partitionLog, error) {
+	recs := make([]*record, len(ids))
+	logs := make([]*partitionLog, len(ids))
+	for i, id := range ids {
+		l := g.parts[tpKey{id.Topic, id.Partition}]
+		if l == nil || l.epoch != id.Epoch || l.revoking {
+			return nil, nil, fmt.Errorf("ack_ids[%d] %q: %w", i, id.String(), ErrStaleAck)
+		}
+		r, done, known := l.lookup(id.Offset)
+		if !known || r != nil && !done && r.attempt == 0 {
+			return nil, nil, invalid.Field(fmt.Sprintf("ack_ids[%d]", i), "%q was never delivered by this gateway", id.String())
+		}
+		recs[i], logs[i] = r, l
+	}
+	return recs, logs, nil
+}
+
+// ack marks records done and advances the commit points.
+func (g *group) ack(ids []AckID) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	recs, logs, err := g.resolveLocked(ids)
+	if err != nil {
+		return err
+	}
+	for i, r := range recs {
+		if r == nil || r.state == stateDone || r.state == stateDeadLetter {
+			continue
+		}
+		g.finishLocked(logs[i], r)
+	}
+	g.storeLocked(logs)
+	g.m.metricsAcked(len(ids))
+	g.dispatchLocked()
+	return nil
+}
+
+// Nack options.
+type NackOptions struct {
+	RetryAfter time.Duration
+	DeadLetter bool
+	Reason     string
+}
+
+func (g *group) nack(ids []AckID, opts NackOptions) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	recs, logs, err := g.resolveLocked(ids)
+	if err != nil {
+		return err
+	}
+	for i, r := range recs {
+		if r == nil || r.state == stateDone {
+			return fmt.Errorf("ack_ids[%d] %q: %w", i, ids[i].String(), ErrAlreadyAcked)
+		}
+	}
+	now := g.m.now()
+	for i, r := range recs {
+		l := logs[i]
+		switch {
+		case r.state == stateDeadLetter || r.state == stateBackoff:
+			// Already on its way: a repeated Nack changes nothing.
+		case opts.DeadLetter || int(r.attempt) >= g.settings.MaxAttempts:
+			reason := opts.Reason
+			if reason == "" {
+				reason = fmt.Sprintf("nacked on attempt %d", r.attempt)
+			}
+			g.deadLetterLocked(l, r, reason)
+		case opts.RetryAfter > 0:
+			g.releaseLocked(l, r)
+			r.state = stateBackoff
+			r.deadline = now.Add(opts.RetryAfter)
+			g.scheduleLocked(r, l)
+		default:
+			g.releaseLocked(l, r)
+			l.markReady(r)
+		}
+	}
+	g.m.metricsNacked(len(ids))
+	g.dispatchLocked()
+	return nil
+}
+
+// releaseLocked takes r off its stream (if in flight).
+func (g *group) releaseLocked(l *partitionLog, r *record) {
+	if r.state == stateInflight {
+		l.inflight--
+		if r.stream != nil {
+			r.stream.inflight--
+		}
+	}
+	r.stream = nil
+	r.timerGen++
+}
+
+func (g *group) finishLocked(l *partitionLog, r *record) {
+	g.releaseLocked(l, r)
+	g.m.buffered.Add(-int64(r.size))
+	l.finish(r)
+}
+
+// deadLetterLocked writes r to the dead-letter topic in the background; r
+// counts as done only once the write is acknowledged by the broker.
+func (g *group) deadLetterLocked(l *partitionLog, r *record, reason string) {
+	g.releaseLocked(l, r)
+	r.state = stateDeadLetter
+	rec := produce.Record{
+		Key:            r.key,
+		Value:          r.value,
+		Partition:      produce.AnyPartition,
+		Timestamp:      r.timestamp,
+		IdempotencyKey: r.messageID,
+	}
+	for _, h := range r.headers {
+		if h.Key != g.m.messageIDHeader {
+			rec.Headers = append(rec.Headers, produce.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	rec.Headers = append(rec.Headers,
+		produce.Header{Key: HeaderDLQTopic, Value: []byte(l.topic)},
+		produce.Header{Key: HeaderDLQPartition, Value: strconv.AppendInt(nil, int64(l.partition), 10)},
+		produce.Header{Key: HeaderDLQOffset, Value: strconv.AppendInt(nil, r.offset, 10)},
+		produce.Header{Key: HeaderDLQAttempts, Value: strconv.AppendInt(nil, int64(r.attempt), 10)},
+		produce.Header{Key: HeaderDLQReason, Value: []byte(truncate(reason, 1024))},
+		produce.Header{Key: HeaderDLQGroup, Value: []byte(g.settings.Group)},
+	)
+	topic := l.topic + g.m.cfg.DeadLetterSuffix
+	epoch := l.epoch
+	g.wg.Go(func() {
+		if err := g.m.writeDeadLetter(g.stop, topic, rec); err != nil {
+			g.logger.Warn("dead-letter write abandoned; the record stays unfinished and will be redelivered", "topic", topic, "err", err)
+			return
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if cur := g.parts[tpKey{l.topic, l.partition}]; cur == l && l.epoch == epoch && r.state == stateDeadLetter {
+			g.finishLocked(l, r)
+			g.storeLocked([]*partitionLog{l})
+			g.m.metricsDeadLettered()
+			g.dispatchLocked()
+		}
+	})
+}
+
+// Dead-letter headers, added to each dead-lettered record.
+const (
+	HeaderDLQTopic     = "dlq-source-topic"
+	HeaderDLQPartition = "dlq-source-partition"
+	HeaderDLQOffset    = "dlq-source-offset"
+	HeaderDLQAttempts  = "dlq-attempts"
+	HeaderDLQReason    = "dlq-reason"
+	HeaderDLQGroup     = "dlq-group"
+)
+
+// scheduleLocked arms a timer for r's deadline.
+func (g *group) scheduleLocked(r *record, l *partitionLog) {
+	heap.Push(&g.timers, timerEntry{at: r.deadline, r: r, l: l, gen: r.timerGen})
+	if g.timers[0].r == r {
+		g.timer.Reset(max(0, r.deadline.Sub(g.m.now())))
+	}
+}
+
+// onTimer handles ack timeouts and retry delays that are due.
+func (g *group) onTimer() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.m.now()
+	for len(g.timers) > 0 && !g.timers[0].at.After(now) {
+		e := heap.Pop(&g.timers).(timerEntry)
+		r, l := e.r, e.l
+		if e.gen != r.timerGen || g.parts[tpKey{l.topic, l.partition}] != l {
+			continue // stale: the record moved on
+		}
+		switch r.state {
+		case stateInflight:
+			g.m.metricsTimedOut()
+			if int(r.attempt) >= g.settings.MaxAttempts {
+				g.deadLetterLocked(l, r, fmt.Sprintf("not acknowledged within %v, %d times", g.settings.AckTimeout, r.attempt))
+				continue
+			}
+			g.releaseLocked(l, r)
+			l.markReady(r)
+		case stateBackoff:
+			l.markReady(r)
+		}
+	}
+	if len(g.timers) > 0 {
+		g.timer.Reset(max(0, g.timers[0].at.Sub(now)))
+	}
+	g.dispatchLocked()
+}
+
+// attach adds a stream and sends it the current assignment.
+func (g *group) attach(s *Stream) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var frame Assignment
+	for _, l := range g.order {
+		if !l.revoking {
+			frame.Assigned = append(frame.Assigned, TopicPartition{Topic: l.topic, Partition: l.partition})
+		}
+	}
+	g.streams = append(g.streams, s)
+	g.idleAt = time.Time{}
+	s.pushAssignment(frame)
+	g.dispatchLocked()
+}
+
+// detach removes a stream; its in-flight records go to the other streams
+// (or wait for the next one) at once. The attempt they used is not held
+// against them: the app did not fail them, it went away.
+func (g *group) detach(s *Stream) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, o := range g.streams {
+		if o == s {
+			g.streams = append(g.streams[:i], g.streams[i+1:]...)
+			break
+		}
+	}
+	for _, l := range g.order {
+		if l.inflight == 0 {
+			continue
+		}
+		for _, r := range l.recs {
+			if r.state == stateInflight && r.stream == s {
+				g.releaseLocked(l, r)
+				r.attempt-- // redelivery reports the same attempt number again
+				l.markReady(r)
+			}
+		}
+	}
+	s.inflight = 0
+	if len(g.streams) == 0 {
+		g.idleAt = g.m.now()
+	}
+	g.dispatchLocked()
+}
+
+// idleSince reports since when no stream is attached (zero when one is).
+func (g *group) idleSince() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.idleAt
+}
+
+func (g *group) beginShutdown() { g.stopOnce.Do(func() { close(g.stop) }) }
+
+// shutdown runs on the poll goroutine: stop delivering, let in-flight acks
+// arrive (bounded), commit the acked prefix synchronously, end the streams,
+// then leave the group and close the consumer. The commit happens here,
+// before Close, and the revoke callback skips its own (see closing).
+func (g *group) shutdown() {
+	g.mu.Lock()
+	g.draining = true
+	logs := append([]*partitionLog(nil), g.order...)
+	g.mu.Unlock()
+
+	g.waitInflight(logs, g.m.cfg.DrainTimeout)
+
+	g.mu.Lock()
+	var commit []kafka.TopicPartition
+	for _, l := range logs {
+		if off := l.committable(); off >= 0 {
+			commit = append(commit, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition, Offset: kafka.Offset(off)})
+		}
+	}
+	for _, s := range g.streams {
+		s.end()
+	}
+	g.timer.Stop()
+	g.mu.Unlock()
+	if len(commit) > 0 {
+		if _, err := g.consumer.CommitOffsets(commit); err != nil && !isNoOffset(err) {
+			g.logger.Warn("final commit", "err", err)
+		}
+	}
+	g.closing.Store(true)
+
+	// Leave: unsubscribe and poll until the assignment is gone, then close.
+	if err := g.consumer.Unsubscribe(); err != nil {
+		g.logger.Warn("unsubscribe", "err", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if a, err := g.consumer.Assignment(); err != nil || len(a) == 0 {
+			break
+		}
+		g.consumer.Poll(50)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- g.consumer.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			g.logger.Warn("close consumer", "err", err)
+		}
+	case <-time.After(10 * time.Second):
+		g.logger.Error("consumer close did not finish in 10s; abandoning it")
+	}
+	g.wg.Wait()
+	g.logger.Info("consumer group left", "committed", len(commit))
+}
+
+func isNoOffset(err error) bool {
+	var kerr kafka.Error
+	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrNoOffset
+}
+
+// timerEntry is a deadline of one record.
+type timerEntry struct {
+	at  time.Time
+	r   *record
+	l   *partitionLog
+	gen uint64
+}
+
+type timerHeap []timerEntry
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = timerEntry{}
+	*h = old[:len(old)-1]
+	return e
+}
+
+// errors of the group, mapped to gRPC codes by the adapter.
+var (
+	// ErrStaleAck means the record's partition is no longer owned by this
+	// gateway under the assignment it was delivered in.
+	ErrStaleAck = errors.New("partition no longer owned by this gateway; the record will be redelivered by its new owner")
+	// ErrAlreadyAcked means a Nack named a record that is already done.
+	ErrAlreadyAcked = errors.New("record already acknowledged")
+	// ErrClosed means the group or the gateway is shutting down.
+	ErrClosed = errors.New("consumer shutting down")
+	// ErrConflict means a Subscribe asked for settings other than those
+	// the group runs with on this gateway.
+	ErrConflict = errors.New("group runs with other settings on this gateway")
+	// ErrUnknownTopic means a subscribed topic does not exist.
+	ErrUnknownTopic = kafkaclient.ErrUnknownTopic
+)

@@ -1,0 +1,352 @@
+// Package consume runs the gateway's consumer groups: long-lived librdkafka
+// consumers that push records to app streams, take explicit acks, commit
+// only the contiguous acked prefix of each partition, redeliver what is not
+// acked in time, and dead-letter what keeps failing. It knows nothing of
+// gRPC.
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkagate/gateway/internal/invalid"
+	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/produce"
+)
+
+// Producer writes dead-lettered records.
+type Producer interface {
+	Produce(ctx context.Context, topic string, records []produce.Record) ([]produce.Result, error)
+}
+
+// SubscribeRequest asks to attach a stream to a group. Zero values take the
+// configured defaults.
+type SubscribeRequest struct {
+	Group         string
+	Topics        []string
+	Ordering      Ordering
+	MaxInFlight   int
+	AckTimeout    time.Duration
+	StartPosition StartPosition
+	MaxAttempts   int
+}
+
+// Stats are counters of the consumer side, for tests and metrics.
+type Stats struct {
+	Rebalances   int64
+	Acked        int64
+	Nacked       int64
+	TimedOut     int64
+	DeadLettered int64
+}
+
+// Manager owns every consumer group of this gateway.
+type Manager struct {
+	cfg             Config
+	kafka           kafkaclient.Config
+	logger          *slog.Logger
+	producer        Producer
+	messageIDHeader string
+	admin           *kafka.AdminClient
+	now             func() time.Time
+
+	buffered atomic.Int64 // bytes of fetched, unfinished records, all groups
+	stats    struct{ rebalances, acked, nacked, timedOut, deadLettered atomic.Int64 }
+
+	mu     sync.Mutex
+	groups map[string]*group
+	closed bool
+	wg     sync.WaitGroup // group goroutines
+}
+
+// New creates the manager. messageIDHeader names the header holding a
+// record's message ID; producer writes dead letters.
+func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader string, logger *slog.Logger) (*Manager, error) {
+	cm := kc.ConfigMap(nil, nil)
+	cm["log_level"] = 3
+	admin, err := kafka.NewAdminClient(&cm)
+	if err != nil {
+		return nil, fmt.Errorf("create admin client: %w", err)
+	}
+	return &Manager{
+		cfg:             cfg,
+		kafka:           kc,
+		logger:          logger,
+		producer:        producer,
+		messageIDHeader: messageIDHeader,
+		admin:           admin,
+		now:             time.Now,
+		groups:          make(map[string]*group),
+	}, nil
+}
+
+// Run starts the subscriptions declared in config and serves until ctx is
+// done; then every group drains (in-flight acks, bounded by drain_timeout),
+// commits, ends its streams, and leaves. Groups started by Subscribe that
+// stay without a stream for idle_timeout leave meanwhile.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.admin.Close()
+	for i, sc := range m.cfg.Subscriptions {
+		s, err := m.cfg.settings(fmt.Sprintf("consumer.subscriptions[%d]", i), sc.Group, sc.Topics, sc.Ordering, sc.StartPosition, sc.AckTimeout, sc.MaxAttempts)
+		if err == nil {
+			_, err = m.group(s, true)
+		}
+		if err != nil {
+			m.shutdownAll()
+			return err
+		}
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.shutdownAll()
+			return nil
+		case <-tick.C:
+			m.reapIdle()
+		}
+	}
+}
+
+func (m *Manager) shutdownAll() {
+	m.mu.Lock()
+	m.closed = true
+	for _, g := range m.groups {
+		g.beginShutdown()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+func (m *Manager) reapIdle() {
+	if m.cfg.IdleTimeout <= 0 {
+		return
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, g := range m.groups {
+		if idle := g.idleSince(); !g.declared && !idle.IsZero() && now.Sub(idle) >= m.cfg.IdleTimeout {
+			g.logger.Info("no stream attached for the idle timeout; leaving the group", "idle_timeout", m.cfg.IdleTimeout)
+			delete(m.groups, name)
+			g.beginShutdown()
+		}
+	}
+}
+
+// group returns the running group for s, starting it if needed. It fails
+// with ErrConflict when the group runs with other settings.
+func (m *Manager) group(s Settings, declared bool) (*group, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if g, ok := m.groups[s.Group]; ok {
+		if diff, same := g.settings.sameAs(s); !same {
+			return nil, fmt.Errorf("group %q runs with %s: %w", s.Group, diff, ErrConflict)
+		}
+		return g, nil
+	}
+	g, err := newGroup(m, s, declared)
+	if err != nil {
+		return nil, err
+	}
+	m.groups[s.Group] = g
+	m.wg.Go(func() {
+		g.run()
+		m.mu.Lock()
+		if m.groups[s.Group] == g {
+			delete(m.groups, s.Group)
+		}
+		m.mu.Unlock()
+	})
+	return g, nil
+}
+
+// Subscribe attaches a new stream to a group, starting the group's consumer
+// if this gateway does not run it yet. Close the stream when done.
+func (m *Manager) Subscribe(ctx context.Context, req SubscribeRequest) (*Stream, error) {
+	if req.MaxInFlight < 0 {
+		return nil, invalid.Field("max_in_flight", "must not be negative")
+	}
+	if req.MaxInFlight == 0 {
+		req.MaxInFlight = m.cfg.MaxInFlight
+	}
+	var ordering, start string
+	if req.Ordering != 0 {
+		ordering = req.Ordering.String()
+	}
+	if req.StartPosition != 0 {
+		start = req.StartPosition.String()
+	}
+	s, err := m.cfg.settings("", req.Group, req.Topics, ordering, start, req.AckTimeout, req.MaxAttempts)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkTopics(ctx, s.Topics); err != nil {
+		return nil, err
+	}
+	g, err := m.group(s, false)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stream{g: g, maxInFlight: req.MaxInFlight, notify: make(chan struct{}, 1)}
+	g.attach(st)
+	return st, nil
+}
+
+// checkTopics fails with ErrUnknownTopic naming the first missing topic.
+func (m *Manager) checkTopics(ctx context.Context, topics []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := m.admin.DescribeTopics(ctx, kafka.NewTopicCollectionOfTopicNames(topics))
+	if err != nil {
+		return fmt.Errorf("describe topics: %w", kafkaclient.Classify(err))
+	}
+	for i, d := range res.TopicDescriptions {
+		if code := d.Error.Code(); code != kafka.ErrNoError {
+			return fmt.Errorf("topics[%d] %q: %w", i, d.Name, kafkaclient.Classify(d.Error))
+		}
+	}
+	return nil
+}
+
+// lookup returns the group named name, or an INVALID_ARGUMENT error.
+func (m *Manager) lookup(name string) (*group, error) {
+	if name == "" {
+		return nil, invalid.Field("group", "must not be empty")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.groups[name]
+	if !ok {
+		if m.closed {
+			return nil, ErrClosed
+		}
+		return nil, invalid.Field("group", "%q has no subscription on this gateway", name)
+	}
+	return g, nil
+}
+
+func parseAckIDs(ids []string) ([]AckID, error) {
+	if len(ids) == 0 {
+		return nil, invalid.Field("ack_ids", "must not be empty")
+	}
+	out := make([]AckID, len(ids))
+	for i, s := range ids {
+		id, err := ParseAckID(fmt.Sprintf("ack_ids[%d]", i), s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = id
+	}
+	return out, nil
+}
+
+// Ack acknowledges records of a group. It applies all IDs or none.
+func (m *Manager) Ack(group string, ackIDs []string) error {
+	g, err := m.lookup(group)
+	if err != nil {
+		return err
+	}
+	ids, err := parseAckIDs(ackIDs)
+	if err != nil {
+		return err
+	}
+	return g.ack(ids)
+}
+
+// Nack rejects records of a group. It applies all IDs or none.
+func (m *Manager) Nack(group string, ackIDs []string, opts NackOptions) error {
+	g, err := m.lookup(group)
+	if err != nil {
+		return err
+	}
+	ids, err := parseAckIDs(ackIDs)
+	if err != nil {
+		return err
+	}
+	if opts.RetryAfter < 0 {
+		return invalid.Field("retry_after", "must not be negative")
+	}
+	if len(opts.Reason) > 1024 {
+		return invalid.Field("reason", "is %d bytes long; at most 1024 are allowed", len(opts.Reason))
+	}
+	return g.nack(ids, opts)
+}
+
+// Stats returns the counters.
+func (m *Manager) Stats() Stats {
+	return Stats{
+		Rebalances:   m.stats.rebalances.Load(),
+		Acked:        m.stats.acked.Load(),
+		Nacked:       m.stats.nacked.Load(),
+		TimedOut:     m.stats.timedOut.Load(),
+		DeadLettered: m.stats.deadLettered.Load(),
+	}
+}
+
+func (m *Manager) metricsRebalance()   { m.stats.rebalances.Add(1) }
+func (m *Manager) metricsAcked(n int)  { m.stats.acked.Add(int64(n)) }
+func (m *Manager) metricsNacked(n int) { m.stats.nacked.Add(int64(n)) }
+func (m *Manager) metricsTimedOut()    { m.stats.timedOut.Add(1) }
+func (m *Manager) metricsDeadLettered() {
+	m.stats.deadLettered.Add(1)
+}
+
+// writeDeadLetter writes rec to topic, retrying with backoff until the
+// broker acknowledges it or stop closes. A missing dead-letter topic is
+// created first when dead_letter_auto_create is on.
+func (m *Manager) writeDeadLetter(stop <-chan struct{}, topic string, rec produce.Record) error {
+	backoff := 200 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		results, err := m.producer.Produce(ctx, topic, []produce.Record{rec})
+		cancel()
+		if err == nil {
+			err = results[0].Err
+		}
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, produce.ErrUnknownTopic) && m.cfg.DeadLetterAutoCreate {
+			if cerr := m.createTopic(topic); cerr != nil {
+				err = cerr
+			} else {
+				continue
+			}
+		}
+		m.logger.Warn("dead-letter write failed; retrying", "topic", topic, "err", err, "in", backoff)
+		select {
+		case <-stop:
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (m *Manager) createTopic(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := m.admin.CreateTopics(ctx, []kafka.TopicSpecification{{Topic: topic, NumPartitions: 1, ReplicationFactor: -1}})
+	if err != nil {
+		return fmt.Errorf("create dead-letter topic %q: %w", topic, err)
+	}
+	if code := res[0].Error.Code(); code != kafka.ErrNoError && code != kafka.ErrTopicAlreadyExists {
+		return fmt.Errorf("create dead-letter topic %q: %w", topic, res[0].Error)
+	}
+	m.logger.Info("created dead-letter topic", "topic", topic)
+	// The producer remembers "unknown" for a second; give metadata time.
+	time.Sleep(time.Second)
+	return nil
+}

@@ -1,0 +1,190 @@
+package consume
+
+import (
+	"sort"
+	"time"
+)
+
+// recState is where a fetched record stands.
+type recState uint8
+
+const (
+	stateReady      recState = iota // waiting to be delivered (first time or again)
+	stateInflight                   // delivered, waiting for Ack or Nack
+	stateBackoff                    // nacked with retry_after; ready again at deadline
+	stateDeadLetter                 // being written to the dead-letter topic
+	stateDone                       // acknowledged, dead-lettered or dropped: counts for the commit rule
+)
+
+// record is one fetched record and its delivery state. Guarded by the
+// group's mutex.
+type record struct {
+	offset    int64
+	seq       uint64 // position in the partition log, for index arithmetic
+	key       []byte
+	value     []byte
+	headers   []Header
+	timestamp time.Time
+	messageID string
+	size      int
+
+	state    recState
+	attempt  int32     // deliveries so far
+	stream   *Stream   // holder while stateInflight
+	deadline time.Time // ack deadline (inflight) or retry time (backoff)
+	timerGen uint64    // bumps on every state change; stale timer entries are ignored
+}
+
+// partitionLog holds the records of one owned partition that are fetched
+// but not yet done, in offset order, and applies the commit rule: the
+// committable offset is the offset of the first record that is not done, or
+// the offset after the last fetched record when all are done. Records
+// become done in any order; the committable offset moves only over the
+// contiguous done prefix, so it never passes a record that is not done.
+type partitionLog struct {
+	topic     string
+	partition int32
+	epoch     uint64
+
+	recs    []*record // pending records, offset order; recs[0] is the oldest not yet popped
+	nextSeq uint64
+	scan    int   // index from which ready records may exist (below it none are ready)
+	next    int64 // offset after the last appended record; -1 until the first record
+	stored  int64 // last committable offset handed to the commit machinery; -1 none
+
+	inflight int // records in stateInflight
+	bytes    int // sizes of pending records not yet done
+	revoking bool
+	paused   bool
+}
+
+func newPartitionLog(topic string, partition int32, epoch uint64) *partitionLog {
+	return &partitionLog{topic: topic, partition: partition, epoch: epoch, next: -1, stored: -1}
+}
+
+// append adds a fetched record. Offsets must increase; a record at or below
+// the last one (a re-fetch after a seek) is ignored and reported false.
+func (l *partitionLog) append(r *record) bool {
+	if l.next >= 0 && r.offset < l.next {
+		return false
+	}
+	r.seq = l.nextSeq
+	l.nextSeq++
+	l.recs = append(l.recs, r)
+	l.next = r.offset + 1
+	l.bytes += r.size
+	return true
+}
+
+// index returns r's index in recs.
+func (l *partitionLog) index(r *record) int { return int(r.seq - l.recs[0].seq) }
+
+// lookup finds the record at offset. It reports done=true for an offset
+// already behind the commit point (or skipped inside the fetched range), so
+// acks are idempotent; known=false for an offset never fetched here.
+func (l *partitionLog) lookup(offset int64) (r *record, done, known bool) {
+	if l.next < 0 || offset >= l.next {
+		return nil, false, false
+	}
+	i := sort.Search(len(l.recs), func(i int) bool { return l.recs[i].offset >= offset })
+	if i < len(l.recs) && l.recs[i].offset == offset {
+		return l.recs[i], l.recs[i].state == stateDone, true
+	}
+	if len(l.recs) == 0 || offset < l.recs[0].offset {
+		return nil, true, true // before the oldest pending record: done long ago
+	}
+	return nil, false, false // a gap (compaction, transaction marker): never delivered
+}
+
+// markReady makes r deliverable again.
+func (l *partitionLog) markReady(r *record) {
+	r.state = stateReady
+	r.stream = nil
+	r.timerGen++
+	if i := l.index(r); i < l.scan {
+		l.scan = i
+	}
+}
+
+// finish marks r done, releases its payload, and pops the done prefix.
+func (l *partitionLog) finish(r *record) {
+	if r.state == stateDone {
+		return
+	}
+	r.state = stateDone
+	r.stream = nil
+	r.timerGen++
+	r.key, r.value, r.headers = nil, nil, nil
+	l.bytes -= r.size
+	n := 0
+	for n < len(l.recs) && l.recs[n].state == stateDone {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	clear(l.recs[:n])
+	l.recs = l.recs[n:]
+	l.scan = max(0, l.scan-n)
+	if len(l.recs) == 0 && cap(l.recs) > 1024 {
+		l.recs = nil // let a burst's backing array go
+	}
+}
+
+// committable returns the offset to commit, or -1 when nothing was fetched.
+func (l *partitionLog) committable() int64 {
+	if len(l.recs) > 0 {
+		return l.recs[0].offset
+	}
+	return l.next
+}
+
+// pendingCount is the number of records fetched and not done.
+func (l *partitionLog) pendingCount() int { return len(l.recs) }
+
+// deliverable appends to out up to limit records that may be delivered now
+// under ordering, in offset order. busy is scratch space for KEY ordering.
+func (l *partitionLog) deliverable(ordering Ordering, limit int, busy map[string]struct{}, out []*record) []*record {
+	if limit <= 0 || l.revoking {
+		return out
+	}
+	switch ordering {
+	case OrderingPartition:
+		if l.inflight == 0 && len(l.recs) > 0 && l.recs[0].state == stateReady {
+			out = append(out, l.recs[0])
+		}
+	case OrderingKey:
+		// A record may go when no earlier record with its key is unfinished.
+		clear(busy)
+		taken := 0
+		for _, r := range l.recs {
+			if taken == limit {
+				break
+			}
+			if r.state == stateDone {
+				continue
+			}
+			k := string(r.key) // no allocation for the map lookup
+			if _, blocked := busy[k]; blocked {
+				continue
+			}
+			busy[k] = struct{}{}
+			if r.state == stateReady {
+				out = append(out, r)
+				taken++
+			}
+		}
+	default: // OrderingNone
+		taken := 0
+		i := l.scan
+		for ; i < len(l.recs) && taken < limit; i++ {
+			if r := l.recs[i]; r.state == stateReady {
+				out = append(out, r)
+				taken++
+			}
+		}
+		// Everything before i is not ready once the caller delivers out.
+		l.scan = i
+	}
+	return out
+}

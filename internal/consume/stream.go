@@ -1,0 +1,156 @@
+package consume
+
+import (
+	"context"
+	"time"
+)
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Assignment reports partitions gained or lost by this gateway.
+type Assignment struct {
+	Assigned []TopicPartition
+	Revoked  []TopicPartition
+}
+
+// Delivery is one record handed to an app.
+type Delivery struct {
+	AckID     string
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+	MessageID string
+	Attempt   int32
+}
+
+// Frame is what a stream sends next: either deliveries or an assignment.
+type Frame struct {
+	Deliveries []Delivery
+	Assignment *Assignment
+}
+
+// Stream is one app stream attached to a group. Frames come out of Next in
+// the order the group made them. All fields are guarded by the group's mutex
+// except notify.
+type Stream struct {
+	g           *group
+	maxInFlight int
+	inflight    int     // delivered (or queued to send) and not finished
+	frames      []Frame // made, not yet taken by Next
+	ended       bool    // the group shut down
+	notify      chan struct{}
+}
+
+func (s *Stream) credit() int { return s.maxInFlight - s.inflight }
+
+// add queues a delivery, merging it into a trailing Deliveries frame.
+func (s *Stream) add(d Delivery) {
+	s.inflight++
+	if n := len(s.frames); n > 0 && s.frames[n-1].Assignment == nil {
+		s.frames[n-1].Deliveries = append(s.frames[n-1].Deliveries, d)
+		return
+	}
+	s.frames = append(s.frames, Frame{Deliveries: []Delivery{d}})
+}
+
+func (s *Stream) pushAssignment(a Assignment) {
+	if len(a.Assigned) == 0 && len(a.Revoked) == 0 {
+		return
+	}
+	s.frames = append(s.frames, Frame{Assignment: &a})
+	s.flush()
+}
+
+// dropUnsent removes queued deliveries of revoked partitions: they were
+// never seen by the app, and their new owner delivers them.
+func (s *Stream) dropUnsent(logs []*partitionLog) {
+	revoked := func(d Delivery) bool {
+		for _, l := range logs {
+			if d.Topic == l.topic && d.Partition == l.partition {
+				return true
+			}
+		}
+		return false
+	}
+	kept := s.frames[:0]
+	for _, f := range s.frames {
+		if f.Assignment == nil {
+			ds := f.Deliveries[:0]
+			for _, d := range f.Deliveries {
+				if !revoked(d) {
+					ds = append(ds, d)
+				}
+			}
+			if len(ds) == 0 {
+				continue
+			}
+			f.Deliveries = ds
+		}
+		kept = append(kept, f)
+	}
+	clear(s.frames[len(kept):])
+	s.frames = kept
+}
+
+// flush wakes Next when frames wait.
+func (s *Stream) flush() {
+	if len(s.frames) > 0 || s.ended {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Stream) end() {
+	s.ended = true
+	s.flush()
+}
+
+// Next returns the next frame, waiting for one. It fails with ErrClosed
+// when the group shuts down, or with ctx's error.
+func (s *Stream) Next(ctx context.Context) (Frame, error) {
+	for {
+		s.g.mu.Lock()
+		if len(s.frames) > 0 {
+			f := s.frames[0]
+			s.frames[0] = Frame{}
+			s.frames = s.frames[1:]
+			s.g.mu.Unlock()
+			return f, nil
+		}
+		ended := s.ended
+		s.g.mu.Unlock()
+		if ended {
+			return Frame{}, ErrClosed
+		}
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return Frame{}, ctx.Err()
+		case <-s.g.done:
+			return Frame{}, ErrClosed
+		}
+	}
+}
+
+// Close detaches the stream; its unacknowledged records are redelivered to
+// the group's other streams, or to the next stream that attaches. Acks of
+// them stay valid while this gateway owns their partitions.
+func (s *Stream) Close() {
+	s.g.detach(s)
+}

@@ -1,0 +1,141 @@
+package grpcapi
+
+import (
+	"context"
+	"log/slog"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/consume"
+)
+
+// Consumer is what the consumer service needs from the domain.
+type Consumer interface {
+	Subscribe(ctx context.Context, req consume.SubscribeRequest) (*consume.Stream, error)
+	Ack(group string, ackIDs []string) error
+	Nack(group string, ackIDs []string, opts consume.NackOptions) error
+}
+
+// ConsumerServer implements gateway.v1.ConsumerService.
+type ConsumerServer struct {
+	gatewayv1.UnimplementedConsumerServiceServer
+
+	consumer Consumer
+	logger   *slog.Logger
+}
+
+// NewConsumerServer returns the consumer service.
+func NewConsumerServer(c Consumer, logger *slog.Logger) *ConsumerServer {
+	return &ConsumerServer{consumer: c, logger: logger}
+}
+
+var orderings = map[gatewayv1.Ordering]consume.Ordering{
+	gatewayv1.Ordering_ORDERING_PARTITION: consume.OrderingPartition,
+	gatewayv1.Ordering_ORDERING_KEY:       consume.OrderingKey,
+	gatewayv1.Ordering_ORDERING_NONE:      consume.OrderingNone,
+}
+
+var startPositions = map[gatewayv1.StartPosition]consume.StartPosition{
+	gatewayv1.StartPosition_START_POSITION_EARLIEST: consume.StartEarliest,
+	gatewayv1.StartPosition_START_POSITION_LATEST:   consume.StartLatest,
+}
+
+// Subscribe implements gateway.v1.ConsumerService.Subscribe.
+func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatewayv1.ConsumerService_SubscribeServer) error {
+	ctx := stream.Context()
+	sub := consume.SubscribeRequest{
+		Group:         req.GetGroup(),
+		Topics:        req.GetTopics(),
+		Ordering:      orderings[req.GetOrdering()],
+		MaxInFlight:   int(req.GetMaxInFlight()),
+		StartPosition: startPositions[req.GetStartPosition()],
+		MaxAttempts:   int(req.GetMaxAttempts()),
+	}
+	if d := req.GetAckTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return toStatus(s.logger, invalidField("ack_timeout", "must be a valid, non-negative duration")).Err()
+		}
+		sub.AckTimeout = d.AsDuration()
+	}
+	if req.GetMaxAttempts() < 0 {
+		return toStatus(s.logger, invalidField("max_attempts", "must not be negative")).Err()
+	}
+	st, err := s.consumer.Subscribe(ctx, sub)
+	if err != nil {
+		return toStatus(s.logger, err).Err()
+	}
+	defer st.Close()
+	for {
+		f, err := st.Next(ctx)
+		if err != nil {
+			return toStatus(s.logger, err).Err()
+		}
+		if err := stream.Send(toProtoFrame(f)); err != nil {
+			return err
+		}
+	}
+}
+
+func toProtoFrame(f consume.Frame) *gatewayv1.SubscribeResponse {
+	if a := f.Assignment; a != nil {
+		return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Assignment{Assignment: &gatewayv1.Assignment{
+			Assigned: toProtoTPs(a.Assigned),
+			Revoked:  toProtoTPs(a.Revoked),
+		}}}
+	}
+	ds := make([]*gatewayv1.Delivery, len(f.Deliveries))
+	for i := range f.Deliveries {
+		d := &f.Deliveries[i]
+		pd := &gatewayv1.Delivery{
+			AckId:     d.AckID,
+			Topic:     d.Topic,
+			Partition: d.Partition,
+			Offset:    d.Offset,
+			Key:       d.Key,
+			Value:     d.Value,
+			Timestamp: timestamppb.New(d.Timestamp),
+			MessageId: d.MessageID,
+			Attempt:   d.Attempt,
+		}
+		if len(d.Headers) > 0 {
+			pd.Headers = make([]*gatewayv1.Header, len(d.Headers))
+			for j, h := range d.Headers {
+				pd.Headers[j] = &gatewayv1.Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		ds[i] = pd
+	}
+	return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Deliveries{Deliveries: &gatewayv1.Deliveries{Deliveries: ds}}}
+}
+
+func toProtoTPs(tps []consume.TopicPartition) []*gatewayv1.TopicPartition {
+	out := make([]*gatewayv1.TopicPartition, len(tps))
+	for i, tp := range tps {
+		out[i] = &gatewayv1.TopicPartition{Topic: tp.Topic, Partition: tp.Partition}
+	}
+	return out
+}
+
+// Ack implements gateway.v1.ConsumerService.Ack.
+func (s *ConsumerServer) Ack(_ context.Context, req *gatewayv1.AckRequest) (*gatewayv1.AckResponse, error) {
+	if err := s.consumer.Ack(req.GetGroup(), req.GetAckIds()); err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	return &gatewayv1.AckResponse{}, nil
+}
+
+// Nack implements gateway.v1.ConsumerService.Nack.
+func (s *ConsumerServer) Nack(_ context.Context, req *gatewayv1.NackRequest) (*gatewayv1.NackResponse, error) {
+	opts := consume.NackOptions{DeadLetter: req.GetDeadLetter(), Reason: req.GetReason()}
+	if d := req.GetRetryAfter(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return nil, toStatus(s.logger, invalidField("retry_after", "must be a valid, non-negative duration")).Err()
+		}
+		opts.RetryAfter = d.AsDuration()
+	}
+	if err := s.consumer.Nack(req.GetGroup(), req.GetAckIds(), opts); err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	return &gatewayv1.NackResponse{}, nil
+}
