@@ -1,0 +1,160 @@
+package consume
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kafkagate/gateway/internal/invalid"
+)
+
+func fill(l *partitionLog, offsets ...int64) []*record {
+	var recs []*record
+	for _, o := range offsets {
+		r := &record{offset: o, key: fmt.Appendf(nil, "k%d", o%3), size: 1}
+		l.append(r)
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+func TestCommitPointMovesOnlyOverTheDoneprefix(t *testing.T) {
+	t.Parallel()
+	l := newPartitionLog("t", 0, 1)
+	if got := l.committable(); got != -1 {
+		t.Fatalf("empty log committable = %d, want -1", got)
+	}
+	recs := fill(l, 10, 11, 12, 14, 15) // 13 is a gap (compacted away)
+	steps := []struct {
+		finish int // index into recs
+		want   int64
+	}{
+		{2, 10}, // 12 done, 10 and 11 not: stays at 10
+		{0, 11},
+		{4, 11}, // 15 done out of order
+		{1, 14}, // 10, 11, 12 done; 13 never existed
+		{3, 16}, // all done: the offset after the last fetched
+	}
+	for _, s := range steps {
+		l.finish(recs[s.finish])
+		if got := l.committable(); got != s.want {
+			t.Fatalf("after finishing offset %d: committable = %d, want %d", recs[s.finish].offset, got, s.want)
+		}
+	}
+}
+
+func TestLookupMakesAcksIdempotentAndRejectsUnknownOffsets(t *testing.T) {
+	t.Parallel()
+	l := newPartitionLog("t", 0, 1)
+	recs := fill(l, 5, 6, 8)
+	l.finish(recs[0])
+	cases := []struct {
+		offset      int64
+		done, known bool
+	}{
+		{4, true, true},   // before everything pending: done long ago
+		{5, true, true},   // finished and popped
+		{6, false, true},  // pending
+		{7, false, false}, // a gap: never delivered
+		{9, false, false}, // beyond what was fetched
+	}
+	for _, c := range cases {
+		_, done, known := l.lookup(c.offset)
+		if done != c.done || known != c.known {
+			t.Errorf("lookup(%d) = done %v known %v, want %v %v", c.offset, done, known, c.done, c.known)
+		}
+	}
+}
+
+func TestDeliverableHonoursEachOrdering(t *testing.T) {
+	t.Parallel()
+	// Keys cycle k0, k1, k2 by offset: 0:k0 1:k1 2:k2 3:k0 4:k1 5:k2.
+	cases := []struct {
+		name     string
+		ordering Ordering
+		inflight []int64 // offsets already in flight
+		want     string
+	}{
+		{"partition, nothing in flight", OrderingPartition, nil, "[0]"},
+		{"partition, head in flight", OrderingPartition, []int64{0}, "[]"},
+		{"key, nothing in flight", OrderingKey, nil, "[0 1 2]"},
+		{"key, k1 busy", OrderingKey, []int64{1}, "[0 2]"},
+		{"none", OrderingNone, []int64{1}, "[0 2 3 4 5]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l := newPartitionLog("t", 0, 1)
+			recs := fill(l, 0, 1, 2, 3, 4, 5)
+			for _, o := range tc.inflight {
+				recs[o].state = stateInflight
+				l.inflight++
+			}
+			var got []int64
+			for _, r := range l.deliverable(tc.ordering, 100, map[string]struct{}{}, nil) {
+				got = append(got, r.offset)
+			}
+			if fmt.Sprint(got) != tc.want && !(len(got) == 0 && tc.want == "[]") {
+				t.Errorf("deliverable = %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAckIDRoundTripsAndRejectsMalformedIDs(t *testing.T) {
+	t.Parallel()
+	id := AckID{Topic: "orders.eu-1", Partition: 7, Offset: 123456789, Epoch: 42}
+	got, err := ParseAckID("ack_ids[0]", id.String())
+	if err != nil || got != id {
+		t.Fatalf("round trip: %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "orders", "orders/1/2", "/1/2/3", "orders/x/2/3", "orders/1/-2/3", "orders/1/2/0", "orders/1/2/3/", "orders/99999999999/2/3"} {
+		_, err := ParseAckID("ack_ids[4]", bad)
+		var inv *invalid.Error
+		if !errors.As(err, &inv) || inv.Violations[0].Field != "ack_ids[4]" {
+			t.Errorf("ParseAckID(%q) = %v, want an invalid.Error on ack_ids[4]", bad, err)
+		}
+	}
+}
+
+// FuzzCommitNeverPassesAnUnfinishedRecord finishes records in an arbitrary
+// order (with repeats) and checks the commit rule after every step.
+func FuzzCommitNeverPassesAnUnfinishedRecord(f *testing.F) {
+	f.Add(uint64(1), []byte{3, 1, 2, 0, 0, 5})
+	f.Add(uint64(7), []byte{9, 9, 9})
+	f.Fuzz(func(t *testing.T, seed uint64, order []byte) {
+		rng := rand.New(rand.NewPCG(seed, seed))
+		l := newPartitionLog("t", 0, 1)
+		var recs []*record
+		off := int64(rng.IntN(1000))
+		for range 1 + rng.IntN(64) {
+			off += 1 + int64(rng.IntN(3)) // gaps as after compaction
+			recs = append(recs, fill(l, off)...)
+		}
+		done := map[int64]bool{}
+		for _, b := range order {
+			r := recs[int(b)%len(recs)]
+			l.finish(r) // repeats must be harmless
+			done[r.offset] = true
+			c := l.committable()
+			for _, r := range recs {
+				if r.offset < c && !done[r.offset] {
+					t.Fatalf("committable %d passes unfinished offset %d", c, r.offset)
+				}
+			}
+			if first := firstUnfinished(recs, done); first >= 0 && c != first {
+				t.Fatalf("committable %d, want the first unfinished offset %d", c, first)
+			}
+		}
+	})
+}
+
+func firstUnfinished(recs []*record, done map[int64]bool) int64 {
+	for _, r := range recs {
+		if !done[r.offset] {
+			return r.offset
+		}
+	}
+	return -1
+}
