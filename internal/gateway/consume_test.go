@@ -520,4 +520,3 @@ func epochOf(ackID string) string {
 	}
 	return ""
 }
-
