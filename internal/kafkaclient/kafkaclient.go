@@ -92,6 +92,10 @@ func CheckProperties[V any](path string, props map[string]V) error {
 	}
 	cm["go.logs.channel.enable"] = true // swallow librdkafka's warnings about the missing brokers
 	cm["log_level"] = 0
+	// The Go client's channels default to a million entries (24 MB); this
+	// throwaway client needs none of them.
+	cm["go.events.channel.size"] = 1
+	cm["go.produce.channel.size"] = 1
 	p, err := kafka.NewProducer(&cm)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
