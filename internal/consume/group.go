@@ -436,7 +436,9 @@ func (g *group) resolveLocked(ids []AckID) ([]*record, []*partitionLog, error) {
 	logs := make([]*partitionLog, len(ids))
 	for i, id := range ids {
 		l := g.parts[tpKey{id.Topic, id.Partition}]
-		if l == nil || l.epoch != id.Epoch || l.revoking {
+		// A revoking partition still takes acks: that is what the revoke
+		// grace waits for. Once released, its log is gone.
+		if l == nil || l.epoch != id.Epoch {
 			return nil, nil, fmt.Errorf("ack_ids[%d] %q: %w", i, id.String(), ErrStaleAck)
 		}
 		r, done, known := l.lookup(id.Offset)
