@@ -14,7 +14,7 @@
 //
 // Before the scenarios, 500,000 records are written directly to warm up the
 // broker (a freshly started JVM is slow at first). Throughput scenarios warm
-// up and then run opts.repeats times; the median run is reported.
+// up and then run --repeats times (default 5); the median run is reported.
 //
 // Scenarios, in the order they run:
 //
@@ -48,7 +48,8 @@
 //	                   the stream scenarios.
 //
 // New scenarios (consume, dedupe, limits, …) are added to the scenarios slice
-// below; each returns rows of the result table.
+// in bench.go; each returns rows of the result table (report.go), which
+// prints them and writes them to the Markdown report.
 package main
 
 import (

@@ -163,6 +163,9 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "ERROR:", e)
 	}
+	if warn := r.busyWarning(); warn != "" {
+		fmt.Fprintln(w, "NOTE:", warn)
+	}
 	fmt.Fprintf(w, "machine: %s\nload average (1/5/15 min): %s at start, %s at end\n", r.Machine.oneLine(), r.LoadStart, r.LoadEnd)
 }
 
@@ -204,6 +207,10 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 	p("Targets met: **%d of %d**; %s.", met, total, status)
 	p("")
+	if w := r.busyWarning(); w != "" {
+		p("> **Note:** %s", w)
+		p("")
+	}
 	p("| Scenario | Figure | Value | vs direct | Target | Result | CPU (cores busy) | Notes |")
 	p("|---|---|---|---|---|---|---|---|")
 	for _, row := range r.Rows {
@@ -285,8 +292,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("`scripts/bench.sh` installs and starts the broker (`scripts/services.sh`), builds")
 	p("`bin/gateway`, runs `go run ./cmd/gatewaybench --bootstrap $GATEWAY_TEST_KAFKA")
 	p("--gateway-bin bin/gateway --out BENCHMARKS.md` and stops the services it started.")
-	p("`go run ./cmd/gatewaybench --help` lists the knobs (record counts, windows, durations,")
-	p("`--only`, `--cpuprofile`).")
+	p("`go run ./cmd/gatewaybench --help` lists the knobs (record counts, repeats, windows,")
+	p("durations, `--only`, `--cpuprofile` for the bench client). To see where the gateway's")
+	p("time goes, run one scenario with more records, e.g. `scripts/bench.sh --only stream-1000")
+	p("--records 3000000 --repeats 1 --out ''`, and attach `perf record -g -p PID` to the")
+	p("gateway whose pid the bench prints.")
 }
 
 // row returns the first row of scenario with figure, or nil.
@@ -336,6 +346,18 @@ func (r *Report) analysis() []string {
 		out = append(out, line+".")
 	}
 	return out
+}
+
+// busyWarning says so when the machine was already busy when the run began
+// (1-minute load average above 1.5 per core): other work competed for the
+// CPU, so figures are noisier and ratios less reliable.
+func (r *Report) busyWarning() string {
+	var load float64
+	if _, err := fmt.Sscan(r.LoadStart, &load); err != nil || load <= 1.5*float64(r.Machine.Cores) {
+		return ""
+	}
+	return fmt.Sprintf("the machine was busy when the run began (1-minute load average %.2f on %d cores); "+
+		"other work competed for the CPU, so these figures are noisier than usual.", load, r.Machine.Cores)
 }
 
 // loadAverage returns the 1, 5 and 15 minute load averages.

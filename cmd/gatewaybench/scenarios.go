@@ -18,7 +18,7 @@ import (
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 )
 
-// bench payload shared by all scenarios.
+// pl is the payload every scenario writes.
 var pl = newPayload()
 
 // protoRecords returns numKeys+n records: record i has key i%numKeys, so
