@@ -272,7 +272,8 @@ func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
 	}
 	g.mu.Unlock()
 
-	if !lost {
+	// At shutdown the drain has waited already.
+	if !lost && !g.closing.Load() {
 		g.waitInflight(logs, g.m.cfg.RevokeGrace)
 	}
 
