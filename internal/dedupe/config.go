@@ -1,0 +1,181 @@
+package dedupe
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// What the consumer does with a record whose claim could not be decided
+// because Redis failed (Config.OnRedisFailure).
+const (
+	// FailurePause stops delivering records of the group until Redis
+	// answers again: no duplicate slips through, at the cost of latency.
+	FailurePause = "pause"
+	// FailureDeliver delivers the record without a claim: availability
+	// over dedupe.
+	FailureDeliver = "deliver"
+)
+
+// Config is the dedupe section of the gateway configuration (key
+// "dedupe"): the Redis store behind consumer-side dedupe and producer
+// idempotency keys.
+type Config struct {
+	// Enabled turns on consumer-side dedupe for every group.
+	Enabled bool `yaml:"enabled"`
+	// Redis is where claims, done markers and produce results live.
+	Redis RedisConfig `yaml:"redis"`
+	// KeyPrefix starts every key the gateway writes to Redis.
+	KeyPrefix string `yaml:"key_prefix"`
+	// DoneTTL is how long a processed message ID is remembered. It must
+	// outlive the retention of the consumed topics, or a record re-read
+	// after its done marker expired is delivered again.
+	DoneTTL time.Duration `yaml:"done_ttl"`
+	// IDHeader names the header carrying the message ID of records written
+	// by other producers; it is read when the gateway's own message-id
+	// header is absent. Empty: such records are not deduplicated.
+	IDHeader string `yaml:"id_header"`
+	// OnRedisFailure is FailurePause or FailureDeliver.
+	OnRedisFailure string `yaml:"on_redis_failure"`
+	// HoldRetry is how often a record whose message is claimed by another
+	// live owner is tried again.
+	HoldRetry time.Duration `yaml:"hold_retry"`
+	// ProduceWindow is how long a producer idempotency key is remembered.
+	ProduceWindow time.Duration `yaml:"produce_window"`
+}
+
+// RedisConfig says how to reach Redis. One address is a single server;
+// MasterName makes the addresses Sentinels; several addresses without
+// MasterName are Redis Cluster seed nodes.
+type RedisConfig struct {
+	// Addrs are host:port addresses.
+	Addrs []string `yaml:"addrs"`
+	// MasterName is the Sentinel master name; empty when not using Sentinel.
+	MasterName string `yaml:"master_name"`
+	// Username and Password authenticate (ACL user, or Password alone for
+	// requirepass).
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// DB is the database number; Redis Cluster only has 0.
+	DB int `yaml:"db"`
+	// DialTimeout bounds establishing a connection.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// ReadTimeout and WriteTimeout bound each socket read and write; for a
+	// batch, ReadTimeout bounds reading all its replies. Embedded mode's
+	// miniredis runs each script call in a fresh Lua interpreter (about
+	// 0.5 ms): a batch of 1,000 items needs a read timeout above 500 ms.
+	ReadTimeout  time.Duration `yaml:"read_timeout"`
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// PoolSize is the number of connections per node; 0 is go-redis's
+	// default (10 per GOMAXPROCS).
+	PoolSize int `yaml:"pool_size"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Redis: RedisConfig{
+			DialTimeout:  time.Second,
+			ReadTimeout:  500 * time.Millisecond,
+			WriteTimeout: 500 * time.Millisecond,
+		},
+		KeyPrefix:      "gateway:",
+		DoneTTL:        168 * time.Hour,
+		OnRedisFailure: FailurePause,
+		HoldRetry:      time.Second,
+		ProduceWindow:  24 * time.Hour,
+	}
+}
+
+// Validate checks c without connecting. Errors name the offending key.
+func (c Config) Validate() error {
+	switch {
+	case c.Enabled && len(c.Redis.Addrs) == 0:
+		return fmt.Errorf("dedupe.redis.addrs: required when dedupe.enabled is true")
+	case strings.ContainsAny(c.KeyPrefix, " \t\r\n"):
+		return fmt.Errorf("dedupe.key_prefix: %q must not contain white space", c.KeyPrefix)
+	case c.DoneTTL < time.Second:
+		return fmt.Errorf("dedupe.done_ttl: must be at least 1s (and outlive topic retention)")
+	case c.IDHeader != strings.TrimSpace(c.IDHeader):
+		return fmt.Errorf("dedupe.id_header: %q has leading or trailing white space", c.IDHeader)
+	case c.OnRedisFailure != FailurePause && c.OnRedisFailure != FailureDeliver:
+		return fmt.Errorf("dedupe.on_redis_failure: %q is not one of %s, %s", c.OnRedisFailure, FailurePause, FailureDeliver)
+	case c.HoldRetry < 10*time.Millisecond:
+		return fmt.Errorf("dedupe.hold_retry: must be at least 10ms")
+	case c.ProduceWindow < time.Second:
+		return fmt.Errorf("dedupe.produce_window: must be at least 1s")
+	}
+	return c.Redis.validate("dedupe.redis")
+}
+
+// validate checks the Redis settings; path prefixes the keys in errors.
+func (c RedisConfig) validate(path string) error {
+	for i, a := range c.Addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("%s.addrs[%d]: %q is not host:port", path, i, a)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("%s.addrs[%d]: %q has no valid port", path, i, a)
+		}
+		if host == "" {
+			return fmt.Errorf("%s.addrs[%d]: %q has no host", path, i, a)
+		}
+	}
+	switch {
+	case c.MasterName != "" && len(c.Addrs) == 0:
+		return fmt.Errorf("%s.addrs: required (the Sentinel addresses) when %s.master_name is set", path, path)
+	case c.DB < 0:
+		return fmt.Errorf("%s.db: must not be negative", path)
+	case c.DB != 0 && c.MasterName == "" && len(c.Addrs) > 1:
+		return fmt.Errorf("%s.db: must be 0 with several addrs (Redis Cluster has only db 0)", path)
+	case c.DialTimeout <= 0:
+		return fmt.Errorf("%s.dial_timeout: must be > 0", path)
+	case c.ReadTimeout <= 0:
+		return fmt.Errorf("%s.read_timeout: must be > 0", path)
+	case c.WriteTimeout <= 0:
+		return fmt.Errorf("%s.write_timeout: must be > 0", path)
+	case c.PoolSize < 0:
+		return fmt.Errorf("%s.pool_size: must not be negative", path)
+	}
+	return nil
+}
+
+// NewClient returns a go-redis universal client for c: a single-server
+// client for one address, a Sentinel failover client when MasterName is
+// set, a Cluster client for several addresses (with none, 127.0.0.1:6379).
+// It does not connect yet. With Sentinel, Username and Password
+// authenticate to the master; the Sentinels themselves are reached without
+// credentials.
+//
+// Beyond c, it makes failures surface fast: one dial attempt per new
+// connection (go-redis would otherwise dial 5 times, 100 ms apart), one
+// retry of a command after a network error (a pooled connection that died
+// with a Redis restart), and ctx deadlines bound each call. So an
+// unreachable Redis is reported within about DialTimeout. Retried scripts
+// are safe: every script of [Store] gives the same answer when run twice
+// with the same arguments.
+func (c RedisConfig) NewClient() redis.UniversalClient {
+	addrs := c.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{"127.0.0.1:6379"}
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 addrs,
+		MasterName:            c.MasterName,
+		Username:              c.Username,
+		Password:              c.Password,
+		DB:                    c.DB,
+		DialTimeout:           c.DialTimeout,
+		ReadTimeout:           c.ReadTimeout,
+		WriteTimeout:          c.WriteTimeout,
+		PoolSize:              c.PoolSize,
+		MaxRetries:            1,
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	})
+}

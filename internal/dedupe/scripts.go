@@ -1,0 +1,212 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Lua scripts. Each works on one key (KEYS[1]), so it runs on the node
+// owning that key in Redis Cluster, and each answers the same when run
+// twice with the same arguments: go-redis may retry a pipeline whose reply
+// was lost after the server had executed it.
+
+// claimScript claims a message for one delivery.
+//
+// ARGV[1] the claim value "c|<owner>|<attempt>|<record>", ARGV[2] the lease
+// in ms, ARGV[3] "c|<owner>|", ARGV[4] the record.
+//
+// Returns 1 (Claimed): the key was free, or held a claim by this owner for
+// the same record (an earlier attempt whose release was lost, or this very
+// claim run twice), which is overwritten with the new claim and lease;
+// 2 (Duplicate): the key holds the done marker "d"; 3 (HeldElsewhere): any
+// other claim — another owner's, or this owner's for another record
+// carrying the same message ID.
+var claimScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+local v = redis.call('GET', KEYS[1])
+if v == 'd' then
+  return 2
+end
+if v then
+  local p = ARGV[3]
+  if string.sub(v, 1, #p) ~= p then
+    return 3
+  end
+  local rest = string.sub(v, #p + 1)
+  local sep = string.find(rest, '|', 1, true)
+  if not sep or string.sub(rest, sep + 1) ~= ARGV[4] then
+    return 3
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// confirmScript marks a message done.
+//
+// ARGV[1] the claim value of this delivery, ARGV[2] the done TTL in ms.
+//
+// Returns 1 after setting "d" (with the done TTL) when the key holds that
+// very claim or nothing (the lease expired and nobody claimed since), or
+// when it is done already (left as it is); 0, changing nothing, when it
+// holds any other claim.
+var confirmScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == 'd' then
+  return 1
+end
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// deleteIfScript deletes the key when it holds exactly ARGV[1]: releases a
+// claim, aborts a produce reservation. Returns the number of keys deleted.
+var deleteIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// reserveScript reserves a producer idempotency key.
+//
+// ARGV[1] the reservation value "p|<owner>|<nonce>", ARGV[2] the pending
+// TTL in ms.
+//
+// Returns "" when the key is now reserved by ARGV[1] (it was free, or held
+// ARGV[1] already), else what the key holds: a result "r|..." or another
+// reservation "p|...".
+var reserveScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return ''
+end
+local v = redis.call('GET', KEYS[1])
+if v == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ''
+end
+if v == ARGV[1] then
+  return ''
+end
+return v
+`)
+
+// completeScript stores a produce result.
+//
+// ARGV[1] the reservation value, ARGV[2] the result value "r|...", ARGV[3]
+// the window in ms.
+//
+// Returns 1 when the key now holds the result: it held that reservation or
+// nothing (the reservation expired, nobody else reserved), or the result
+// already; 0, changing nothing, when it holds another reservation or
+// another result.
+var completeScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[2] then
+  return 1
+end
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`)
+
+var allScripts = []*redis.Script{claimScript, confirmScript, deleteIfScript, reserveScript, completeScript}
+
+// call is one script invocation of a pipelined batch.
+type call struct {
+	script *redis.Script
+	key    string
+	args   []any
+}
+
+// run executes calls in one pipelined round trip and returns their
+// commands in order, each with a reply. Scripts go by EVALSHA; those the
+// server does not know (NOSCRIPT: after a restart, a failover or SCRIPT
+// FLUSH) are sent again with their source by EVAL, in one more round trip,
+// which also caches them on the server again. A call answered NOSCRIPT
+// did not run, so running it again is safe.
+//
+// Any other failure of any call fails the whole batch.
+func (s *Store) run(ctx context.Context, op string, calls []call) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := s.rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = pipe.EvalSha(ctx, c.script.Hash(), []string{c.key}, c.args...)
+	}
+	_, execErr := pipe.Exec(ctx)
+	var missing []int
+	for i, cmd := range cmds {
+		switch err := cmd.Err(); {
+		case err == nil:
+		case isNoScript(err):
+			missing = append(missing, i)
+		default:
+			return nil, s.fail(ctx, op, err)
+		}
+	}
+	if len(missing) == 0 {
+		if execErr != nil {
+			return nil, s.fail(ctx, op, execErr)
+		}
+		return cmds, nil
+	}
+	pipe = s.rdb.Pipeline()
+	for _, i := range missing {
+		c := calls[i]
+		cmds[i] = c.script.Eval(ctx, pipe, []string{c.key}, c.args...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return cmds, nil
+}
+
+func isNoScript(err error) bool { return redis.HasErrorPrefix(err, "NOSCRIPT") }
+
+// unavailableReplies are error replies meaning the server cannot serve
+// now, rather than that the request was wrong.
+var unavailableReplies = []string{
+	"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY",
+	"OOM", "NOREPLICAS", "NOAUTH", "WRONGPASS", "ERR max number of clients",
+}
+
+// fail turns a Redis failure of op into the error the Store returns:
+// context.Canceled when ctx was canceled (the caller went away: not
+// Redis's fault); ErrUnavailable together with context.DeadlineExceeded
+// when ctx's deadline passed (Redis did not answer in time);
+// ErrUnavailable for network errors, timeouts, an exhausted pool, a closed
+// client, and replies in unavailableReplies; else the reply itself (a bug,
+// or a foreign value in the gateway's key space).
+func (s *Store) fail(ctx context.Context, op string, err error) error {
+	switch ctxErr := ctx.Err(); {
+	case ctxErr == nil:
+	case errors.Is(ctxErr, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s: %w (%v)", ErrUnavailable, op, ctxErr, err)
+	case errors.Is(err, ctxErr):
+		return fmt.Errorf("dedupe: %s: %w", op, err)
+	default:
+		return fmt.Errorf("dedupe: %s: %w (%v)", op, ctxErr, err)
+	}
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+	}
+	msg := reply.Error()
+	for _, p := range unavailableReplies {
+		if strings.HasPrefix(msg, p) {
+			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+		}
+	}
+	return fmt.Errorf("dedupe: %s: %w", op, err)
+}

@@ -1,0 +1,319 @@
+// Package dedupe is the Redis store behind the gateway's idempotency, on
+// both sides:
+//
+//   - Consumer side: before a record is delivered, its message ID is
+//     claimed for the consumer group ([Store.Claim]); when the record is
+//     done, the claim becomes a done marker ([Store.Confirm]) that makes
+//     later copies of the message duplicates; a delivery that failed gives
+//     its claim back ([Store.Release]).
+//   - Producer side: a record with an idempotency key is written once per
+//     topic and window ([Store.ReserveProduce], [Store.CompleteProduce],
+//     [Store.AbortProduce], [Store.WaitProduce]).
+//
+// # Keys and values
+//
+//	<prefix>dedupe:<group>:<messageID>   "c|<owner>|<attempt>|<record>"  a claim, PX lease
+//	                                     "d"                             done, PX done TTL
+//	<prefix>produce:<topic>:<key>        "p|<owner>|<nonce>"             a reservation, PX pending TTL
+//	                                     "r|<partition>|<offset>|<ns>|<messageID>"  a result, PX window
+//
+// In <group> and <topic>, '%' and ':' are escaped as %25 and %3A, so a
+// group name holding a colon cannot collide with another group's keys
+// (Kafka topic names never need it). The owner identifies one gateway
+// process ([NewOwner]); '%' and '|' in it are escaped likewise.
+//
+// Every operation takes a batch and costs one pipelined round trip (two
+// when the server has lost its script cache), whatever the batch size.
+// Every check-and-set is a Lua script on one key, so it is atomic per key
+// and works on Redis Cluster, where the keys of a batch spread over nodes.
+//
+// Errors: a batch either gets an answer for every item or fails as a whole
+// (then no outcome is known for any item). Connectivity failures wrap
+// [ErrUnavailable]; bad arguments wrap [ErrInvalid]. When ctx's deadline
+// passes first, the error wraps both ErrUnavailable and
+// context.DeadlineExceeded; when ctx is canceled, only context.Canceled.
+package dedupe
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	// ErrUnavailable wraps failures to reach or use Redis: network errors,
+	// timeouts, an exhausted pool, a closed client, and replies of a
+	// server that cannot serve now (LOADING, MASTERDOWN, READONLY, OOM,
+	// auth failures, ...). The consumer applies its on_redis_failure
+	// policy, and health reports degraded.
+	ErrUnavailable = errors.New("dedupe: redis unavailable")
+	// ErrInvalid wraps bad arguments: an empty group, message ID, topic or
+	// key, a lease or TTL that is not positive, mismatched slices. Nothing
+	// was sent to Redis.
+	ErrInvalid = errors.New("dedupe: invalid argument")
+)
+
+// Store is the dedupe and idempotency store of one gateway process. Its
+// methods are safe for concurrent use.
+type Store struct {
+	rdb         redis.UniversalClient
+	prefix      string
+	doneTTL     time.Duration
+	owner       string // escaped: holds no '|'
+	claimPrefix string // "c|<owner>|"
+}
+
+// NewStore returns a store using rdb, writing keys under keyPrefix,
+// remembering processed messages for doneTTL. owner identifies this gateway
+// process among all that share the Redis (see [NewOwner]); it must be
+// unique per process, so that a claim left by a previous run of the same
+// instance is not mistaken for this one's. It panics if owner is empty or
+// doneTTL is not positive.
+func NewStore(rdb redis.UniversalClient, keyPrefix string, doneTTL time.Duration, owner string) *Store {
+	if owner == "" {
+		panic("dedupe: NewStore: empty owner")
+	}
+	if doneTTL <= 0 {
+		panic("dedupe: NewStore: doneTTL must be > 0")
+	}
+	o := ownerEscaper.Replace(owner)
+	return &Store{rdb: rdb, prefix: keyPrefix, doneTTL: doneTTL, owner: o, claimPrefix: "c|" + o + "|"}
+}
+
+// NewOwner returns an owner for [NewStore]: instance (the hostname when
+// empty) followed by a random suffix, unique per call.
+func NewOwner(instance string) string {
+	if instance == "" {
+		instance, _ = os.Hostname()
+	}
+	return instance + "-" + nonce()
+}
+
+// Owner returns the owner written into claims and reservations (escaped).
+func (s *Store) Owner() string { return s.owner }
+
+// Ping checks that Redis answers; the error wraps [ErrUnavailable] when it
+// does not. For health checks.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return s.fail(ctx, "ping", err)
+	}
+	return nil
+}
+
+// LoadScripts loads the Lua scripts into the script cache of Redis (of
+// every shard, on Cluster). It is optional: without it, the first batch
+// after a start or a failover costs one more round trip.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return s.fail(ctx, "load scripts", err)
+		}
+	}
+	return nil
+}
+
+// Outcome is the answer to one claim.
+type Outcome uint8
+
+const (
+	// Claimed: the message is this delivery's; deliver it, then Confirm
+	// or Release.
+	Claimed Outcome = iota + 1
+	// Duplicate: the message is done in this group; drop the record as
+	// done without delivering it.
+	Duplicate
+	// HeldElsewhere: another delivery of the message is in progress (on
+	// another gateway, or another record with the same message ID on this
+	// one); try again after hold_retry, until it is done (Duplicate) or
+	// its lease expires (Claimed).
+	HeldElsewhere
+)
+
+// String returns the outcome's name.
+func (o Outcome) String() string {
+	switch o {
+	case Claimed:
+		return "claimed"
+	case Duplicate:
+		return "duplicate"
+	case HeldElsewhere:
+		return "held-elsewhere"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Key names one delivery of a message in a group.
+type Key struct {
+	Group     string
+	MessageID string
+	// Attempt is the delivery attempt of the record (1 for the first).
+	Attempt int32
+	// Record identifies the record within this owner, stable across its
+	// attempts, e.g. "topic/partition/offset". Two records carrying the
+	// same message ID (a producer's retry written twice) must have
+	// different Records: a claim by this owner is taken over only for the
+	// same Record; otherwise both copies could be delivered at once.
+	Record string
+}
+
+// Claim asks for one delivery of a message.
+type Claim struct {
+	Group     string
+	MessageID string
+	Attempt   int32
+	Record    string // see Key.Record
+	// Lease is how long the claim holds without Confirm or Release (the
+	// ack timeout, plus a margin); then another owner may claim it.
+	Lease time.Duration
+}
+
+// Key returns the key of c's delivery, for Confirm and Release.
+func (c Claim) Key() Key {
+	return Key{Group: c.Group, MessageID: c.MessageID, Attempt: c.Attempt, Record: c.Record}
+}
+
+// Claim claims each item for this owner, in one pipelined round trip, and
+// returns an outcome per item in order. An item is Claimed when the
+// message is free, or held by this owner for the same Record (an earlier
+// attempt whose Release was lost; the claim is taken over with the new
+// attempt and lease); Duplicate when it is done; HeldElsewhere when any
+// other claim holds it. On error no outcome is known for any item (some
+// claims may have been taken; claiming them again with the same Record
+// takes them over).
+func (s *Store) Claim(ctx context.Context, items []Claim) ([]Outcome, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	calls := make([]call, len(items))
+	for i, it := range items {
+		if err := checkMessage(it.Group, it.MessageID); err != nil {
+			return nil, fmt.Errorf("%w: claim[%d]: %s", ErrInvalid, i, err)
+		}
+		if it.Lease <= 0 {
+			return nil, fmt.Errorf("%w: claim[%d]: lease must be > 0", ErrInvalid, i)
+		}
+		calls[i] = call{claimScript, s.claimKey(it.Group, it.MessageID),
+			[]any{s.claimValue(it.Attempt, it.Record), millis(it.Lease), s.claimPrefix, it.Record}}
+	}
+	cmds, err := s.run(ctx, "claim", calls)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Outcome, len(items))
+	for i, cmd := range cmds {
+		n, err := cmd.Int64()
+		if err != nil || n < int64(Claimed) || n > int64(HeldElsewhere) {
+			return nil, fmt.Errorf("dedupe: claim: unexpected reply %v (%v)", cmd.Val(), err)
+		}
+		out[i] = Outcome(n)
+	}
+	return out, nil
+}
+
+// Confirm marks each item's message done in its group (kept for the done
+// TTL), in one pipelined round trip, and returns per item whether it is
+// done: true when this delivery's claim was still there, or no claim was
+// (its lease expired and nobody claimed since), or the message was done
+// already (so Confirm may be retried); false, changing nothing, when
+// another claim holds the message: its lease expired and another delivery
+// claimed it, so the message is processed twice; the caller counts it.
+// Each item is one atomic compare-and-set.
+func (s *Store) Confirm(ctx context.Context, items []Key) ([]bool, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	calls := make([]call, len(items))
+	for i, it := range items {
+		if err := checkMessage(it.Group, it.MessageID); err != nil {
+			return nil, fmt.Errorf("%w: confirm[%d]: %s", ErrInvalid, i, err)
+		}
+		calls[i] = call{confirmScript, s.claimKey(it.Group, it.MessageID),
+			[]any{s.claimValue(it.Attempt, it.Record), millis(s.doneTTL)}}
+	}
+	cmds, err := s.run(ctx, "confirm", calls)
+	if err != nil {
+		return nil, err
+	}
+	return flags("confirm", cmds)
+}
+
+// Release deletes each item's claim where this delivery still holds it, in
+// one pipelined round trip; a claim since taken by anyone else, or a done
+// message, is left alone. Each item is one atomic compare-and-delete.
+func (s *Store) Release(ctx context.Context, items []Key) error {
+	if len(items) == 0 {
+		return nil
+	}
+	calls := make([]call, len(items))
+	for i, it := range items {
+		if err := checkMessage(it.Group, it.MessageID); err != nil {
+			return fmt.Errorf("%w: release[%d]: %s", ErrInvalid, i, err)
+		}
+		calls[i] = call{deleteIfScript, s.claimKey(it.Group, it.MessageID),
+			[]any{s.claimValue(it.Attempt, it.Record)}}
+	}
+	_, err := s.run(ctx, "release", calls)
+	return err
+}
+
+// claimKey returns <prefix>dedupe:<group>:<messageID>.
+func (s *Store) claimKey(group, messageID string) string {
+	return s.prefix + "dedupe:" + nameEscaper.Replace(group) + ":" + messageID
+}
+
+// claimValue returns "c|<owner>|<attempt>|<record>".
+func (s *Store) claimValue(attempt int32, record string) string {
+	return s.claimPrefix + strconv.FormatInt(int64(attempt), 10) + "|" + record
+}
+
+func checkMessage(group, messageID string) error {
+	switch {
+	case group == "":
+		return errors.New("empty group")
+	case messageID == "":
+		return errors.New("empty message ID")
+	}
+	return nil
+}
+
+// flags reads 0/1 replies.
+func flags(op string, cmds []*redis.Cmd) ([]bool, error) {
+	out := make([]bool, len(cmds))
+	for i, cmd := range cmds {
+		n, err := cmd.Int64()
+		if err != nil || n < 0 || n > 1 {
+			return nil, fmt.Errorf("dedupe: %s: unexpected reply %v (%v)", op, cmd.Val(), err)
+		}
+		out[i] = n == 1
+	}
+	return out, nil
+}
+
+// millis returns d in whole milliseconds for PX, rounded up: a positive
+// duration never becomes 0 (which Redis refuses).
+func millis(d time.Duration) int64 {
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+var (
+	// nameEscaper escapes group and topic names in keys.
+	nameEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
+	// ownerEscaper escapes the owner in values.
+	ownerEscaper = strings.NewReplacer("%", "%25", "|", "%7C")
+)
+
+// nonce returns 16 random hex digits.
+func nonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,740 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kafkagate/gateway/internal/testenv"
+)
+
+const week = 168 * time.Hour
+
+func TestClaimOutcomes(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		stores := map[string]*Store{
+			"a":    NewStore(rdb, prefix, week, "gw-a"),
+			"b":    NewStore(rdb, prefix, week, "gw-b"),
+			"gw":   NewStore(rdb, prefix, week, "gw"),
+			"gw|1": NewStore(rdb, prefix, week, "gw|1"),
+		}
+		type step struct {
+			owner   string
+			attempt int32
+			record  string
+			confirm bool // confirm after claiming
+		}
+		tests := []struct {
+			name  string
+			prior []step
+			claim step
+			want  Outcome
+		}{
+			{name: "free", claim: step{"a", 1, "t/0/1", false}, want: Claimed},
+			{name: "done", prior: []step{{"a", 1, "t/0/1", true}}, claim: step{"a", 2, "t/0/1", false}, want: Duplicate},
+			{name: "done by another owner", prior: []step{{"a", 1, "t/0/1", true}}, claim: step{"b", 1, "t/0/1", false}, want: Duplicate},
+			{name: "held by another owner", prior: []step{{"a", 1, "t/0/1", false}}, claim: step{"b", 1, "t/0/1", false}, want: HeldElsewhere},
+			{name: "own earlier attempt taken over", prior: []step{{"a", 1, "t/0/1", false}}, claim: step{"a", 2, "t/0/1", false}, want: Claimed},
+			{name: "own same claim again", prior: []step{{"a", 3, "t/0/1", false}}, claim: step{"a", 3, "t/0/1", false}, want: Claimed},
+			{name: "own claim for another record", prior: []step{{"a", 1, "t/0/1", false}}, claim: step{"a", 1, "t/0/2", false}, want: HeldElsewhere},
+			{name: "owner with a bar is not a prefix", prior: []step{{"gw|1", 5, "r", false}}, claim: step{"gw", 1, "5|r", false}, want: HeldElsewhere},
+			{name: "empty record matches only empty", prior: []step{{"a", 1, "", false}}, claim: step{"a", 2, "", false}, want: Claimed},
+			{name: "empty record vs record", prior: []step{{"a", 1, "", false}}, claim: step{"a", 2, "x", false}, want: HeldElsewhere},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				msg := "m-" + strconv.Itoa(int(time.Now().UnixNano()))
+				mk := func(s step) Claim {
+					return Claim{Group: "g", MessageID: msg, Attempt: s.attempt, Record: s.record, Lease: time.Minute}
+				}
+				for _, p := range tc.prior {
+					if got := claim1(t, stores[p.owner], mk(p)); got != Claimed {
+						t.Fatalf("prior claim %+v: %v", p, got)
+					}
+					if p.confirm && !confirm1(t, stores[p.owner], mk(p).Key()) {
+						t.Fatalf("prior confirm %+v: false", p)
+					}
+				}
+				if got := claim1(t, stores[tc.claim.owner], mk(tc.claim)); got != tc.want {
+					t.Fatalf("claim %+v: got %v, want %v", tc.claim, got, tc.want)
+				}
+				if tc.want == Claimed {
+					// The key now holds exactly the new claim: it confirms.
+					if !confirm1(t, stores[tc.claim.owner], mk(tc.claim).Key()) {
+						t.Fatalf("confirm of the new claim: false")
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestTakeoverReplacesAttemptAndLease(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		first := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/7", Lease: 100 * time.Millisecond}
+		second := first
+		second.Attempt, second.Lease = 2, time.Minute
+		if got := claim1(t, a, first); got != Claimed {
+			t.Fatal(got)
+		}
+		if got := claim1(t, a, second); got != Claimed {
+			t.Fatal(got)
+		}
+		// A late Release of attempt 1 leaves attempt 2's claim alone.
+		release1(t, a, first.Key())
+		time.Sleep(300 * time.Millisecond) // past the first lease
+		if got := claim1(t, b, Claim{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Minute}); got != HeldElsewhere {
+			t.Fatalf("other owner after the first lease: got %v, want held (the takeover's lease holds)", got)
+		}
+		if !confirm1(t, a, second.Key()) {
+			t.Fatal("confirm attempt 2: false")
+		}
+	})
+}
+
+func TestLeaseExpiry(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		ca := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/1", Lease: 300 * time.Millisecond}
+		cb := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/3/9", Lease: time.Minute}
+		start := time.Now()
+		if got := claim1(t, a, ca); got != Claimed {
+			t.Fatal(got)
+		}
+		// Under load (-race, -cpu 1) the lease may pass before b asks.
+		if got := claim1(t, b, cb); got != HeldElsewhere && time.Since(start) < ca.Lease {
+			t.Fatalf("b before expiry: %v", got)
+		}
+		time.Sleep(2 * ca.Lease)
+		if got := claim1(t, b, cb); got != Claimed {
+			t.Fatalf("b after a's lease expired: %v", got)
+		}
+		// a finished late: its Confirm finds b's claim and reports the
+		// duplicate delivery, leaving b's claim in place.
+		if confirm1(t, a, ca.Key()) {
+			t.Fatal("a's late confirm over b's claim: true")
+		}
+		if !confirm1(t, b, cb.Key()) {
+			t.Fatal("b's confirm: false")
+		}
+		if got := claim1(t, a, Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/1", Lease: time.Minute}); got != Duplicate {
+			t.Fatalf("after b's confirm: %v", got)
+		}
+	})
+}
+
+func TestConfirm(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		own := Claim{Group: "g", MessageID: "", Attempt: 2, Record: "t/0/1", Lease: time.Minute}
+		tests := []struct {
+			name  string
+			prior func(t *testing.T, c Claim) // sets the key's state
+			key   func(c Claim) Key           // what a confirms
+			want  bool
+			after Outcome // what a new claim by b then gets
+		}{
+			{
+				name:  "own claim",
+				prior: func(t *testing.T, c Claim) { claim1(t, a, c) },
+				key:   Claim.Key,
+				want:  true, after: Duplicate,
+			},
+			{
+				name:  "absent key",
+				prior: func(*testing.T, Claim) {},
+				key:   Claim.Key,
+				want:  true, after: Duplicate,
+			},
+			{
+				name:  "already done",
+				prior: func(t *testing.T, c Claim) { claim1(t, a, c); confirm1(t, a, c.Key()) },
+				key:   Claim.Key,
+				want:  true, after: Duplicate,
+			},
+			{
+				name: "another owner's claim",
+				prior: func(t *testing.T, c Claim) {
+					c.Record = "t/5/5"
+					claim1(t, b, c)
+				},
+				key:  Claim.Key,
+				want: false, after: Claimed, // b's own claim again (same record): still b's, not done
+			},
+			{
+				name:  "own claim of another attempt",
+				prior: func(t *testing.T, c Claim) { c.Attempt = 3; claim1(t, a, c) },
+				key:   Claim.Key,
+				want:  false, after: HeldElsewhere,
+			},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				c := own
+				c.MessageID = "confirm-" + tc.name
+				tc.prior(t, c)
+				if got := confirm1(t, a, tc.key(c)); got != tc.want {
+					t.Fatalf("confirm: got %v, want %v", got, tc.want)
+				}
+				cb := Claim{Group: c.Group, MessageID: c.MessageID, Attempt: 1, Record: "t/5/5", Lease: time.Minute}
+				if got := claim1(t, b, cb); got != tc.after {
+					t.Fatalf("claim by b afterwards: got %v, want %v", got, tc.after)
+				}
+				if tc.want {
+					ttl, err := rdb.PTTL(testCtx(t), a.claimKey(c.Group, c.MessageID)).Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ttl < week-time.Minute || ttl > week {
+						t.Fatalf("done TTL %v, want about %v", ttl, week)
+					}
+				}
+			})
+		}
+	})
+}
+
+func TestRelease(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		base := Claim{Group: "g", Attempt: 1, Record: "t/0/1", Lease: time.Minute}
+		tests := []struct {
+			name    string
+			release func(t *testing.T, c Claim) // after a claimed c
+			want    Outcome                     // b's claim afterwards
+		}{
+			{"own claim", func(t *testing.T, c Claim) { release1(t, a, c.Key()) }, Claimed},
+			{"other attempt", func(t *testing.T, c Claim) { c.Attempt++; release1(t, a, c.Key()) }, HeldElsewhere},
+			{"other record", func(t *testing.T, c Claim) { c.Record = "t/0/2"; release1(t, a, c.Key()) }, HeldElsewhere},
+			{"other owner", func(t *testing.T, c Claim) { release1(t, b, c.Key()) }, HeldElsewhere},
+			{"after done", func(t *testing.T, c Claim) { confirm1(t, a, c.Key()); release1(t, a, c.Key()) }, Duplicate},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				c := base
+				c.MessageID = "release-" + tc.name
+				if got := claim1(t, a, c); got != Claimed {
+					t.Fatal(got)
+				}
+				tc.release(t, c)
+				if got := claim1(t, b, Claim{Group: "g", MessageID: c.MessageID, Attempt: 1, Lease: time.Minute}); got != tc.want {
+					t.Fatalf("b afterwards: got %v, want %v", got, tc.want)
+				}
+			})
+		}
+	})
+}
+
+func TestGroupsAreNamespaced(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		ctx := testCtx(t)
+		items := []Claim{
+			{Group: "g1", MessageID: "m", Attempt: 1, Lease: time.Minute},
+			{Group: "g2", MessageID: "m", Attempt: 1, Lease: time.Minute},
+			// Without escaping, both would be "<prefix>dedupe:a:b:c".
+			{Group: "a:b", MessageID: "c", Attempt: 1, Lease: time.Minute},
+			{Group: "a", MessageID: "b:c", Attempt: 1, Lease: time.Minute},
+			{Group: "a%3Ab", MessageID: "c", Attempt: 1, Lease: time.Minute},
+		}
+		out, err := a.Claim(ctx, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if o != Claimed {
+				t.Errorf("%+v: %v", items[i], o)
+			}
+		}
+		if ok := confirm1(t, a, items[0].Key()); !ok {
+			t.Fatal("confirm g1")
+		}
+		out, err = a.Claim(ctx, []Claim{
+			{Group: "g1", MessageID: "m", Attempt: 1, Record: "other", Lease: time.Minute},
+			{Group: "g2", MessageID: "m", Attempt: 1, Record: "other", Lease: time.Minute},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[0] != Duplicate || out[1] != HeldElsewhere {
+			t.Fatalf("after confirming in g1: %v", out)
+		}
+		if got, want := a.claimKey("g1", "m"), prefix+"dedupe:g1:m"; got != want {
+			t.Fatalf("key %q, want %q", got, want)
+		}
+	})
+}
+
+func TestBatchIsOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		s := NewStore(rdb, prefix, week, "gw-a")
+		ctx := testCtx(t)
+		warmUp(t, s)
+		var h countHook
+		rdb.AddHook(&h)
+		const n = 1000
+		items := make([]Claim, n)
+		keys := make([]Key, n)
+		for i := range items {
+			items[i] = Claim{Group: "g", MessageID: fmt.Sprintf("m-%04d", i), Attempt: 1, Record: strconv.Itoa(i), Lease: time.Minute}
+			keys[i] = items[i].Key()
+		}
+		check := func(what string) {
+			t.Helper()
+			if p, c, piped := h.pipelines.Load(), h.processes.Load(), h.piped.Load(); p != 1 || c != 0 || piped != n {
+				t.Fatalf("%s of %d: %d pipelines of %d commands and %d single commands, want 1 pipeline of %d", what, n, p, piped, c, n)
+			}
+			h.reset()
+		}
+		h.reset()
+		out, err := s.Claim(ctx, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if o != Claimed {
+				t.Fatalf("item %d: %v", i, o)
+			}
+		}
+		check("claim")
+		if _, err := s.Confirm(ctx, keys); err != nil {
+			t.Fatal(err)
+		}
+		check("confirm")
+		out, err = s.Claim(ctx, items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range out {
+			if o != Duplicate {
+				t.Fatalf("item %d after confirm: %v", i, o)
+			}
+		}
+		check("claim again")
+		if err := s.Release(ctx, keys); err != nil {
+			t.Fatal(err)
+		}
+		check("release")
+	})
+}
+
+// TestNoScriptRecovery flushes the script cache of the server, so it does
+// not run in parallel with the other tests (they would pay the extra
+// round trip, which TestBatchIsOneRoundTrip counts).
+func TestNoScriptRecovery(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rdb  func(testing.TB) redis.UniversalClient
+	}{{"redis", realClient}, {"miniredis", miniClient}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb := tc.rdb(t)
+			prefix := testPrefix(t, rdb)
+			s := NewStore(rdb, prefix, week, "gw-a")
+			ctx := testCtx(t)
+			warmUp(t, s)
+			var h countHook
+			rdb.AddHook(&h)
+			for round := range 2 {
+				if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+				h.reset()
+				items := []Claim{
+					{Group: "g", MessageID: fmt.Sprintf("a%d", round), Attempt: 1, Lease: time.Minute},
+					{Group: "g", MessageID: fmt.Sprintf("b%d", round), Attempt: 1, Lease: time.Minute},
+				}
+				out, err := s.Claim(ctx, items)
+				if err != nil {
+					t.Fatalf("claim after SCRIPT FLUSH: %v", err)
+				}
+				if out[0] != Claimed || out[1] != Claimed {
+					t.Fatalf("claim after SCRIPT FLUSH: %v", out)
+				}
+				if p := h.pipelines.Load(); p != 2 {
+					t.Fatalf("claim after SCRIPT FLUSH: %d pipelines, want 2 (EVALSHA, then EVAL)", p)
+				}
+				h.reset()
+				// EVAL cached the script again: EVALSHA works.
+				out, err = s.Claim(ctx, items)
+				if err != nil || out[0] != Claimed {
+					t.Fatalf("claim again: %v %v", out, err)
+				}
+				if p := h.pipelines.Load(); p != 1 {
+					t.Fatalf("claim again: %d pipelines, want 1", p)
+				}
+				// The other scripts recover the same way.
+				if ok, err := s.Confirm(ctx, []Key{items[0].Key()}); err != nil || !ok[0] {
+					t.Fatalf("confirm after SCRIPT FLUSH: %v %v", ok, err)
+				}
+				st, err := s.ReserveProduce(ctx, "topic", []string{fmt.Sprintf("k%d", round)}, time.Minute)
+				if err != nil || !st[0].Reserved {
+					t.Fatalf("reserve after SCRIPT FLUSH: %+v %v", st, err)
+				}
+			}
+			// LoadScripts fills the cache up front.
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			h.reset()
+			if _, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "c", Attempt: 1, Lease: time.Minute}}); err != nil {
+				t.Fatal(err)
+			}
+			if p := h.pipelines.Load(); p != 1 {
+				t.Fatalf("after LoadScripts: %d pipelines, want 1", p)
+			}
+		})
+	}
+}
+
+// TestUnavailable and TestUnavailableTimeout time failures, so they do not
+// run in parallel with the CPU-heavy tests (miniredis under -race).
+func TestUnavailable(t *testing.T) {
+	cfg := DefaultConfig().Redis
+	cfg.Addrs = []string{closedAddr(t)}
+	cfg.DialTimeout = 200 * time.Millisecond
+	rdb := cfg.NewClient()
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := NewStore(rdb, "x:", week, "gw-a")
+	res := ProduceResult{Partition: 1}
+	ops := []struct {
+		name string
+		do   func() error
+	}{
+		{"claim", func() error {
+			_, err := s.Claim(t.Context(), []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+			return err
+		}},
+		{"confirm", func() error { _, err := s.Confirm(t.Context(), []Key{{Group: "g", MessageID: "m"}}); return err }},
+		{"release", func() error { return s.Release(t.Context(), []Key{{Group: "g", MessageID: "m"}}) }},
+		{"reserve", func() error { _, err := s.ReserveProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
+		{"wait", func() error { _, err := s.WaitProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
+		{"complete", func() error {
+			_, err := s.CompleteProduce(t.Context(), "t", []Reservation{{Key: "k", Token: "x"}}, []ProduceResult{res}, time.Minute)
+			return err
+		}},
+		{"abort", func() error { return s.AbortProduce(t.Context(), "t", []Reservation{{Key: "k", Token: "x"}}) }},
+		{"ping", func() error { return s.Ping(t.Context()) }},
+		{"load scripts", func() error { return s.LoadScripts(t.Context()) }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			err := op.do()
+			elapsed := time.Since(start)
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("got %v, want ErrUnavailable", err)
+			}
+			if elapsed > time.Second {
+				t.Fatalf("took %v to fail", elapsed)
+			}
+			t.Logf("%v after %v", err, elapsed)
+		})
+	}
+}
+
+func TestUnavailableTimeout(t *testing.T) {
+	// A server that accepts connections and never answers: the read
+	// timeout bounds the call.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+		}
+	}()
+	cfg := DefaultConfig().Redis
+	cfg.Addrs = []string{l.Addr().String()}
+	cfg.ReadTimeout = 100 * time.Millisecond
+	rdb := cfg.NewClient()
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := NewStore(rdb, "x:", week, "gw-a")
+	start := time.Now()
+	_, err = s.Claim(t.Context(), []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("took %v to fail", elapsed)
+	}
+	// The caller's deadline, shorter than the read timeout, bounds the
+	// call too, and counts as unavailable.
+	cfg.ReadTimeout = 10 * time.Second
+	slow := cfg.NewClient()
+	t.Cleanup(func() { _ = slow.Close() })
+	s = NewStore(slow, "x:", week, "gw-a")
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, err = s.Claim(ctx, []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want ErrUnavailable and DeadlineExceeded", err)
+	}
+	if elapsed := time.Since(start); elapsed > time.Second {
+		t.Fatalf("took %v to fail", elapsed)
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	t.Parallel()
+	rdb := miniClient(t)
+	s := NewStore(rdb, "x:", week, "gw-a")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want context.Canceled (not ErrUnavailable)", err)
+	}
+}
+
+func TestInvalidArguments(t *testing.T) {
+	t.Parallel()
+	// Nothing listens: an argument error must come before any round trip.
+	cfg := DefaultConfig().Redis
+	cfg.Addrs = []string{closedAddr(t)}
+	rdb := cfg.NewClient()
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := NewStore(rdb, "x:", week, "gw-a")
+	ctx := t.Context()
+	res := []ProduceResult{{}}
+	tests := []struct {
+		name string
+		do   func() error
+	}{
+		{"claim without group", func() error {
+			_, err := s.Claim(ctx, []Claim{{MessageID: "m", Lease: time.Second}})
+			return err
+		}},
+		{"claim without message ID", func() error {
+			_, err := s.Claim(ctx, []Claim{{Group: "g", Lease: time.Second}})
+			return err
+		}},
+		{"claim without lease", func() error { _, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "m"}}); return err }},
+		{"confirm without group", func() error { _, err := s.Confirm(ctx, []Key{{MessageID: "m"}}); return err }},
+		{"release without message ID", func() error { return s.Release(ctx, []Key{{Group: "g"}}) }},
+		{"reserve without topic", func() error { _, err := s.ReserveProduce(ctx, "", []string{"k"}, time.Second); return err }},
+		{"reserve with empty key", func() error { _, err := s.ReserveProduce(ctx, "t", []string{""}, time.Second); return err }},
+		{"reserve with repeated key", func() error {
+			_, err := s.ReserveProduce(ctx, "t", []string{"k", "j", "k"}, time.Second)
+			return err
+		}},
+		{"reserve without TTL", func() error { _, err := s.ReserveProduce(ctx, "t", []string{"k"}, 0); return err }},
+		{"wait with repeated key", func() error { _, err := s.WaitProduce(ctx, "t", []string{"k", "k"}, time.Second); return err }},
+		{"complete with fewer results", func() error {
+			_, err := s.CompleteProduce(ctx, "t", []Reservation{{"k", "x"}, {"j", "x"}}, res, time.Minute)
+			return err
+		}},
+		{"complete without token", func() error {
+			_, err := s.CompleteProduce(ctx, "t", []Reservation{{Key: "k"}}, res, time.Minute)
+			return err
+		}},
+		{"complete without window", func() error {
+			_, err := s.CompleteProduce(ctx, "t", []Reservation{{"k", "x"}}, res, 0)
+			return err
+		}},
+		{"abort without topic", func() error { return s.AbortProduce(ctx, "", []Reservation{{"k", "x"}}) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if err := tc.do(); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestEmptyBatches(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultConfig().Redis
+	cfg.Addrs = []string{closedAddr(t)}
+	rdb := cfg.NewClient()
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := NewStore(rdb, "x:", week, "gw-a")
+	ctx := t.Context()
+	if out, err := s.Claim(ctx, nil); err != nil || len(out) != 0 {
+		t.Errorf("claim: %v %v", out, err)
+	}
+	if out, err := s.Confirm(ctx, nil); err != nil || len(out) != 0 {
+		t.Errorf("confirm: %v %v", out, err)
+	}
+	if err := s.Release(ctx, nil); err != nil {
+		t.Errorf("release: %v", err)
+	}
+	if out, err := s.ReserveProduce(ctx, "t", nil, time.Second); err != nil || len(out) != 0 {
+		t.Errorf("reserve: %v %v", out, err)
+	}
+	if out, err := s.WaitProduce(ctx, "t", nil, time.Second); err != nil || len(out) != 0 {
+		t.Errorf("wait: %v %v", out, err)
+	}
+	if out, err := s.CompleteProduce(ctx, "t", nil, nil, time.Second); err != nil || len(out) != 0 {
+		t.Errorf("complete: %v %v", out, err)
+	}
+	if err := s.AbortProduce(ctx, "t", nil); err != nil {
+		t.Errorf("abort: %v", err)
+	}
+}
+
+func TestForeignValue(t *testing.T) {
+	t.Parallel()
+	rdb := miniClient(t)
+	s := NewStore(rdb, "x:", week, "gw-a")
+	ctx := testCtx(t)
+	if err := rdb.HSet(ctx, s.claimKey("g", "m"), "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("claim over a hash: got %v, want a plain error", err)
+	}
+	if err := rdb.Set(ctx, s.produceKey("t", "k"), "junk", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReserveProduce(ctx, "t", []string{"k"}, time.Second); err == nil {
+		t.Fatal("reserve over a foreign value: no error")
+	}
+}
+
+func TestOutcomeString(t *testing.T) {
+	t.Parallel()
+	for o, want := range map[Outcome]string{Claimed: "claimed", Duplicate: "duplicate", HeldElsewhere: "held-elsewhere", 9: "Outcome(9)"} {
+		if got := o.String(); got != want {
+			t.Errorf("%d: %q, want %q", o, got, want)
+		}
+	}
+}
+
+func TestMillis(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]int64{time.Nanosecond: 1, time.Millisecond: 1, 1500 * time.Microsecond: 2, time.Second: 1000} {
+		if got := millis(d); got != want {
+			t.Errorf("millis(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
+
+func BenchmarkClaim(b *testing.B) {
+	const batch = 256
+	rdb := realClient(b)
+	s := NewStore(rdb, testPrefix(b, rdb), week, "gw-bench")
+	ctx := b.Context()
+	if err := s.LoadScripts(ctx); err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, base string) {
+		items := make([]Claim, batch)
+		for i := range items {
+			items[i] = Claim{Group: "g", Attempt: 1, Lease: 30 * time.Second}
+		}
+		n := 0
+		for b.Loop() {
+			for i := range items {
+				items[i].MessageID = base + strconv.Itoa(n)
+				n++
+			}
+			if _, err := s.Claim(ctx, items); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		start := time.Now()
+		run(b, testenv.UniqueName("s"))
+		b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "items/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		start := time.Now()
+		var total atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			base := testenv.UniqueName("p")
+			items := make([]Claim, batch)
+			for i := range items {
+				items[i] = Claim{Group: "g", Attempt: 1, Lease: 30 * time.Second}
+			}
+			n := 0
+			for pb.Next() {
+				for i := range items {
+					items[i].MessageID = base + strconv.Itoa(n)
+					n++
+				}
+				if _, err := s.Claim(ctx, items); err != nil {
+					b.Error(err)
+					return
+				}
+				total.Add(batch)
+			}
+		})
+		b.ReportMetric(float64(total.Load())/time.Since(start).Seconds(), "items/s")
+	})
+}
+
+func TestRedisGoesAwayAndBack(t *testing.T) {
+	t.Parallel()
+	m := miniredis.RunT(t)
+	m.ClockTTL(true)
+	cfg := DefaultConfig().Redis
+	cfg.Addrs = []string{m.Addr()}
+	rdb := cfg.NewClient()
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := NewStore(rdb, "x:", week, "gw-a")
+	c := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/1", Lease: time.Minute}
+	if got := claim1(t, s, c); got != Claimed {
+		t.Fatal(got)
+	}
+	m.Close()
+	if _, err := s.Claim(testCtx(t), []Claim{c}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("claim while down: %v, want ErrUnavailable", err)
+	}
+	if err := s.Ping(testCtx(t)); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("ping while down: %v, want ErrUnavailable", err)
+	}
+	if err := m.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// The pool recovers on its own; the retried claim takes its own claim
+	// over (same record), if the data survived.
+	testenv.Eventually(t, 5*time.Second, "redis back", func() bool { return s.Ping(testCtx(t)) == nil })
+	if got := claim1(t, s, c); got != Claimed {
+		t.Fatalf("claim after restart: %v", got)
+	}
+}
