@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kafkagate/gateway/internal/consume"
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -24,6 +25,7 @@ type Config struct {
 	Kafka    kafkaclient.Config `yaml:"kafka"`
 	Producer produce.Config     `yaml:"producer"`
 	Consumer consume.Config     `yaml:"consumer"`
+	Dedupe   dedupe.Config      `yaml:"dedupe"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
 }
 
@@ -83,6 +85,7 @@ func Default() Config {
 		Kafka:    kafkaclient.DefaultConfig(),
 		Producer: prod,
 		Consumer: consume.DefaultConfig(),
+		Dedupe:   dedupe.DefaultConfig(),
 		Embedded: emb,
 	}
 }
@@ -113,7 +116,14 @@ func (c *Config) Validate() error {
 	if err := c.Producer.Validate(c.Kafka); err != nil {
 		return err
 	}
-	return c.Consumer.Validate(c.Kafka)
+	if err := c.Consumer.Validate(c.Kafka); err != nil {
+		return err
+	}
+	dd := c.Dedupe
+	if c.Embedded.Enabled && len(dd.Redis.Addrs) == 0 {
+		dd.Redis.Addrs = []string{c.Embedded.RedisAddr} // embedded mode fills it in
+	}
+	return dd.Validate()
 }
 
 func (s ServerConfig) validate(maxRecordBytes int) error {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/invalid"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -65,6 +66,18 @@ type group struct {
 	idleAt   time.Time // when the last stream detached (zero while attached)
 	busy     map[string]struct{}
 	scratch  []*record
+	dd       *groupDedupe // nil without dedupe
+}
+
+// groupDedupe is a group's queue of dedupe work for its worker. The slices
+// are guarded by group.mu.
+type groupDedupe struct {
+	claims   []pendingClaim
+	confirms []pendingConfirm
+	releases []dedupe.Key
+	wake     chan struct{}
+	quit     chan struct{}
+	degraded atomic.Bool
 }
 
 func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
@@ -87,11 +100,17 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 	}
 	g.timer = time.AfterFunc(time.Hour, g.onTimer)
 	g.timer.Stop()
+	if m.dd != nil {
+		g.dd = &groupDedupe{wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	}
 	if err := c.SubscribeTopics(s.Topics, g.onRebalance); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("subscribe group %q: %w", s.Group, err)
 	}
 	g.wg.Go(func() { kafkaclient.RouteLogs(g.logger.With("component", "librdkafka"), c.Logs()) })
+	if g.dd != nil {
+		g.wg.Go(g.dedupeLoop)
+	}
 	return g, nil
 }
 
@@ -143,7 +162,10 @@ func (g *group) add(msgs []*kafka.Message) {
 	if len(msgs) == 0 {
 		return
 	}
-	header := g.m.messageIDHeader
+	header, idHeader := g.m.messageIDHeader, ""
+	if g.m.dd != nil {
+		idHeader = g.m.dd.IDHeader
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	added := 0
@@ -160,12 +182,19 @@ func (g *group) add(msgs []*kafka.Message) {
 			timestamp: msg.Timestamp,
 			size:      len(msg.Key) + len(msg.Value),
 		}
+		var altID string
 		for _, h := range msg.Headers {
 			r.headers = append(r.headers, Header{Key: h.Key, Value: h.Value})
 			r.size += len(h.Key) + len(h.Value)
-			if h.Key == header && r.messageID == "" {
+			switch {
+			case h.Key == header && r.messageID == "":
 				r.messageID = string(h.Value)
+			case h.Key == idHeader && idHeader != "" && altID == "":
+				altID = string(h.Value)
 			}
+		}
+		if r.messageID == "" {
+			r.messageID = altID
 		}
 		if r.messageID == "" {
 			r.messageID = messageIDFallback(l.topic, l.partition, r.offset)
@@ -303,7 +332,7 @@ func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
 // redelivered by whoever owns the partition next.
 func (g *group) forgetLocked(l *partitionLog) {
 	for _, r := range l.recs {
-		if r.state == stateInflight && r.stream != nil {
+		if (r.state == stateInflight || r.state == stateClaiming) && r.stream != nil {
 			r.stream.inflight--
 		}
 		if r.state != stateDone {
@@ -332,7 +361,7 @@ func (g *group) waitInflight(logs []*partitionLog, grace time.Duration) {
 		g.mu.Lock()
 		n := 0
 		for _, l := range logs {
-			n += l.inflight
+			n += l.inflight + l.confirming
 		}
 		g.mu.Unlock()
 		if n == 0 || time.Now().After(deadline) {
@@ -384,7 +413,11 @@ func (g *group) dispatchLocked() {
 		g.scratch = l.deliverable(g.settings.Ordering, credit, g.busy, g.scratch[:0])
 		for _, r := range g.scratch {
 			s := g.nextStream()
-			g.deliverLocked(s, l, r, now)
+			if g.dd != nil {
+				g.claimLocked(s, l, r)
+			} else {
+				g.deliverLocked(s, l, r, now)
+			}
 			credit--
 		}
 	}
@@ -460,10 +493,14 @@ func (g *group) ack(ids []AckID) error {
 		return err
 	}
 	for i, r := range recs {
-		if r == nil || r.state == stateDone || r.state == stateDeadLetter {
+		if r == nil || r.state == stateDone || r.state == stateDeadLetter || r.state == stateConfirming {
 			continue
 		}
-		g.finishLocked(logs[i], r)
+		if g.dd != nil {
+			g.confirmLocked(logs[i], r)
+		} else {
+			g.finishLocked(logs[i], r)
+		}
 	}
 	g.storeLocked(logs)
 	g.m.metricsAcked(len(ids))
@@ -486,7 +523,7 @@ func (g *group) nack(ids []AckID, opts NackOptions) error {
 		return err
 	}
 	for i, r := range recs {
-		if r == nil || r.state == stateDone {
+		if r == nil || r.state == stateDone || r.state == stateConfirming {
 			return fmt.Errorf("ack_ids[%d] %q: %w", i, ids[i].String(), ErrAlreadyAcked)
 		}
 	}
@@ -504,11 +541,13 @@ func (g *group) nack(ids []AckID, opts NackOptions) error {
 			g.deadLetterLocked(l, r, reason)
 		case opts.RetryAfter > 0:
 			g.releaseLocked(l, r)
+			g.releaseClaimLocked(l, r)
 			r.state = stateBackoff
 			r.deadline = now.Add(opts.RetryAfter)
 			g.scheduleLocked(r, l)
 		default:
 			g.releaseLocked(l, r)
+			g.releaseClaimLocked(l, r)
 			l.markReady(r)
 		}
 	}
@@ -517,9 +556,9 @@ func (g *group) nack(ids []AckID, opts NackOptions) error {
 	return nil
 }
 
-// releaseLocked takes r off its stream (if in flight).
+// releaseLocked takes r off its stream (if claiming or in flight).
 func (g *group) releaseLocked(l *partitionLog, r *record) {
-	if r.state == stateInflight {
+	if r.state == stateInflight || r.state == stateClaiming {
 		l.inflight--
 		if r.stream != nil {
 			r.stream.inflight--
@@ -570,7 +609,11 @@ func (g *group) deadLetterLocked(l *partitionLog, r *record, reason string) {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		if cur := g.parts[tpKey{l.topic, l.partition}]; cur == l && l.epoch == epoch && r.state == stateDeadLetter {
-			g.finishLocked(l, r)
+			if g.dd != nil {
+				g.confirmLocked(l, r) // done for the group: later copies are duplicates
+			} else {
+				g.finishLocked(l, r)
+			}
 			g.storeLocked([]*partitionLog{l})
 			g.m.metricsDeadLettered()
 			g.dispatchLocked()
@@ -615,6 +658,7 @@ func (g *group) onTimer() {
 				continue
 			}
 			g.releaseLocked(l, r)
+			g.releaseClaimLocked(l, r)
 			l.markReady(r)
 		case stateBackoff:
 			l.markReady(r)
@@ -659,8 +703,12 @@ func (g *group) detach(s *Stream) {
 			continue
 		}
 		for _, r := range l.recs {
-			if r.state == stateInflight && r.stream == s {
+			switch {
+			case r.state == stateClaiming && r.stream == s:
+				r.stream = nil // the claim's answer puts it back
+			case r.state == stateInflight && r.stream == s:
 				g.releaseLocked(l, r)
+				g.releaseClaimLocked(l, r)
 				r.attempt-- // redelivery reports the same attempt number again
 				l.markReady(r)
 			}
@@ -712,6 +760,9 @@ func (g *group) shutdown() {
 		}
 	}
 	g.closing.Store(true)
+	if g.dd != nil {
+		close(g.dd.quit)
+	}
 
 	// Leave: unsubscribe and poll until the assignment is gone, then close.
 	if err := g.consumer.Unsubscribe(); err != nil {

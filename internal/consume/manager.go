@@ -45,6 +45,10 @@ type Stats struct {
 	Nacked       int64
 	TimedOut     int64
 	DeadLettered int64
+	// Dedupe: deliveries claimed, duplicates dropped without delivery,
+	// holds because another owner had the claim, failed Redis batches, and
+	// done markers that found another owner's claim (a lapsed lease).
+	Claims, Duplicates, Held, RedisErrors, LostClaims int64
 }
 
 // Manager owns every consumer group of this gateway.
@@ -55,10 +59,14 @@ type Manager struct {
 	producer        Producer
 	messageIDHeader string
 	admin           *kafka.AdminClient
+	dd              *Dedupe // nil: no dedupe
 	now             func() time.Time
 
 	buffered atomic.Int64 // bytes of fetched, unfinished records, all groups
-	stats    struct{ rebalances, acked, nacked, timedOut, deadLettered atomic.Int64 }
+	stats    struct {
+		rebalances, acked, nacked, timedOut, deadLettered atomic.Int64
+		claims, duplicates, held, redisErrors, lostClaims  atomic.Int64
+	}
 
 	mu     sync.Mutex
 	groups map[string]*group
@@ -67,8 +75,9 @@ type Manager struct {
 }
 
 // New creates the manager. messageIDHeader names the header holding a
-// record's message ID; producer writes dead letters.
-func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader string, logger *slog.Logger) (*Manager, error) {
+// record's message ID; producer writes dead letters; dd, when not nil, turns
+// on consumer-side dedupe.
+func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader string, dd *Dedupe, logger *slog.Logger) (*Manager, error) {
 	cm := kc.ConfigMap(nil, nil)
 	cm["log_level"] = 3
 	admin, err := kafka.NewAdminClient(&cm)
@@ -82,6 +91,7 @@ func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader s
 		producer:        producer,
 		messageIDHeader: messageIDHeader,
 		admin:           admin,
+		dd:              dd,
 		now:             time.Now,
 		groups:          make(map[string]*group),
 	}, nil
@@ -292,7 +302,24 @@ func (m *Manager) Stats() Stats {
 		Nacked:       m.stats.nacked.Load(),
 		TimedOut:     m.stats.timedOut.Load(),
 		DeadLettered: m.stats.deadLettered.Load(),
+		Claims:       m.stats.claims.Load(),
+		Duplicates:   m.stats.duplicates.Load(),
+		Held:         m.stats.held.Load(),
+		RedisErrors:  m.stats.redisErrors.Load(),
+		LostClaims:   m.stats.lostClaims.Load(),
 	}
+}
+
+// Degraded reports whether some group cannot reach Redis for dedupe.
+func (m *Manager) Degraded() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range m.groups {
+		if g.dd != nil && g.dd.degraded.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) metricsRebalance()   { m.stats.rebalances.Add(1) }

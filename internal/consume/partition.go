@@ -10,9 +10,11 @@ type recState uint8
 
 const (
 	stateReady      recState = iota // waiting to be delivered (first time or again)
+	stateClaiming                   // chosen for a stream; its dedupe claim is being taken
 	stateInflight                   // delivered, waiting for Ack or Nack
-	stateBackoff                    // nacked with retry_after; ready again at deadline
+	stateBackoff                    // nacked with retry_after, or held; ready again at deadline
 	stateDeadLetter                 // being written to the dead-letter topic
+	stateConfirming                 // processed; its dedupe done marker is being written
 	stateDone                       // acknowledged, dead-lettered or dropped: counts for the commit rule
 )
 
@@ -30,7 +32,10 @@ type record struct {
 
 	state    recState
 	attempt  int32     // deliveries so far
-	stream   *Stream   // holder while stateInflight
+	stream   *Stream   // holder while stateClaiming or stateInflight
+	// unclaimed marks a delivery made without a dedupe claim (Redis down,
+	// on_redis_failure: deliver): its done marker is written best effort.
+	unclaimed bool
 	deadline time.Time // ack deadline (inflight) or retry time (backoff)
 	timerGen uint64    // bumps on every state change; stale timer entries are ignored
 }
@@ -52,8 +57,9 @@ type partitionLog struct {
 	next    int64 // offset after the last appended record; -1 until the first record
 	stored  int64 // last committable offset handed to the commit machinery; -1 none
 
-	inflight int // records in stateInflight
-	bytes    int // sizes of pending records not yet done
+	inflight   int // records in stateClaiming or stateInflight
+	confirming int // records in stateConfirming
+	bytes      int // sizes of pending records not yet done
 	revoking bool
 	paused   bool
 }
@@ -150,8 +156,17 @@ func (l *partitionLog) deliverable(ordering Ordering, limit int, busy map[string
 	}
 	switch ordering {
 	case OrderingPartition:
-		if l.inflight == 0 && len(l.recs) > 0 && l.recs[0].state == stateReady {
-			out = append(out, l.recs[0])
+		if l.inflight > 0 {
+			break
+		}
+		for _, r := range l.recs {
+			if r.state == stateConfirming {
+				continue // processed: only its done marker is pending
+			}
+			if r.state == stateReady {
+				out = append(out, r)
+			}
+			break
 		}
 	case OrderingKey:
 		// A record may go when no earlier record with its key is unfinished.
@@ -161,7 +176,7 @@ func (l *partitionLog) deliverable(ordering Ordering, limit int, busy map[string
 			if taken == limit {
 				break
 			}
-			if r.state == stateDone {
+			if r.state == stateDone || r.state == stateConfirming {
 				continue
 			}
 			k := string(r.key) // no allocation for the map lookup

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -21,6 +22,7 @@ import (
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/config"
 	"github.com/kafkagate/gateway/internal/consume"
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/grpcapi"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -42,6 +44,7 @@ type Gateway struct {
 	embedded  *embedded.Services // nil unless embedded mode
 	producer  *produce.Producer
 	consumers *consume.Manager
+	redis     redis.UniversalClient // nil unless dedupe is on
 	server    *grpc.Server
 	health    *health.Server
 	listeners []net.Listener
@@ -79,7 +82,8 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 
-	g.consumers, err = consume.New(g.cfg.Kafka, g.cfg.Consumer, g.producer, g.cfg.Producer.MessageIDHeader, logger.With("component", "consumer"))
+	dd := g.dedupe()
+	g.consumers, err = consume.New(g.cfg.Kafka, g.cfg.Consumer, g.producer, g.cfg.Producer.MessageIDHeader, dd, logger.With("component", "consumer"))
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +126,28 @@ func (g *Gateway) listen() error {
 		}
 	}
 	return nil
+}
+
+// dedupe connects the dedupe store when dedupe is on; in embedded mode it
+// uses the embedded Redis-protocol server.
+func (g *Gateway) dedupe() *consume.Dedupe {
+	c := g.cfg.Dedupe
+	if !c.Enabled {
+		return nil
+	}
+	if g.embedded != nil && len(c.Redis.Addrs) == 0 {
+		c.Redis.Addrs = []string{g.embedded.RedisAddr()}
+		// The embedded server runs each script in a fresh interpreter
+		// (about 0.5 ms): give batches room.
+		c.Redis.ReadTimeout = max(c.Redis.ReadTimeout, 10*time.Second)
+	}
+	g.redis = c.Redis.NewClient()
+	return &consume.Dedupe{
+		Claims:    dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, dedupe.NewOwner(g.cfg.Consumer.InstanceID)),
+		Deliver:   c.OnRedisFailure == dedupe.FailureDeliver,
+		HoldRetry: c.HoldRetry,
+		IDHeader:  c.IDHeader,
+	}
 }
 
 // Addrs returns the bound listener addresses: TCP first, then the Unix
@@ -246,6 +272,9 @@ func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 func (g *Gateway) closeResources() {
 	for _, ln := range g.listeners {
 		ln.Close() // already closed by the server when it served
+	}
+	if g.redis != nil {
+		g.redis.Close()
 	}
 	if g.embedded != nil {
 		g.embedded.Close()
