@@ -65,7 +65,7 @@ type Manager struct {
 	buffered atomic.Int64 // bytes of fetched, unfinished records, all groups
 	stats    struct {
 		rebalances, acked, nacked, timedOut, deadLettered atomic.Int64
-		claims, duplicates, held, redisErrors, lostClaims  atomic.Int64
+		claims, duplicates, held, redisErrors, lostClaims atomic.Int64
 	}
 
 	mu     sync.Mutex

@@ -30,14 +30,14 @@ type record struct {
 	messageID string
 	size      int
 
-	state    recState
-	attempt  int32     // deliveries so far
-	stream   *Stream   // holder while stateClaiming or stateInflight
+	state   recState
+	attempt int32   // deliveries so far
+	stream  *Stream // holder while stateClaiming or stateInflight
 	// unclaimed marks a delivery made without a dedupe claim (Redis down,
 	// on_redis_failure: deliver): its done marker is written best effort.
 	unclaimed bool
-	deadline time.Time // ack deadline (inflight) or retry time (backoff)
-	timerGen uint64    // bumps on every state change; stale timer entries are ignored
+	deadline  time.Time // ack deadline (inflight) or retry time (backoff)
+	timerGen  uint64    // bumps on every state change; stale timer entries are ignored
 }
 
 // partitionLog holds the records of one owned partition that are fetched
@@ -60,8 +60,8 @@ type partitionLog struct {
 	inflight   int // records in stateClaiming or stateInflight
 	confirming int // records in stateConfirming
 	bytes      int // sizes of pending records not yet done
-	revoking bool
-	paused   bool
+	revoking   bool
+	paused     bool
 }
 
 func newPartitionLog(topic string, partition int32, epoch uint64) *partitionLog {
