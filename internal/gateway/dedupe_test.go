@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/config"
@@ -31,30 +33,30 @@ func dedupeGateway(t *testing.T, redisAddr string, mutate func(*config.Config)) 
 }
 
 // produceDuplicated writes n distinct messages, each twice as separate
-// records (the same idempotency key, so the same message ID), as a
-// producer retry that was written twice looks.
-func produceDuplicated(t *testing.T, h *harness, topic string, n int) {
+// records with the same message-id header, with a plain librdkafka producer:
+// what a producer retry written twice, or a replay, looks like to consumers.
+func produceDuplicated(t *testing.T, bootstrap, topic string, n int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var recs []*gatewayv1.Record
-	for copyNo := range 2 {
-		for i := range n {
-			recs = append(recs, &gatewayv1.Record{
-				Key:            fmt.Appendf(nil, "key-%d", i%10),
-				Value:          fmt.Appendf(nil, "%d/copy%d", i, copyNo),
-				IdempotencyKey: fmt.Sprintf("msg-%d", i),
-			})
-		}
-	}
-	resp, err := h.producer.Produce(ctx, &gatewayv1.ProduceRequest{Topic: topic, Records: recs})
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 3, "go.delivery.reports": false})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range resp.GetResults() {
-		if r.GetError() != nil {
-			t.Fatal(r.GetError())
+	defer p.Close()
+	for copyNo := range 2 {
+		for i := range n {
+			err := p.Produce(&kafka.Message{
+				TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+				Key:            fmt.Appendf(nil, "key-%d", i%10),
+				Value:          fmt.Appendf(nil, "%d/copy%d", i, copyNo),
+				Headers:        []kafka.Header{{Key: "message-id", Value: fmt.Appendf(nil, "msg-%d", i)}},
+			}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
+	}
+	if left := p.Flush(30_000); left > 0 {
+		t.Fatalf("%d records not flushed", left)
 	}
 }
 
@@ -121,7 +123,7 @@ func TestWithDedupeADuplicatedMessageReachesTheAppOnce(t *testing.T) {
 	group := testenv.UniqueName("g")
 	h := dedupeGateway(t, redisAddr, nil)
 	const n = 300
-	produceDuplicated(t, h, topic, n)
+	produceDuplicated(t, bootstrap, topic, n)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -256,4 +258,51 @@ func (rs *redisServer) kill(t *testing.T) {
 	rs.cmd.Process.Kill()
 	rs.cmd.Wait()
 	rs.cmd = nil
+}
+
+func TestConcurrentProducesWithOneIdempotencyKeyWriteOnce(t *testing.T) {
+	t.Parallel()
+	bootstrap, redisAddr := testenv.Kafka(t), testenv.Redis(t)
+	topic := testenv.CreateTopic(t, bootstrap, 3)
+	h := dedupeGateway(t, redisAddr, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req := &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Key: []byte("k"), Value: []byte("pay 10"), IdempotencyKey: "payment-42"}}}
+
+	results := make([]*gatewayv1.RecordResult, 20)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			resp, err := h.producer.Produce(ctx, req)
+			if err != nil {
+				t.Errorf("Produce: %v", err)
+				return
+			}
+			results[i] = resp.GetResults()[0]
+		})
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.GetError() != nil || !proto.Equal(r, results[0]) {
+			t.Errorf("result %d = %v, want the same as result 0 = %v", i, r, results[0])
+		}
+	}
+	// And a retry much later, on the stream API, answers the same again.
+	stream, err := h.producer.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&gatewayv1.ProduceStreamRequest{RequestId: "retry", Topic: topic, Records: req.GetRecords()}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resp.GetResults()[0]; !proto.Equal(r, results[0]) {
+		t.Errorf("stream retry result = %v, want %v", r, results[0])
+	}
+	if msgs := testenv.ReadTopic(t, bootstrap, topic); len(msgs) != 1 {
+		t.Fatalf("topic holds %d records, want exactly one", len(msgs))
+	}
 }

@@ -44,7 +44,8 @@ type Gateway struct {
 	embedded  *embedded.Services // nil unless embedded mode
 	producer  *produce.Producer
 	consumers *consume.Manager
-	redis     redis.UniversalClient // nil unless dedupe is on
+	redis       redis.UniversalClient // nil unless Redis is configured
+	idempotency *dedupe.Store         // producer idempotency keys; nil without Redis
 	server    *grpc.Server
 	health    *health.Server
 	listeners []net.Listener
@@ -83,6 +84,9 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	}
 
 	dd := g.dedupe()
+	if g.idempotency != nil {
+		g.producer.EnableIdempotency(g.idempotency, g.cfg.Dedupe.ProduceWindow)
+	}
 	g.consumers, err = consume.New(g.cfg.Kafka, g.cfg.Consumer, g.producer, g.cfg.Producer.MessageIDHeader, dd, logger.With("component", "consumer"))
 	if err != nil {
 		return nil, err
@@ -130,20 +134,28 @@ func (g *Gateway) listen() error {
 
 // dedupe connects the dedupe store when dedupe is on; in embedded mode it
 // uses the embedded Redis-protocol server.
+//
+// Producer idempotency keys use the same store whenever Redis is
+// configured (dedupe.redis.addrs, or embedded mode), dedupe on or not.
 func (g *Gateway) dedupe() *consume.Dedupe {
 	c := g.cfg.Dedupe
-	if !c.Enabled {
-		return nil
-	}
 	if g.embedded != nil && len(c.Redis.Addrs) == 0 {
 		c.Redis.Addrs = []string{g.embedded.RedisAddr()}
 		// The embedded server runs each script in a fresh interpreter
 		// (about 0.5 ms): give batches room.
 		c.Redis.ReadTimeout = max(c.Redis.ReadTimeout, 10*time.Second)
 	}
+	if len(c.Redis.Addrs) == 0 {
+		return nil
+	}
 	g.redis = c.Redis.NewClient()
+	store := dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, dedupe.NewOwner(g.cfg.Consumer.InstanceID))
+	g.idempotency = store
+	if !c.Enabled {
+		return nil
+	}
 	return &consume.Dedupe{
-		Claims:    dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, dedupe.NewOwner(g.cfg.Consumer.InstanceID)),
+		Claims:    store,
 		Deliver:   c.OnRedisFailure == dedupe.FailureDeliver,
 		HoldRetry: c.HoldRetry,
 		IDHeader:  c.IDHeader,

@@ -21,6 +21,9 @@ import (
 type Producer interface {
 	Produce(ctx context.Context, topic string, records []produce.Record) ([]produce.Result, error)
 	Send(ctx context.Context, topic string, records []produce.Record, notify chan<- *produce.Batch, tag any) (*produce.Batch, error)
+	// Idempotent reports whether records need Produce's idempotency
+	// protocol rather than Send.
+	Idempotent(records []produce.Record) bool
 }
 
 // ProducerServer implements gateway.v1.ProducerService.
@@ -160,7 +163,14 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 // batch is in flight instead.
 func (s *ProducerServer) sendBatch(ctx context.Context, stream gatewayv1.ProducerService_ProduceStreamServer, req *gatewayv1.ProduceStreamRequest, done chan<- *produce.Batch) (sent bool, err error) {
 	records, err := fromProtoRecords(req.GetRecords())
-	if err == nil {
+	if err == nil && s.producer.Idempotent(records) {
+		// Idempotent batches run to completion here, which keeps them in
+		// order with the batches around them.
+		var results []produce.Result
+		if results, err = s.producer.Produce(ctx, req.GetTopic(), records); err == nil {
+			return false, stream.Send(&gatewayv1.ProduceStreamResponse{RequestId: req.GetRequestId(), Results: s.toProtoResults(results)})
+		}
+	} else if err == nil {
 		_, err = s.producer.Send(ctx, req.GetTopic(), records, done, req.GetRequestId())
 	}
 	if err == nil {

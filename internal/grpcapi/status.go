@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kafkagate/gateway/internal/consume"
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/invalid"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
@@ -41,7 +42,7 @@ func toStatus(logger *slog.Logger, err error) *status.Status {
 		return status.New(codes.Unavailable, "gateway shutting down: "+err.Error())
 	case errors.Is(err, kafkaclient.ErrUnknownTopic):
 		return status.New(codes.NotFound, err.Error())
-	case errors.Is(err, kafkaclient.ErrUnavailable):
+	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable):
 		return status.New(codes.Unavailable, err.Error())
 	case errors.Is(err, kafkaclient.ErrRejected):
 		return status.New(codes.InvalidArgument, err.Error())

@@ -89,6 +89,9 @@ type Producer struct {
 	ids    *msgid.Generator
 	topics *topicCache
 
+	idem       IdempotencyStore // nil: idempotency keys only name messages
+	idemWindow time.Duration
+
 	// stopping is closed when shutdown begins; queue-full waits end on it.
 	stopping  chan struct{}
 	closeOnce sync.Once
@@ -209,7 +212,16 @@ func (p *Producer) handleEvents(fatal chan<- error) {
 // Produce writes records to topic and waits for every delivery report, or
 // for ctx. It returns an error without results only when nothing was
 // enqueued (bad input, unknown topic, shutting down) or ctx ended first.
+// With idempotency enabled, a record whose idempotency key was written
+// before is not written again (see produceIdempotent).
 func (p *Producer) Produce(ctx context.Context, topic string, records []Record) ([]Result, error) {
+	if p.Idempotent(records) {
+		return p.produceIdempotent(ctx, topic, records)
+	}
+	return p.produce(ctx, topic, records)
+}
+
+func (p *Producer) produce(ctx context.Context, topic string, records []Record) ([]Result, error) {
 	done := make(chan *Batch, 1)
 	b, err := p.Send(ctx, topic, records, done, nil)
 	if err != nil {
