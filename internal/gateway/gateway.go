@@ -41,15 +41,15 @@ type Gateway struct {
 	cfg    config.Config
 	logger *slog.Logger
 
-	embedded  *embedded.Services // nil unless embedded mode
-	producer  *produce.Producer
-	consumers *consume.Manager
+	embedded    *embedded.Services // nil unless embedded mode
+	producer    *produce.Producer
+	consumers   *consume.Manager
 	redis       redis.UniversalClient // nil unless Redis is configured
 	idempotency *dedupe.Store         // producer idempotency keys; nil without Redis
-	server    *grpc.Server
-	health    *health.Server
-	listeners []net.Listener
-	draining  chan struct{}
+	server      *grpc.Server
+	health      *health.Server
+	listeners   []net.Listener
+	draining    chan struct{}
 }
 
 // New validates nothing (call cfg.Validate first) and builds the gateway:
