@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks (make bench): the gateway against direct confluent-kafka-go
-# (librdkafka), side by side on the same real Kafka broker; writes
-# BENCHMARKS.md. Installs and starts the services if needed and stops again
-# only those it started. Extra arguments go to cmd/gatewaybench, e.g.
+# (librdkafka), produce and consume, side by side on the same real Kafka
+# broker; writes BENCHMARKS.md. Installs and starts the services if needed
+# and stops again only those it started. Extra arguments go to
+# cmd/gatewaybench, e.g.
 #   scripts/bench.sh --only direct-async,stream-100 --out ''
+#   scripts/bench.sh --only direct-consume,gateway-consume-none --out ''
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 )
 
 // scenario is one named measurement. It returns rows of the result table;
@@ -21,7 +23,8 @@ type scenario struct {
 }
 
 // scenarios run in this order; later ones read baselines that earlier ones
-// stored in bench (direct-async's rate, the throughput gateway).
+// stored in bench (direct-async's and direct-consume's rates, the
+// throughput gateway).
 var scenarios = []scenario{
 	{"rss-idle", (*bench).rssIdle},
 	{"direct-async", (*bench).directAsync},
@@ -40,6 +43,15 @@ var scenarios = []scenario{
 	}},
 	{"latency", (*bench).latency},
 	{"rss-peak", (*bench).rssPeak},
+	{"direct-consume", (*bench).directConsume},
+	{"gateway-consume-none", func(b *bench, ctx context.Context) ([]Row, error) {
+		return b.gatewayConsume(ctx, "gateway-consume-none", gatewayv1.Ordering_ORDERING_NONE,
+			b.opts.consumeStreams, b.opts.consumeBuffered, 0.8)
+	}},
+	{"gateway-consume-key", func(b *bench, ctx context.Context) ([]Row, error) {
+		return b.gatewayConsume(ctx, "gateway-consume-key", gatewayv1.Ordering_ORDERING_KEY,
+			b.opts.consumeKeyStreams, b.opts.consumeKeyBuffered, 0)
+	}},
 }
 
 // selectScenarios returns the scenarios named in only (comma-separated), or
@@ -72,11 +84,14 @@ type bench struct {
 	logDir string
 	tmpLog bool // logDir is a temporary directory of this run
 
-	gateways map[string]*gatewayProc // by preset
+	gateways map[string]*gatewayProc // by name: the preset, or consume-none / consume-key
 	topics   []*topicCheck
+	filled   *filledTopic // the topic the consume scenarios read, once filled
+	groups   []string     // consumer groups of the run, deleted at the end
 
 	// Baselines, set by the scenarios that measure them.
-	directRate float64 // direct-async records/s
+	directRate        float64 // direct-async records/s
+	directConsumeRate float64 // direct-consume records/s
 }
 
 // topicCheck is a topic written by a scenario and the number of records
@@ -150,34 +165,42 @@ func (b *bench) runScenarios(ctx context.Context, list []scenario) *Report {
 		fmt.Fprintf(os.Stderr, "   (%s)\n", time.Since(start).Round(100*time.Millisecond))
 	}
 	b.stopGateways(r)
+	b.deleteGroups()
 	r.Errors = append(r.Errors, b.verifyTopics()...)
 	return r
 }
 
 // gateway returns the running gateway of preset, starting it on first use.
 func (b *bench) gateway(ctx context.Context, preset string) (*gatewayProc, error) {
-	if g := b.gateways[preset]; g != nil {
+	return b.gatewayWith(ctx, gatewaySpec{preset: preset})
+}
+
+// gatewayWith returns the running gateway named by spec, starting it on
+// first use.
+func (b *bench) gatewayWith(ctx context.Context, spec gatewaySpec) (*gatewayProc, error) {
+	name := spec.label()
+	if g := b.gateways[name]; g != nil {
 		return g, nil
 	}
-	g, err := startGateway(ctx, b.opts.gatewayBin, b.opts.bootstrap, preset, b.logDir)
+	g, err := startGateway(ctx, b.opts.gatewayBin, b.opts.bootstrap, b.logDir, spec)
 	if err != nil {
 		return nil, err
 	}
-	b.gateways[preset] = g
+	b.gateways[name] = g
 	return g, nil
 }
 
 // stopGateways stops every gateway still running and reports unclean exits.
 func (b *bench) stopGateways(r *Report) {
-	for _, preset := range slices.Sorted(maps.Keys(b.gateways)) {
-		g := b.gateways[preset]
+	for _, name := range slices.Sorted(maps.Keys(b.gateways)) {
+		g := b.gateways[name]
 		if err := g.stop(); err != nil {
-			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s): %v", preset, err))
+			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s): %v", name, err))
 		}
 		if n := g.errorLines(); n > 0 {
-			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s) logged %d ERROR lines, see %s", preset, n, g.logPath))
+			r.Errors = append(r.Errors, fmt.Sprintf("gateway (%s) logged %d ERROR lines, see %s", name, n, g.logPath))
 		}
-		delete(b.gateways, preset)
+		delete(b.gateways, name)
 	}
 }
 

@@ -26,12 +26,13 @@ import (
 
 // gatewayProc is a gateway running as a subprocess against the broker.
 type gatewayProc struct {
-	preset  string
-	cmd     *exec.Cmd
-	addr    string
-	logPath string
-	conn    *grpc.ClientConn
-	client  gatewayv1.ProducerServiceClient
+	name     string // the preset, or another name for a gateway with extra flags
+	cmd      *exec.Cmd
+	addr     string
+	logPath  string
+	conn     *grpc.ClientConn
+	client   gatewayv1.ProducerServiceClient
+	consumer gatewayv1.ConsumerServiceClient
 
 	logDone   chan struct{} // closed when stderr is drained
 	errorLogs atomic.Int64
@@ -39,22 +40,40 @@ type gatewayProc struct {
 	waitErr   error
 }
 
-// startGateway starts bin with preset and waits for its "gateway serving"
+// gatewaySpec says how to start a gateway: its producer preset and any
+// extra flags. name tells gateways apart in logs and messages; it defaults
+// to the preset.
+type gatewaySpec struct {
+	name   string
+	preset string
+	flags  []string
+}
+
+func (s gatewaySpec) label() string {
+	if s.name != "" {
+		return s.name
+	}
+	return s.preset
+}
+
+// startGateway starts bin as spec says and waits for its "gateway serving"
 // log line, which carries the bound address. Its JSON logs are copied to a
 // file in logDir.
-func startGateway(ctx context.Context, bin, bootstrap, preset, logDir string) (*gatewayProc, error) {
-	logPath := filepath.Join(logDir, "gateway-"+preset+".log")
+func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatewaySpec) (*gatewayProc, error) {
+	name := spec.label()
+	logPath := filepath.Join(logDir, "gateway-"+name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
+	args := []string{
 		"--embedded.enabled=false",
-		"--kafka.bootstrap_servers="+bootstrap,
+		"--kafka.bootstrap_servers=" + bootstrap,
 		"--server.listen=127.0.0.1:0",
 		"--log.format=json",
-		"--producer.preset="+preset,
-	)
+		"--producer.preset=" + spec.preset,
+	}
+	cmd := exec.Command(bin, append(args, spec.flags...)...)
 	cmd.Stdout = logFile
 	// Should the bench die, the gateway gets SIGTERM instead of living on.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -67,7 +86,7 @@ func startGateway(ctx context.Context, bin, bootstrap, preset, logDir string) (*
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	g := &gatewayProc{preset: preset, cmd: cmd, logPath: logPath, logDone: make(chan struct{})}
+	g := &gatewayProc{name: name, cmd: cmd, logPath: logPath, logDone: make(chan struct{})}
 
 	addrCh := make(chan string, 1)
 	go g.readLogs(stderr, logFile, addrCh)
@@ -78,21 +97,28 @@ func startGateway(ctx context.Context, bin, bootstrap, preset, logDir string) (*
 	case g.addr = <-addrCh:
 	case <-g.logDone:
 		g.wait()
-		return nil, fmt.Errorf("gateway (%s) exited before serving (%v); see %s", preset, g.waitErr, logPath)
+		return nil, fmt.Errorf("gateway (%s) exited before serving (%v); see %s", name, g.waitErr, logPath)
 	case <-timer.C:
 		g.kill()
-		return nil, fmt.Errorf("gateway (%s) did not log \"gateway serving\" within 30s; see %s", preset, logPath)
+		return nil, fmt.Errorf("gateway (%s) did not log \"gateway serving\" within 30s; see %s", name, logPath)
 	case <-ctx.Done():
 		g.kill()
 		return nil, ctx.Err()
 	}
-	g.conn, err = grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	g.conn, err = grpc.NewClient(g.addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A Deliveries frame holds up to max_in_flight records.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
 	if err != nil {
 		g.kill()
 		return nil, err
 	}
 	g.client = gatewayv1.NewProducerServiceClient(g.conn)
-	fmt.Fprintf(os.Stderr, "   gateway (%s preset) pid %d serving on %s, log %s\n", preset, cmd.Process.Pid, g.addr, logPath)
+	g.consumer = gatewayv1.NewConsumerServiceClient(g.conn)
+	fmt.Fprintf(os.Stderr, "   gateway (%s, %s preset) pid %d serving on %s, log %s\n", name, spec.preset, cmd.Process.Pid, g.addr, logPath)
+	if len(spec.flags) > 0 {
+		fmt.Fprintf(os.Stderr, "   gateway (%s) flags: %s\n", name, strings.Join(spec.flags, " "))
+	}
 	return g, nil
 }
 

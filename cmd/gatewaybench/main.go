@@ -7,14 +7,15 @@
 // Both sides use the same librdkafka producer settings: the gateway is
 // started as a subprocess with --producer.preset=P and the direct producer is
 // configured with what that preset means (see producerConfig, which mirrors
-// internal/produce/config.go). Every scenario writes to fresh topics (6
-// partitions, replication factor 1) with 100-byte values and keys "key-0" …
-// "key-999", checks every record's result, and at the end compares the
-// topics' high watermarks with the records acknowledged.
+// internal/produce/config.go). Every produce scenario writes to fresh topics
+// (6 partitions, replication factor 1) with 100-byte values and keys
+// "key-0" … "key-999", checks every record's result, and at the end compares
+// the topics' high watermarks with the records acknowledged.
 //
 // Before the scenarios, 500,000 records are written directly to warm up the
-// broker (a freshly started JVM is slow at first). Throughput scenarios warm
-// up and then run --repeats times (default 5); the median run is reported.
+// broker (a freshly started JVM is slow at first). Produce throughput
+// scenarios warm up and then run --repeats times (default 5); the median run
+// is reported.
 //
 // Scenarios, in the order they run:
 //
@@ -46,9 +47,43 @@
 //	                   gateway adds (gateway − direct at p50 and p99).
 //	rss-peak           VmHWM (peak RSS) of the throughput-preset gateway after
 //	                   the stream scenarios.
+//	direct-consume     The consume baseline. First (once, for all consume
+//	                   scenarios) a topic of --consume-records records (keys
+//	                   key-0 … key-999, 100-byte values) is filled by a direct
+//	                   producer. Then a plain confluent-kafka-go consumer with
+//	                   a fresh group reads it all from the earliest offset,
+//	                   committing after processing: Poll(100), then Poll(0) up
+//	                   to 512 records, touch every value, StoreOffsets
+//	                   (enable.auto.offset.store=false, enable.auto.commit=true).
+//	gateway-consume-none
+//	                   The same topic through a gateway (started with tuned
+//	                   consumer flags: --consume-buffered as
+//	                   consumer.max_buffered_records, --consume-properties as
+//	                   consumer.properties) with --consume-streams Subscribe
+//	                   streams of one fresh group, ORDERING_NONE,
+//	                   --consume-in-flight each; every value touched, every
+//	                   record acknowledged with Ack (--consume-ack: an acker
+//	                   goroutine per stream batching IDs, or one Ack per
+//	                   Deliveries frame): records/s and ratio to
+//	                   direct-consume; target ≥ 0.8×.
+//	gateway-consume-key
+//	                   The same with ORDERING_KEY (1000 distinct keys), with
+//	                   --consume-key-streams streams on a gateway of its own
+//	                   with --consume-key-buffered: informational ratio.
 //
-// New scenarios (consume, dedupe, limits, …) are added to the scenarios slice
-// in bench.go; each returns rows of the result table (report.go), which
+// Every consume run is timed from its first record received to the moment
+// every offset of every partition has been seen and processed (offsets
+// stored, or records acknowledged), checks that every offset was seen
+// (duplicates are counted; missing records fail the run), then waits for
+// the group to commit the whole topic. Both consume sides get the
+// librdkafka properties of --consume-properties (fetch.queue.backoff.ms=10:
+// with the default of 1 s, a consumer whose prefetch queue holds
+// queued.min.messages stops fetching for a second, capping both sides at
+// about 150,000 records/s). Consume scenarios run --consume-repeats times
+// (default 3); the median run is reported.
+//
+// New scenarios (dedupe, limits, …) are added to the scenarios slice in
+// bench.go; each returns rows of the result table (report.go), which
 // prints them and writes them to the Markdown report.
 package main
 
@@ -83,6 +118,19 @@ type options struct {
 	window1000     int           // outstanding batches per stream, batches of 1000
 	unaryDuration  time.Duration // duration of each unary scenario
 	latencySamples int           // sequential samples per side in the latency scenario
+
+	consumeRecords     int               // records of the topic the consume scenarios read
+	consumeRepeats     int               // runs of each consume scenario; the median is reported
+	consumeStreams     int               // Subscribe streams of gateway-consume-none
+	consumeKeyStreams  int               // Subscribe streams of gateway-consume-key
+	consumeInFlight    int               // max_in_flight of each Subscribe stream
+	consumeAck         string            // frame or batch: how the gateway consume client acks
+	consumeBuffered    int               // consumer.max_buffered_records of the consume-none gateway
+	consumeKeyBuffered int               // consumer.max_buffered_records of the consume-key gateway
+	consumeTimeout     time.Duration     // a consume run not done by then fails with its missing records
+	consumeAckTimeout  time.Duration     // ack_timeout of the Subscribe requests; 0: the gateway's default
+	consumePropsText   string            // --consume-properties as given
+	consumeProps       map[string]string // librdkafka properties of both consume sides
 }
 
 func parseFlags() options {
@@ -92,7 +140,7 @@ func parseFlags() options {
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "Markdown report to write; empty writes none")
 	flag.StringVar(&o.kafkaVersion, "kafka-version", "", "Kafka broker version, for the report (scripts/bench.sh reads it from the harness)")
 	flag.IntVar(&o.brokerPID, "broker-pid", 0, "broker process id, to report its CPU time per scenario (optional)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenario names to run (default all); ratios need direct-async")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenario names to run (default all); ratios need direct-async (produce) or direct-consume (consume)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this bench client to FILE")
 	flag.StringVar(&o.logDir, "log-dir", "", "directory for the gateways' logs (default a temporary directory, removed after a clean run)")
 	flag.IntVar(&o.partitions, "partitions", 6, "partitions of every topic")
@@ -104,15 +152,37 @@ func parseFlags() options {
 	flag.IntVar(&o.window1000, "window-1000", 32, "outstanding batches per stream with batches of 1000")
 	flag.DurationVar(&o.unaryDuration, "unary-duration", 5*time.Second, "duration of each unary scenario")
 	flag.IntVar(&o.latencySamples, "latency-samples", 3000, "sequential samples per side in the latency scenario")
+	flag.IntVar(&o.consumeRecords, "consume-records", 1_000_000, "records of the topic the consume scenarios read")
+	flag.IntVar(&o.consumeRepeats, "consume-repeats", 3, "runs per consume scenario; the median run is reported")
+	flag.IntVar(&o.consumeStreams, "consume-streams", 4, "Subscribe streams in gateway-consume-none")
+	flag.IntVar(&o.consumeKeyStreams, "consume-key-streams", 1, "Subscribe streams in gateway-consume-key")
+	flag.IntVar(&o.consumeInFlight, "consume-in-flight", 5000, "max_in_flight of each Subscribe stream")
+	flag.StringVar(&o.consumeAck, "consume-ack", "batch", "how the gateway consume client acks: frame (one Ack per Deliveries frame, inline) or batch (an acker goroutine per stream coalescing the IDs of the frames received meanwhile)")
+	flag.IntVar(&o.consumeBuffered, "consume-buffered", 50_000, "--consumer.max_buffered_records of the gateway of gateway-consume-none (the gateway's default is 2000)")
+	flag.IntVar(&o.consumeKeyBuffered, "consume-key-buffered", 10_000, "--consumer.max_buffered_records of the gateway of gateway-consume-key")
+	flag.StringVar(&o.consumePropsText, "consume-properties", "fetch.queue.backoff.ms=10",
+		"librdkafka properties k=v,… of both the direct consumer and the consume gateway (as --consumer.properties.k=v)")
+	flag.DurationVar(&o.consumeAckTimeout, "consume-ack-timeout", 0, "ack_timeout of the Subscribe requests (default: the gateway's, 30 s)")
+	flag.DurationVar(&o.consumeTimeout, "consume-timeout", 60*time.Second, "a consume run that has not seen every record by then fails")
 	flag.Parse()
 	return o
 }
 
 func main() {
 	o := parseFlags()
-	if o.repeats < 1 || o.records < 1 || o.streams < 1 || o.window100 < 1 || o.window1000 < 1 || o.latencySamples < 1 {
-		fatalf("--repeats, --records, --streams, --window-*, --latency-samples must be at least 1")
+	if o.repeats < 1 || o.records < 1 || o.streams < 1 || o.window100 < 1 || o.window1000 < 1 || o.latencySamples < 1 ||
+		o.consumeRecords < 1 || o.consumeRepeats < 1 || o.consumeStreams < 1 || o.consumeKeyStreams < 1 ||
+		o.consumeInFlight < 1 || o.consumeBuffered < 1 || o.consumeKeyBuffered < 1 {
+		fatalf("--repeats, --records, --streams, --window-*, --latency-samples, --consume-* must be at least 1")
 	}
+	if o.consumeAck != "frame" && o.consumeAck != "batch" {
+		fatalf("--consume-ack must be frame or batch")
+	}
+	props, err := parseProps(o.consumePropsText)
+	if err != nil {
+		fatalf("--consume-properties: %v", err)
+	}
+	o.consumeProps = props
 	if o.bootstrap == "" {
 		fatalf("no broker: pass --bootstrap or set GATEWAY_TEST_KAFKA (scripts/bench.sh does both)")
 	}

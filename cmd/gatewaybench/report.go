@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +24,8 @@ type Row struct {
 	Detail   string  // a secondary figure, e.g. MB/s
 	Ratio    float64 // Value relative to the direct librdkafka figure; 0 when none
 	Target   *Target // nil when the figure has none
-	Failures int64   // records that failed; any makes the run fail
+	Failures int64   // records that failed (or went missing); any makes the run fail
+	FailedAs string  // what happened to Failures records: "failed" when empty, or e.g. "missing"
 	CPU      CPU     // CPU used during the measurement, if measured
 	Note     string
 }
@@ -78,7 +80,7 @@ func (r Row) targetText() string {
 func (r Row) resultText() string {
 	switch {
 	case r.Failures > 0:
-		return fmt.Sprintf("FAIL (%d records failed)", r.Failures)
+		return fmt.Sprintf("FAIL (%d records %s)", r.Failures, cmp.Or(r.FailedAs, "failed"))
 	case r.Target == nil:
 		return ""
 	case r.Target.Met:
@@ -193,10 +195,12 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("direct producer configured with what that preset means (idempotent, `acks=all`,")
 	p("`murmur2_random`, the preset's `linger.ms`/`batch.size`/`batch.num.messages`/")
 	p("`compression.type`, the gateway's 64 MiB `queue.buffering.max.kbytes`, delivery reports")
-	p("from the events channel). Every scenario writes to fresh topics (%d partitions, replication", o.partitions)
+	p("from the events channel). Every produce scenario writes to fresh topics (%d partitions, replication", o.partitions)
 	p("factor 1) records with keys `key-0` … `key-999` and 100-byte values (random letters and")
 	p("digits), checks every record's result, and at the end checks that each topic's high")
-	p("watermarks add up to the records acknowledged.")
+	p("watermarks add up to the records acknowledged. The consume scenarios read one such topic,")
+	p("filled once, each run with a fresh consumer group; both consume sides get the same")
+	p("librdkafka consumer settings (see *Scenarios*).")
 	p("")
 	p("## Results")
 	p("")
@@ -257,13 +261,38 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("  gateway unary `Produce` of one record, measured by the caller. *Added* is gateway −")
 	p("  direct at the same percentile. Targets: added p50 ≤ 0.3 ms, added p99 ≤ 1 ms.")
 	p("- **rss-peak**: VmHWM of the throughput-preset gateway after the stream scenarios.")
+	p("- **direct-consume**: the consume baseline. A topic of %s records (%d partitions, keys", thousands(int64(o.consumeRecords)), o.partitions)
+	p("  `key-0` … `key-999`, 100-byte values) is filled once by a direct producer; every consume")
+	p("  run reads all of it from the earliest offset with a fresh consumer group. A plain")
+	p("  confluent-kafka-go consumer (`Subscribe`, cooperative-sticky) that commits after")
+	p("  processing: `Poll(100)` then `Poll(0)` up to %d records, touch every value, then", directConsumeBatch)
+	p("  `StoreOffsets` of the batch (`enable.auto.offset.store=false`, `enable.auto.commit=true`,")
+	p("  `auto.commit.interval.ms=1000`, as the gateway's own consumers).")
+	p("- **gateway-consume-none**: the same topic through the gateway's `Subscribe`")
+	p("  (`ORDERING_NONE`, `start_position` earliest): %d stream(s) of one group, `max_in_flight`", o.consumeStreams)
+	p("  %d each; every value is touched and every record acknowledged with `Ack` (%s).", o.consumeInFlight, ackModeText(o.consumeAck))
+	p("  Gateway flags: `%s`. Target ≥ 0.8× direct-consume.", strings.Join(consumeFlagsText(o, o.consumeBuffered), " "))
+	p("- **gateway-consume-key**: the same with `ORDERING_KEY` (1000 distinct keys, so at most 1000")
+	p("  records in flight), %d stream(s), on a gateway of its own with", o.consumeKeyStreams)
+	p("  `--consumer.max_buffered_records=%d` (KEY dispatch scans each partition's whole buffer,", o.consumeKeyBuffered)
+	p("  so a smaller buffer suits it); otherwise the flags above. Informational ratio.")
+	p("")
+	p("Consume throughput runs from the first record received to the moment every offset of every")
+	p("partition has been seen and processed (stored, or acknowledged), so group join time is")
+	p("not counted. Each run checks that every offset was seen at least once (duplicates are")
+	p("counted; a run with missing records fails), and then that the group committed the whole")
+	p("topic. Each consume scenario runs %d time(s) and reports the median run.", o.consumeRepeats)
+	p("Both consume sides get the librdkafka properties `%s`: with librdkafka's default", o.consumePropsText)
+	p("`fetch.queue.backoff.ms=1000`, a consumer whose prefetch queue reaches `queued.min.messages`")
+	p("(100,000) stops fetching for a second, which caps both sides at about 150,000 records/s of")
+	p("100-byte records; the bench would measure that timer, not the gateway.")
 	p("")
 	p("The broker is warmed up first with 500,000 records. Every scenario is warmed up too")
 	p("(throughput: %s records; unary: 1 s; latency: 300 samples per side) on its own topic.", thousands(int64(o.warmupRecords)))
-	p("Throughput scenarios then run %d times and report the median run (the spread is in", o.repeats)
+	p("Produce throughput scenarios then run %d times and report the median run (the spread is in", o.repeats)
 	p("the notes). The *CPU* column is the CPU time each process used")
 	p("during the measurement divided by its wall time: `gw` the gateway, `bench` this client")
-	p("(the gRPC client, or the direct producer with its librdkafka threads), `broker` the Kafka")
+	p("(the gRPC client, or the direct producer or consumer with its librdkafka threads), `broker` the Kafka")
 	p("JVM. Direct records carry no headers; the gateway adds its 36-byte `message-id` header to")
 	p("every record, which is part of what it costs.")
 	p("")
@@ -295,8 +324,22 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("`go run ./cmd/gatewaybench --help` lists the knobs (record counts, repeats, windows,")
 	p("durations, `--only`, `--cpuprofile` for the bench client). To see where the gateway's")
 	p("time goes, run one scenario with more records, e.g. `scripts/bench.sh --only stream-1000")
-	p("--records 3000000 --repeats 1 --out ''`, and attach `perf record -g -p PID` to the")
-	p("gateway whose pid the bench prints.")
+	p("--records 3000000 --repeats 1 --out ''` or `scripts/bench.sh --only gateway-consume-none")
+	p("--consume-records 3000000 --consume-repeats 1 --out ''`, and attach `perf record -g -p PID`")
+	p("to the gateway whose pid the bench prints.")
+}
+
+func ackModeText(mode string) string {
+	if mode == "frame" {
+		return "one `Ack` per Deliveries frame, inline, before the next `Recv`"
+	}
+	return fmt.Sprintf("an acker goroutine per stream sends the IDs of every frame received while its previous `Ack` was in flight in one call, up to %d IDs", ackBatchMax)
+}
+
+// consumeFlagsText lists the consume gateway's flags for the report.
+func consumeFlagsText(o options, maxBuffered int) []string {
+	b := &bench{opts: o}
+	return b.consumeGatewayFlags(maxBuffered)
 }
 
 // row returns the first row of scenario with figure, or nil.
@@ -342,6 +385,26 @@ func (r *Report) analysis() []string {
 		if like != nil {
 			line += fmt.Sprintf("; it reaches %.2f× direct-gwlike, the rest of its gap being the gRPC hop, protobuf and the gateway's own bookkeeping",
 				st.Value/like.Value)
+		}
+		out = append(out, line+".")
+	}
+	dc := r.row("direct-consume", "throughput")
+	if dc != nil && cpuPerRecord(dc) > 0 {
+		out = append(out, fmt.Sprintf("direct-consume: %.1f µs of CPU per record (bench %.2f cores: the consumer with its librdkafka threads).",
+			cpuPerRecord(dc), dc.CPU.Bench.Seconds()/dc.CPU.Wall.Seconds()))
+	}
+	for _, name := range []string{"gateway-consume-none", "gateway-consume-key"} {
+		gc := r.row(name, "throughput")
+		if cpuPerRecord(gc) <= 0 {
+			continue
+		}
+		wall := gc.CPU.Wall.Seconds()
+		line := fmt.Sprintf("%s: %.1f µs of CPU per record (gateway %.2f cores = %.1f µs per record, bench client %.2f cores = %.1f µs per record)",
+			name, cpuPerRecord(gc), gc.CPU.Gateway.Seconds()/wall, gc.CPU.Gateway.Seconds()/wall/gc.Value*1e6,
+			gc.CPU.Bench.Seconds()/wall, gc.CPU.Bench.Seconds()/wall/gc.Value*1e6)
+		if dc != nil && cpuPerRecord(dc) > 0 {
+			// Less sensitive to other load on the machine than the ratio of rates.
+			line += fmt.Sprintf("; per CPU second it consumes %.2f× the records of direct-consume", cpuPerRecord(dc)/cpuPerRecord(gc))
 		}
 		out = append(out, line+".")
 	}

@@ -36,7 +36,7 @@ func protoRecords(n int) []*gatewayv1.Record {
 // rssIdle starts a gateway with the default preset, leaves it idle for 2 s
 // and reads its VmRSS.
 func (b *bench) rssIdle(ctx context.Context) ([]Row, error) {
-	g, err := startGateway(ctx, b.opts.gatewayBin, b.opts.bootstrap, "balanced", b.logDir)
+	g, err := startGateway(ctx, b.opts.gatewayBin, b.opts.bootstrap, b.logDir, gatewaySpec{preset: "balanced"})
 	if err != nil {
 		return nil, err
 	}
