@@ -130,7 +130,7 @@ func DefaultConfig() Config {
 		CommitInterval:       time.Second,
 		RevokeGrace:          5 * time.Second,
 		DrainTimeout:         10 * time.Second,
-		MaxBufferedRecords:   2000,
+		MaxBufferedRecords:   10_000,
 		MaxBufferedBytes:     64 << 20,
 		IdleTimeout:          5 * time.Minute,
 	}

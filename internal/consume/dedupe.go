@@ -76,7 +76,6 @@ func (g *group) dedupeKey(l *partitionLog, r *record, attempt int32) dedupe.Key 
 func (g *group) claimLocked(s *Stream, l *partitionLog, r *record) {
 	r.state = stateClaiming
 	r.stream = s
-	r.timerGen++
 	l.inflight++
 	s.inflight++
 	k := g.dedupeKey(l, r, r.attempt+1)
@@ -96,6 +95,7 @@ func (g *group) confirmLocked(l *partitionLog, r *record) {
 	} else {
 		r.state = stateConfirming
 		l.confirming++
+		l.settle(r) // processed: the next record of its key may go
 	}
 	g.dd.confirms = append(g.dd.confirms, pendingConfirm{r: r, l: l, epoch: l.epoch, key: g.dedupeKey(l, r, r.attempt), bestEffort: bestEffort})
 	g.wakeDedupe()

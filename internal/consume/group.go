@@ -64,7 +64,6 @@ type group struct {
 	timer    *time.Timer
 	draining bool      // no new deliveries
 	idleAt   time.Time // when the last stream detached (zero while attached)
-	busy     map[string]struct{}
 	scratch  []*record
 	dd       *groupDedupe // nil without dedupe
 }
@@ -95,7 +94,6 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		done:     make(chan struct{}),
 		stop:     make(chan struct{}),
 		parts:    make(map[tpKey]*partitionLog),
-		busy:     make(map[string]struct{}),
 		idleAt:   m.now(),
 	}
 	g.timer = time.AfterFunc(time.Hour, g.onTimer)
@@ -268,7 +266,7 @@ func (g *group) assign(tps []kafka.TopicPartition) {
 		if _, ok := g.parts[k]; ok {
 			continue
 		}
-		l := newPartitionLog(k.topic, k.partition, epochs.Add(1))
+		l := newPartitionLog(k.topic, k.partition, epochs.Add(1), g.settings.Ordering == OrderingKey)
 		g.parts[k] = l
 		g.order = append(g.order, l)
 		frame.Assigned = append(frame.Assigned, TopicPartition{Topic: k.topic, Partition: k.partition})
@@ -338,9 +336,9 @@ func (g *group) forgetLocked(l *partitionLog) {
 		if r.state != stateDone {
 			g.m.buffered.Add(-int64(r.size))
 		}
+		g.unscheduleLocked(r)
 		r.state = stateDone
 		r.stream = nil
-		r.timerGen++
 	}
 	l.recs = nil
 	delete(g.parts, tpKey{l.topic, l.partition})
@@ -410,7 +408,7 @@ func (g *group) dispatchLocked() {
 	g.rr++
 	for i := 0; i < n && credit > 0; i++ {
 		l := g.order[(start+i)%n]
-		g.scratch = l.deliverable(g.settings.Ordering, credit, g.busy, g.scratch[:0])
+		g.scratch = l.deliverable(g.settings.Ordering, credit, g.scratch[:0])
 		for _, r := range g.scratch {
 			s := g.nextStream()
 			if g.dd != nil {
@@ -444,7 +442,6 @@ func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Ti
 	r.attempt++
 	r.stream = s
 	r.deadline = now.Add(g.settings.AckTimeout)
-	r.timerGen++
 	l.inflight++
 	g.scheduleLocked(r, l)
 	s.add(Delivery{
@@ -556,8 +553,10 @@ func (g *group) nack(ids []AckID, opts NackOptions) error {
 	return nil
 }
 
-// releaseLocked takes r off its stream (if claiming or in flight).
+// releaseLocked takes r off its stream (if claiming or in flight) and
+// drops its timer.
 func (g *group) releaseLocked(l *partitionLog, r *record) {
+	g.unscheduleLocked(r)
 	if r.state == stateInflight || r.state == stateClaiming {
 		l.inflight--
 		if r.stream != nil {
@@ -565,7 +564,6 @@ func (g *group) releaseLocked(l *partitionLog, r *record) {
 		}
 	}
 	r.stream = nil
-	r.timerGen++
 }
 
 func (g *group) finishLocked(l *partitionLog, r *record) {
@@ -631,11 +629,24 @@ const (
 	HeaderDLQGroup     = "dlq-group"
 )
 
-// scheduleLocked arms a timer for r's deadline.
+// scheduleLocked arms (or moves) r's timer to r.deadline.
 func (g *group) scheduleLocked(r *record, l *partitionLog) {
-	heap.Push(&g.timers, timerEntry{at: r.deadline, r: r, l: l, gen: r.timerGen})
+	if r.heapPos > 0 {
+		g.timers[r.heapPos-1].at = r.deadline
+		heap.Fix(&g.timers, r.heapPos-1)
+	} else {
+		heap.Push(&g.timers, timerEntry{at: r.deadline, r: r, l: l})
+	}
 	if g.timers[0].r == r {
 		g.timer.Reset(max(0, r.deadline.Sub(g.m.now())))
+	}
+}
+
+// unscheduleLocked drops r's timer, so a finished record is not kept alive
+// by the heap until its old deadline.
+func (g *group) unscheduleLocked(r *record) {
+	if r.heapPos > 0 {
+		heap.Remove(&g.timers, r.heapPos-1)
 	}
 }
 
@@ -647,8 +658,8 @@ func (g *group) onTimer() {
 	for len(g.timers) > 0 && !g.timers[0].at.After(now) {
 		e := heap.Pop(&g.timers).(timerEntry)
 		r, l := e.r, e.l
-		if e.gen != r.timerGen || g.parts[tpKey{l.topic, l.partition}] != l {
-			continue // stale: the record moved on
+		if g.parts[tpKey{l.topic, l.partition}] != l {
+			continue // the partition is gone
 		}
 		switch r.state {
 		case stateInflight:
@@ -794,25 +805,32 @@ func isNoOffset(err error) bool {
 	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrNoOffset
 }
 
-// timerEntry is a deadline of one record.
+// timerEntry is the deadline of one record; the record knows its position.
 type timerEntry struct {
-	at  time.Time
-	r   *record
-	l   *partitionLog
-	gen uint64
+	at time.Time
+	r  *record
+	l  *partitionLog
 }
 
 type timerHeap []timerEntry
 
 func (h timerHeap) Len() int           { return len(h) }
 func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timerEntry)) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].r.heapPos, h[j].r.heapPos = i+1, j+1
+}
+func (h *timerHeap) Push(x any) {
+	e := x.(timerEntry)
+	e.r.heapPos = len(*h) + 1
+	*h = append(*h, e)
+}
 func (h *timerHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
 	old[len(old)-1] = timerEntry{}
 	*h = old[:len(old)-1]
+	e.r.heapPos = 0
 	return e
 }
 

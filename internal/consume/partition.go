@@ -37,7 +37,8 @@ type record struct {
 	// on_redis_failure: deliver): its done marker is written best effort.
 	unclaimed bool
 	deadline  time.Time // ack deadline (inflight) or retry time (backoff)
-	timerGen  uint64    // bumps on every state change; stale timer entries are ignored
+	heapPos   int       // 1 + index in the group's timer heap; 0 when not scheduled
+	settled   bool      // left its key queue (done or confirming)
 }
 
 // partitionLog holds the records of one owned partition that are fetched
@@ -62,10 +63,58 @@ type partitionLog struct {
 	bytes      int // sizes of pending records not yet done
 	revoking   bool
 	paused     bool
+
+	// For KEY ordering (keyed): the unsettled records of each key in offset
+	// order, and the key heads that may be ready. A record may be delivered
+	// when it heads its key's queue and is ready, so dispatch visits only
+	// candidate heads instead of the whole log.
+	keyed      bool
+	keys       map[string]*keyQueue
+	readyHeads []*record
 }
 
-func newPartitionLog(topic string, partition int32, epoch uint64) *partitionLog {
-	return &partitionLog{topic: topic, partition: partition, epoch: epoch, next: -1, stored: -1}
+// keyQueue is the unsettled records of one key, oldest first.
+type keyQueue struct{ recs []*record }
+
+func newPartitionLog(topic string, partition int32, epoch uint64, keyed bool) *partitionLog {
+	l := &partitionLog{topic: topic, partition: partition, epoch: epoch, next: -1, stored: -1, keyed: keyed}
+	if keyed {
+		l.keys = make(map[string]*keyQueue)
+	}
+	return l
+}
+
+// headOf reports whether r heads its key's queue.
+func (l *partitionLog) headOf(r *record) bool {
+	q := l.keys[string(r.key)]
+	return q != nil && len(q.recs) > 0 && q.recs[0] == r
+}
+
+// settle takes r out of its key's queue once it no longer blocks its key
+// (done, or processed and confirming); the next record of the key becomes
+// a candidate.
+func (l *partitionLog) settle(r *record) {
+	if !l.keyed || r.settled {
+		return
+	}
+	r.settled = true
+	q := l.keys[string(r.key)]
+	if q == nil {
+		return
+	}
+	for i, o := range q.recs {
+		if o == r {
+			q.recs = append(q.recs[:i], q.recs[i+1:]...)
+			break
+		}
+	}
+	if len(q.recs) == 0 {
+		delete(l.keys, string(r.key))
+		return
+	}
+	if q.recs[0].state == stateReady {
+		l.readyHeads = append(l.readyHeads, q.recs[0])
+	}
 }
 
 // append adds a fetched record. Offsets must increase; a record at or below
@@ -79,6 +128,17 @@ func (l *partitionLog) append(r *record) bool {
 	l.recs = append(l.recs, r)
 	l.next = r.offset + 1
 	l.bytes += r.size
+	if l.keyed {
+		q := l.keys[string(r.key)]
+		if q == nil {
+			q = &keyQueue{}
+			l.keys[string(r.key)] = q
+		}
+		q.recs = append(q.recs, r)
+		if len(q.recs) == 1 {
+			l.readyHeads = append(l.readyHeads, r)
+		}
+	}
 	return true
 }
 
@@ -106,9 +166,11 @@ func (l *partitionLog) lookup(offset int64) (r *record, done, known bool) {
 func (l *partitionLog) markReady(r *record) {
 	r.state = stateReady
 	r.stream = nil
-	r.timerGen++
 	if i := l.index(r); i < l.scan {
 		l.scan = i
+	}
+	if l.keyed && l.headOf(r) {
+		l.readyHeads = append(l.readyHeads, r)
 	}
 }
 
@@ -117,9 +179,9 @@ func (l *partitionLog) finish(r *record) {
 	if r.state == stateDone {
 		return
 	}
+	l.settle(r)
 	r.state = stateDone
 	r.stream = nil
-	r.timerGen++
 	r.key, r.value, r.headers = nil, nil, nil
 	l.bytes -= r.size
 	n := 0
@@ -149,8 +211,8 @@ func (l *partitionLog) committable() int64 {
 func (l *partitionLog) pendingCount() int { return len(l.recs) }
 
 // deliverable appends to out up to limit records that may be delivered now
-// under ordering, in offset order. busy is scratch space for KEY ordering.
-func (l *partitionLog) deliverable(ordering Ordering, limit int, busy map[string]struct{}, out []*record) []*record {
+// under ordering; the caller delivers all of them.
+func (l *partitionLog) deliverable(ordering Ordering, limit int, out []*record) []*record {
 	if limit <= 0 || l.revoking {
 		return out
 	}
@@ -169,26 +231,21 @@ func (l *partitionLog) deliverable(ordering Ordering, limit int, busy map[string
 			break
 		}
 	case OrderingKey:
-		// A record may go when no earlier record with its key is unfinished.
-		clear(busy)
-		taken := 0
-		for _, r := range l.recs {
+		// Candidates are key heads; stale entries (no longer head, or no
+		// longer ready) are dropped as they are met.
+		taken, kept := 0, l.readyHeads[:0]
+		for i, r := range l.readyHeads {
 			if taken == limit {
+				kept = append(kept, l.readyHeads[i:]...)
 				break
 			}
-			if r.state == stateDone || r.state == stateConfirming {
-				continue
-			}
-			k := string(r.key) // no allocation for the map lookup
-			if _, blocked := busy[k]; blocked {
-				continue
-			}
-			busy[k] = struct{}{}
-			if r.state == stateReady {
+			if r.state == stateReady && !r.settled && l.headOf(r) {
 				out = append(out, r)
 				taken++
 			}
 		}
+		clear(l.readyHeads[len(kept):])
+		l.readyHeads = kept
 	default: // OrderingNone
 		taken := 0
 		i := l.scan

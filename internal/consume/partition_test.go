@@ -21,7 +21,7 @@ func fill(l *partitionLog, offsets ...int64) []*record {
 
 func TestCommitPointMovesOnlyOverTheDoneprefix(t *testing.T) {
 	t.Parallel()
-	l := newPartitionLog("t", 0, 1)
+	l := newPartitionLog("t", 0, 1, false)
 	if got := l.committable(); got != -1 {
 		t.Fatalf("empty log committable = %d, want -1", got)
 	}
@@ -46,7 +46,7 @@ func TestCommitPointMovesOnlyOverTheDoneprefix(t *testing.T) {
 
 func TestLookupMakesAcksIdempotentAndRejectsUnknownOffsets(t *testing.T) {
 	t.Parallel()
-	l := newPartitionLog("t", 0, 1)
+	l := newPartitionLog("t", 0, 1, false)
 	recs := fill(l, 5, 6, 8)
 	l.finish(recs[0])
 	cases := []struct {
@@ -85,20 +85,48 @@ func TestDeliverableHonoursEachOrdering(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			l := newPartitionLog("t", 0, 1)
+			l := newPartitionLog("t", 0, 1, tc.ordering == OrderingKey)
 			recs := fill(l, 0, 1, 2, 3, 4, 5)
 			for _, o := range tc.inflight {
 				recs[o].state = stateInflight
 				l.inflight++
 			}
 			var got []int64
-			for _, r := range l.deliverable(tc.ordering, 100, map[string]struct{}{}, nil) {
+			for _, r := range l.deliverable(tc.ordering, 100, nil) {
 				got = append(got, r.offset)
 			}
 			if fmt.Sprint(got) != tc.want && !(len(got) == 0 && tc.want == "[]") {
 				t.Errorf("deliverable = %v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestKeyOrderingHandsOutTheNextRecordOfAKeyWhenTheHeadSettles(t *testing.T) {
+	t.Parallel()
+	l := newPartitionLog("t", 0, 1, true)
+	recs := fill(l, 0, 1, 2, 3, 4, 5) // keys k0 k1 k2 k0 k1 k2
+	deliver := func() (got []int64) {
+		for _, r := range l.deliverable(OrderingKey, 100, nil) {
+			r.state = stateInflight
+			got = append(got, r.offset)
+		}
+		return got
+	}
+	if got := fmt.Sprint(deliver()); got != "[0 1 2]" {
+		t.Fatalf("first round = %s, want [0 1 2]", got)
+	}
+	if got := deliver(); len(got) != 0 {
+		t.Fatalf("with every key busy, delivered %v", got)
+	}
+	l.finish(recs[1]) // k1 done: offset 4 may go
+	if got := fmt.Sprint(deliver()); got != "[4]" {
+		t.Fatalf("after finishing offset 1 = %s, want [4]", got)
+	}
+	recs[0].state = stateReady // k0's head given back (timeout): it goes again, 3 still waits
+	l.markReady(recs[0])
+	if got := fmt.Sprint(deliver()); got != "[0]" {
+		t.Fatalf("after giving back offset 0 = %s, want [0]", got)
 	}
 }
 
@@ -125,7 +153,7 @@ func FuzzCommitNeverPassesAnUnfinishedRecord(f *testing.F) {
 	f.Add(uint64(7), []byte{9, 9, 9})
 	f.Fuzz(func(t *testing.T, seed uint64, order []byte) {
 		rng := rand.New(rand.NewPCG(seed, seed))
-		l := newPartitionLog("t", 0, 1)
+		l := newPartitionLog("t", 0, 1, false)
 		var recs []*record
 		off := int64(rng.IntN(1000))
 		for range 1 + rng.IntN(64) {
