@@ -121,7 +121,9 @@ func (c *Config) Validate() error {
 	}
 	dd := c.Dedupe
 	if c.Embedded.Enabled && len(dd.Redis.Addrs) == 0 {
-		dd.Redis.Addrs = []string{c.Embedded.RedisAddr} // embedded mode fills it in
+		// Embedded mode fills in its server's address (possibly a port
+		// chosen at start); validate the rest against a stand-in.
+		dd.Redis.Addrs = []string{"127.0.0.1:6379"}
 	}
 	return dd.Validate()
 }

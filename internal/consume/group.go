@@ -40,7 +40,8 @@ type group struct {
 	settings Settings
 	logger   *slog.Logger
 	consumer *kafka.Consumer
-	declared bool // from config: never leaves for idleness
+	declared bool      // from config: never leaves for idleness
+	joinedAt time.Time // when the group started joining: "latest" means records from here on
 
 	done     chan struct{} // closed when the group has shut down
 	stopOnce sync.Once
@@ -91,6 +92,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		logger:   m.logger.With("group", s.Group),
 		consumer: c,
 		declared: declared,
+		joinedAt: m.now(),
 		done:     make(chan struct{}),
 		stop:     make(chan struct{}),
 		parts:    make(map[tpKey]*partitionLog),
@@ -245,6 +247,9 @@ func (g *group) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
 		g.assign(e.Partitions)
+		if g.settings.StartPosition == StartLatest {
+			g.pinLatest(c, e.Partitions)
+		}
 		if err := c.IncrementalAssign(e.Partitions); err != nil {
 			g.logger.Error("incremental assign", "err", err)
 		}
@@ -255,6 +260,65 @@ func (g *group) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 		}
 	}
 	return nil
+}
+
+// latestMargin is how far before the group's join "latest" starts, to
+// allow for producer clocks behind the gateway's: a few records from just
+// before the join are delivered rather than any record after it lost.
+const latestMargin = 10 * time.Second
+
+// pinLatest fixes where a START_POSITION_LATEST group starts in newly
+// assigned partitions that have no committed offset, and commits it at
+// once. librdkafka would otherwise resolve "latest" lazily after the
+// assignment (skipping records written meanwhile), and again after a crash
+// before the first commit (skipping the records the group was holding).
+// The start is the first record written since the group joined (minus
+// latestMargin), or the end of the partition when there is none.
+func (g *group) pinLatest(c *kafka.Consumer, tps []kafka.TopicPartition) {
+	committed, err := c.Committed(tps, 10_000)
+	if err != nil {
+		g.logger.Warn("read committed offsets to pin the start position; librdkafka resolves latest itself", "err", err)
+		return
+	}
+	var need []kafka.TopicPartition
+	for _, tp := range committed {
+		if tp.Offset < 0 {
+			tp.Offset = kafka.Offset(g.joinedAt.Add(-latestMargin).UnixMilli())
+			need = append(need, tp)
+		}
+	}
+	if len(need) == 0 {
+		return
+	}
+	starts, err := c.OffsetsForTimes(need, 10_000)
+	if err != nil {
+		g.logger.Warn("look up start offsets by time; librdkafka resolves latest itself", "err", err)
+		return
+	}
+	pinned := make(map[tpKey]kafka.Offset, len(starts))
+	for _, tp := range starts {
+		off := tp.Offset
+		if off < 0 { // nothing written since the join: start at the end
+			_, high, err := c.QueryWatermarkOffsets(*tp.Topic, tp.Partition, 10_000)
+			if err != nil {
+				g.logger.Warn("query the end of a partition; librdkafka resolves latest itself", "topic", *tp.Topic, "partition", tp.Partition, "err", err)
+				continue
+			}
+			off = kafka.Offset(high)
+		}
+		pinned[tpKey{*tp.Topic, tp.Partition}] = off
+	}
+	var commit []kafka.TopicPartition
+	for i, tp := range tps {
+		if off, ok := pinned[tpKey{*tp.Topic, tp.Partition}]; ok {
+			tps[i].Offset = off
+			commit = append(commit, tps[i])
+		}
+	}
+	if _, err := c.CommitOffsets(commit); err != nil {
+		g.logger.Warn("commit the pinned start offsets", "err", err)
+	}
+	g.logger.Info("start position pinned (latest, no committed offset)", "partitions", len(commit))
 }
 
 func (g *group) assign(tps []kafka.TopicPartition) {
@@ -775,17 +839,11 @@ func (g *group) shutdown() {
 		close(g.dd.quit)
 	}
 
-	// Leave: unsubscribe and poll until the assignment is gone, then close.
-	if err := g.consumer.Unsubscribe(); err != nil {
-		g.logger.Warn("unsubscribe", "err", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if a, err := g.consumer.Assignment(); err != nil || len(a) == 0 {
-			break
-		}
-		g.consumer.Poll(50)
-	}
+	// Leave: Close while the partitions are still assigned, so the close
+	// path revokes them (the callback skips its commit: closing is set, and
+	// the commit above is done) and sends LeaveGroup. Unsubscribing first
+	// and closing once the assignment looked empty could close before the
+	// leave was sent, leaving the member to expire by session timeout.
 	closed := make(chan error, 1)
 	go func() { closed <- g.consumer.Close() }()
 	select {
