@@ -12,6 +12,7 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/redis/go-redis/v9"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
@@ -194,7 +195,7 @@ func TestWithDedupeARedisOutagePausesDeliveryAndLosesNothing(t *testing.T) {
 	topic := testenv.CreateTopic(t, bootstrap, 4)
 	group := testenv.UniqueName("g")
 	h := dedupeGateway(t, rs.addr, nil)
-	const n = 3000
+	const n = 10_000
 	produceRecords(t, h, topic, n, 100)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -205,9 +206,19 @@ func TestWithDedupeARedisOutagePausesDeliveryAndLosesNothing(t *testing.T) {
 	}
 	testenv.Eventually(t, 30*time.Second, "the run to be under way", func() bool { return p.distinct() >= n/5 })
 	rs.kill(t)
-	time.Sleep(3 * time.Second) // the outage
+	health := healthpb.NewHealthClient(h.conn)
+	consumerService := &healthpb.HealthCheckRequest{Service: gatewayv1.ConsumerService_ServiceDesc.ServiceName}
+	testenv.Eventually(t, 10*time.Second, "health to report the consumer degraded", func() bool {
+		hc, err := health.Check(ctx, consumerService)
+		return err == nil && hc.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
+	})
+	time.Sleep(10 * time.Second) // the outage
 	during := p.distinct()
 	rs.start(t)
+	testenv.Eventually(t, 20*time.Second, "health to report the consumer serving again", func() bool {
+		hc, err := health.Check(ctx, consumerService)
+		return err == nil && hc.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
 	testenv.Eventually(t, 60*time.Second, "every record to be processed after Redis returned", func() bool { return p.distinct() == n })
 	t.Logf("%d of %d processed when Redis came back", during, n)
 	p.requireOnce(t, n)

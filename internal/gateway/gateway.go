@@ -236,11 +236,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.logger.Info("gateway serving", "addrs", addrs, "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil)
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		g.logger.Info("shutting down")
-	case runErr = <-failed:
-		g.logger.Error("shutting down after failure", "err", runErr)
+	healthTick := time.NewTicker(time.Second)
+	defer healthTick.Stop()
+serve:
+	for {
+		select {
+		case <-ctx.Done():
+			g.logger.Info("shutting down")
+			break serve
+		case runErr = <-failed:
+			g.logger.Error("shutting down after failure", "err", runErr)
+			break serve
+		case <-healthTick.C:
+			g.reportConsumerHealth()
+		}
 	}
 
 	// 1. Lame duck.
@@ -271,6 +280,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 	wg.Wait()
 	g.logger.Info("gateway stopped")
 	return runErr
+}
+
+// reportConsumerHealth shows dedupe's degraded state (Redis unreachable:
+// deliveries paused or undeduplicated) as NOT_SERVING of the consumer
+// service; the gateway as a whole still serves.
+func (g *Gateway) reportConsumerHealth() {
+	st := healthpb.HealthCheckResponse_SERVING
+	if g.consumers.Degraded() {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	g.health.SetServingStatus(gatewayv1.ConsumerService_ServiceDesc.ServiceName, st)
 }
 
 func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
