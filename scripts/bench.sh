@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks (make bench): the gateway against direct confluent-kafka-go
 # (librdkafka), produce and consume, side by side on the same real Kafka
-# broker; writes BENCHMARKS.md. Installs and starts the services if needed
+# broker, and consume with dedupe on against the harness's Redis; writes
+# BENCHMARKS.md. Installs and starts the services (Kafka, Redis) if needed
 # and stops again only those it started. Extra arguments go to
 # cmd/gatewaybench, e.g.
 #   scripts/bench.sh --only direct-async,stream-100 --out ''
 #   scripts/bench.sh --only direct-consume,gateway-consume-none --out ''
+#   scripts/bench.sh --only direct-consume,gateway-consume-none,gateway-consume-none-dedupe --out ''
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,10 +36,16 @@ eval "$("$services" env)"
 kafka_line=$("$services" status 2>/dev/null | grep '^kafka:' || true)
 kafka_version=$(sed -n 's/.*version=\([^ ]*\).*/\1/p' <<<"$kafka_line")
 broker_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$kafka_line")
+# Redis's pid, for the CPU column of the dedupe scenario:
+#   redis: ready   pid=456 addr=127.0.0.1:16379
+redis_line=$("$services" status 2>/dev/null | grep '^redis:' || true)
+redis_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$redis_line")
 
 go build -o bin/gateway ./cmd/gateway
 go run ./cmd/gatewaybench \
   --bootstrap "$GATEWAY_TEST_KAFKA" \
+  --redis "$GATEWAY_TEST_REDIS" \
+  --redis-pid "${redis_pid:-0}" \
   --gateway-bin bin/gateway \
   --out BENCHMARKS.md \
   --kafka-version "${kafka_version:-unknown}" \

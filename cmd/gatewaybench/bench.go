@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/redis/go-redis/v9"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 )
@@ -48,6 +49,7 @@ var scenarios = []scenario{
 		return b.gatewayConsume(ctx, "gateway-consume-none", gatewayv1.Ordering_ORDERING_NONE,
 			b.opts.consumeStreams, b.opts.consumeBuffered, 0.8)
 	}},
+	{"gateway-consume-none-dedupe", (*bench).gatewayConsumeDedupe},
 	{"gateway-consume-key", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayConsume(ctx, "gateway-consume-key", gatewayv1.Ordering_ORDERING_KEY,
 			b.opts.consumeKeyStreams, b.opts.consumeKeyBuffered, 0)
@@ -89,9 +91,16 @@ type bench struct {
 	filled   *filledTopic // the topic the consume scenarios read, once filled
 	groups   []string     // consumer groups of the run, deleted at the end
 
+	// Dedupe: the Redis client (connected on first use) and the key prefix
+	// of this run's dedupe gateway, unique to the run; its keys are
+	// deleted after each run and at the end.
+	rdb          *redis.Client
+	dedupePrefix string
+
 	// Baselines, set by the scenarios that measure them.
 	directRate        float64 // direct-async records/s
 	directConsumeRate float64 // direct-consume records/s
+	consumeNoneRate   float64 // gateway-consume-none records/s
 }
 
 // topicCheck is a topic written by a scenario and the number of records
@@ -126,14 +135,16 @@ func newBench(o options) (*bench, error) {
 	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
+	runID := time.Now().UTC().Format("20060102-150405")
 	return &bench{
-		opts:     o,
-		runID:    time.Now().UTC().Format("20060102-150405"),
-		meta:     meta,
-		admin:    admin,
-		logDir:   logDir,
-		tmpLog:   tmpLog,
-		gateways: map[string]*gatewayProc{},
+		opts:         o,
+		runID:        runID,
+		dedupePrefix: fmt.Sprintf("gatewaybench:%s-%d:", runID, os.Getpid()),
+		meta:         meta,
+		admin:        admin,
+		logDir:       logDir,
+		tmpLog:       tmpLog,
+		gateways:     map[string]*gatewayProc{},
 	}, nil
 }
 
@@ -166,6 +177,7 @@ func (b *bench) runScenarios(ctx context.Context, list []scenario) *Report {
 	}
 	b.stopGateways(r)
 	b.deleteGroups()
+	b.deleteRedisKeys()
 	r.Errors = append(r.Errors, b.verifyTopics()...)
 	return r
 }
@@ -282,6 +294,9 @@ func (b *bench) verifyTopics() []string {
 func (b *bench) close(clean bool) {
 	b.admin.Close()
 	b.meta.Close()
+	if b.rdb != nil {
+		b.rdb.Close()
+	}
 	if clean && b.tmpLog {
 		os.RemoveAll(b.logDir)
 	} else {

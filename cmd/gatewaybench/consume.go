@@ -673,7 +673,7 @@ func (b *bench) directConsume(ctx context.Context) ([]Row, error) {
 		group := b.newGroupName("direct-consume", run)
 		res, err := b.directConsumeRun(ctx, t, group)
 		return res, group, err
-	})
+	}, nil)
 	if row.Value > 0 {
 		b.directConsumeRate = row.Value
 	}
@@ -698,7 +698,10 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 		group := b.newGroupName(name, run)
 		res, err := b.gatewayConsumeRun(ctx, gw, t, group, cfg)
 		return res, group, err
-	})
+	}, nil)
+	if name == "gateway-consume-none" && row.Value > 0 {
+		b.consumeNoneRate = row.Value
+	}
 	hwm, _ := procStatusKB(gw.pid(), "VmHWM")
 	row.Note = fmt.Sprintf("%s, %s; gateway max_buffered_records=%d; %s; gateway VmHWM %.0f MiB",
 		ordering, cfg, maxBuffered, row.Note, float64(hwm)/1024)
@@ -714,9 +717,9 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 
 // consumeRuns runs a consume scenario opts.consumeRepeats times, checks
 // each run (every offset seen, nothing failed, the group committed the
-// whole topic), and returns the row of the median run. A run with missing
-// or failed records counts its records as Failures.
-func (b *bench) consumeRuns(ctx context.Context, name string, t *filledTopic, run func(i int) (consumeResult, string, error)) (Row, error) {
+// whole topic, then verify when not nil), and returns the row of the median
+// run. A run with missing or failed records counts its records as Failures.
+func (b *bench) consumeRuns(ctx context.Context, name string, t *filledTopic, run func(i int) (consumeResult, string, error), verify func(group string) error) (Row, error) {
 	var clean []consumeResult
 	var problems []string
 	var bad int64 // records missing or failed, over all runs
@@ -745,6 +748,12 @@ func (b *bench) consumeRuns(ctx context.Context, name string, t *filledTopic, ru
 		if err := b.waitCommitted(ctx, t, group, 20*time.Second); err != nil {
 			problems = append(problems, fmt.Sprintf("run %d: %v", i+1, err))
 			continue
+		}
+		if verify != nil {
+			if err := verify(group); err != nil {
+				problems = append(problems, fmt.Sprintf("run %d: %v", i+1, err))
+				continue
+			}
 		}
 		clean = append(clean, res)
 	}

@@ -15,21 +15,27 @@ type CPU struct {
 	Gateway time.Duration // the gateway subprocess (0 when none took part)
 	Bench   time.Duration // this process: the gRPC client, or the direct producer with its librdkafka threads
 	Broker  time.Duration // the broker JVM (0 when its pid is unknown)
+	Redis   time.Duration // redis-server, for a gateway that uses it (0 otherwise, or when its pid is unknown)
 }
 
 // cpuMark is a snapshot of the processes' CPU times.
 type cpuMark struct {
-	at                     time.Time
-	gwPID, brokerPID       int
-	gateway, bench, broker time.Duration
+	at                            time.Time
+	gwPID, brokerPID, redisPID    int
+	gateway, bench, broker, redis time.Duration
 }
 
-// markCPU snapshots CPU times; gw may be nil.
+// markCPU snapshots CPU times; gw may be nil. Redis counts only when gw
+// uses it (dedupe on) and its pid is known.
 func (b *bench) markCPU(gw *gatewayProc) cpuMark {
 	m := cpuMark{at: time.Now(), brokerPID: b.opts.brokerPID}
 	if gw != nil {
 		m.gwPID = gw.pid()
 		m.gateway = procCPU(m.gwPID)
+		if gw.usesRedis && b.opts.redisPID > 0 {
+			m.redisPID = b.opts.redisPID
+			m.redis = procCPU(m.redisPID)
+		}
 	}
 	if m.brokerPID > 0 {
 		m.broker = procCPU(m.brokerPID)
@@ -47,6 +53,9 @@ func (m cpuMark) since() CPU {
 	if m.brokerPID > 0 {
 		c.Broker = procCPU(m.brokerPID) - m.broker
 	}
+	if m.redisPID > 0 {
+		c.Redis = procCPU(m.redisPID) - m.redis
+	}
 	return c
 }
 
@@ -63,6 +72,9 @@ func (c CPU) String() string {
 	parts = append(parts, "bench "+cores(c.Bench))
 	if c.Broker > 0 {
 		parts = append(parts, "broker "+cores(c.Broker))
+	}
+	if c.Redis > 0 {
+		parts = append(parts, "redis "+cores(c.Redis))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -34,8 +34,11 @@ type gatewayProc struct {
 	client   gatewayv1.ProducerServiceClient
 	consumer gatewayv1.ConsumerServiceClient
 
+	usesRedis bool // dedupe on: Redis works for this gateway
+
 	logDone   chan struct{} // closed when stderr is drained
 	errorLogs atomic.Int64
+	redisDown atomic.Int64 // "redis unavailable for dedupe" lines (a group's dedupe degraded)
 	waitOnce  sync.Once
 	waitErr   error
 }
@@ -44,9 +47,10 @@ type gatewayProc struct {
 // extra flags. name tells gateways apart in logs and messages; it defaults
 // to the preset.
 type gatewaySpec struct {
-	name   string
-	preset string
-	flags  []string
+	name      string
+	preset    string
+	flags     []string
+	usesRedis bool // dedupe on (its Redis's CPU is attributed to it)
 }
 
 func (s gatewaySpec) label() string {
@@ -86,7 +90,7 @@ func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatew
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	g := &gatewayProc{name: name, cmd: cmd, logPath: logPath, logDone: make(chan struct{})}
+	g := &gatewayProc{name: name, cmd: cmd, logPath: logPath, usesRedis: spec.usesRedis, logDone: make(chan struct{})}
 
 	addrCh := make(chan string, 1)
 	go g.readLogs(stderr, logFile, addrCh)
@@ -149,6 +153,9 @@ func (g *gatewayProc) readLogs(stderr io.Reader, out *os.File, addrCh chan<- str
 		}
 		if l.Level == "ERROR" {
 			g.errorLogs.Add(1)
+		}
+		if strings.HasPrefix(l.Msg, "redis unavailable for dedupe") {
+			g.redisDown.Add(1)
 		}
 		if !found && l.Msg == "gateway serving" && len(l.Addrs) > 0 {
 			if addr, err := parseAddr(l.Addrs[0]); err == nil {

@@ -66,6 +66,19 @@
 //	                   goroutine per stream batching IDs, or one Ack per
 //	                   Deliveries frame): records/s and ratio to
 //	                   direct-consume; target ≥ 0.8×.
+//	gateway-consume-none-dedupe
+//	                   gateway-consume-none with consumer-side dedupe on: a
+//	                   gateway of its own with the same flags plus
+//	                   --dedupe.enabled=true against the Redis of --redis
+//	                   (the harness's), with a key prefix unique to the run
+//	                   (so done markers of earlier runs cannot turn records
+//	                   into duplicates); the same streams, max_in_flight and
+//	                   acker, the same topic. Records/s, ratio to
+//	                   direct-consume, and ratio to gateway-consume-none
+//	                   (target ≥ 0.8×). Each run also checks in Redis that
+//	                   every record of the topic got its done marker (then
+//	                   deletes the run's keys); Redis's CPU is reported when
+//	                   --redis-pid is given.
 //	gateway-consume-key
 //	                   The same with ORDERING_KEY (1000 distinct keys), with
 //	                   --consume-key-streams streams on a gateway of its own
@@ -82,7 +95,7 @@
 // about 150,000 records/s). Consume scenarios run --consume-repeats times
 // (default 3); the median run is reported.
 //
-// New scenarios (dedupe, limits, …) are added to the scenarios slice in
+// New scenarios (limits, …) are added to the scenarios slice in
 // bench.go; each returns rows of the result table (report.go), which
 // prints them and writes them to the Markdown report.
 package main
@@ -131,6 +144,9 @@ type options struct {
 	consumeAckTimeout  time.Duration     // ack_timeout of the Subscribe requests; 0: the gateway's default
 	consumePropsText   string            // --consume-properties as given
 	consumeProps       map[string]string // librdkafka properties of both consume sides
+
+	redisAddr string // Redis of the dedupe scenario (host:port)
+	redisPID  int    // its pid, to report its CPU time (optional)
 }
 
 func parseFlags() options {
@@ -163,6 +179,8 @@ func parseFlags() options {
 	flag.StringVar(&o.consumePropsText, "consume-properties", "fetch.queue.backoff.ms=10",
 		"librdkafka properties k=v,… of both the direct consumer and the consume gateway (as --consumer.properties.k=v)")
 	flag.DurationVar(&o.consumeAckTimeout, "consume-ack-timeout", 0, "ack_timeout of the Subscribe requests (default: the gateway's, 30 s)")
+	flag.StringVar(&o.redisAddr, "redis", os.Getenv("GATEWAY_TEST_REDIS"), "Redis host:port for gateway-consume-none-dedupe (default $GATEWAY_TEST_REDIS)")
+	flag.IntVar(&o.redisPID, "redis-pid", 0, "redis-server process id, to report its CPU time in the dedupe scenario (optional)")
 	flag.DurationVar(&o.consumeTimeout, "consume-timeout", 60*time.Second, "a consume run that has not seen every record by then fails")
 	flag.Parse()
 	return o

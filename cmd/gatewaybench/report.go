@@ -51,6 +51,8 @@ func (r Row) valueText() string {
 		s = thousands(int64(r.Value+0.5)) + " " + r.Unit
 	case "ms":
 		s = fmt.Sprintf("%.3f ms", r.Value)
+	case "×":
+		s = fmt.Sprintf("%.2f×", r.Value)
 	default:
 		s = fmt.Sprintf("%.1f %s", r.Value, r.Unit)
 	}
@@ -272,6 +274,20 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("  (`ORDERING_NONE`, `start_position` earliest): %d stream(s) of one group, `max_in_flight`", o.consumeStreams)
 	p("  %d each; every value is touched and every record acknowledged with `Ack` (%s).", o.consumeInFlight, ackModeText(o.consumeAck))
 	p("  Gateway flags: `%s`. Target ≥ 0.8× direct-consume.", strings.Join(consumeFlagsText(o, o.consumeBuffered), " "))
+	p("- **gateway-consume-none-dedupe**: gateway-consume-none with consumer-side dedupe on, on a")
+	p("  gateway of its own: the same streams, `max_in_flight`, acker, topic and flags, plus")
+	p("  `%s`", strings.Join(dedupeFlagsText(o), " "))
+	p("  (Redis: `scripts/services.sh`'s). The key prefix is unique to the bench run and every run")
+	p("  has a fresh group, so no done marker of an earlier run makes a record a duplicate. The")
+	p("  topic's records carry no `message-id` header (a direct producer wrote them), so the gateway")
+	p("  identifies them by topic/partition/offset. Per record the gateway claims the message in")
+	p("  Redis before delivering it and writes its done marker after the `Ack` (each a Lua script")
+	p("  call, batched into one pipelined round trip per batch); a record is committed only once its")
+	p("  marker is written. After each run has committed the whole topic, the bench checks in Redis")
+	p("  that every record of the topic has its done marker, then deletes the run's keys. Ratio to")
+	p("  direct-consume (informational), and the ratio to gateway-consume-none of the same run:")
+	p("  target ≥ 0.8×. `redis` in the CPU column is redis-server's CPU (single-threaded: 1.00 is")
+	p("  a saturated Redis).")
 	p("- **gateway-consume-key**: the same with `ORDERING_KEY` (1000 distinct keys, so at most 1000")
 	p("  records in flight), %d stream(s), on a gateway of its own with", o.consumeKeyStreams)
 	p("  `--consumer.max_buffered_records=%d` (KEY dispatch scans each partition's whole buffer,", o.consumeKeyBuffered)
@@ -293,7 +309,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("the notes). The *CPU* column is the CPU time each process used")
 	p("during the measurement divided by its wall time: `gw` the gateway, `bench` this client")
 	p("(the gRPC client, or the direct producer or consumer with its librdkafka threads), `broker` the Kafka")
-	p("JVM. Direct records carry no headers; the gateway adds its 36-byte `message-id` header to")
+	p("JVM, `redis` the Redis server (dedupe scenario only). Direct records carry no headers; the gateway adds its 36-byte `message-id` header to")
 	p("every record, which is part of what it costs.")
 	p("")
 	p("## Machine")
@@ -318,9 +334,10 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("make bench")
 	p("```")
 	p("")
-	p("`scripts/bench.sh` installs and starts the broker (`scripts/services.sh`), builds")
-	p("`bin/gateway`, runs `go run ./cmd/gatewaybench --bootstrap $GATEWAY_TEST_KAFKA")
-	p("--gateway-bin bin/gateway --out BENCHMARKS.md` and stops the services it started.")
+	p("`scripts/bench.sh` installs and starts the broker and Redis (`scripts/services.sh`), builds")
+	p("`bin/gateway`, runs `go run ./cmd/gatewaybench --bootstrap $GATEWAY_TEST_KAFKA --redis")
+	p("$GATEWAY_TEST_REDIS --gateway-bin bin/gateway --out BENCHMARKS.md` (with the broker's and")
+	p("Redis's pids, for the CPU column) and stops the services it started.")
 	p("`go run ./cmd/gatewaybench --help` lists the knobs (record counts, repeats, windows,")
 	p("durations, `--only`, `--cpuprofile` for the bench client). To see where the gateway's")
 	p("time goes, run one scenario with more records, e.g. `scripts/bench.sh --only stream-1000")
@@ -334,6 +351,16 @@ func ackModeText(mode string) string {
 		return "one `Ack` per Deliveries frame, inline, before the next `Recv`"
 	}
 	return fmt.Sprintf("an acker goroutine per stream sends the IDs of every frame received while its previous `Ack` was in flight in one call, up to %d IDs", ackBatchMax)
+}
+
+// dedupeFlagsText lists the dedupe gateway's extra flags for the report,
+// the run's key prefix as a placeholder.
+func dedupeFlagsText(o options) []string {
+	b := &bench{opts: o, dedupePrefix: "gatewaybench:<run>:"}
+	if b.opts.redisAddr == "" {
+		b.opts.redisAddr = "$GATEWAY_TEST_REDIS"
+	}
+	return b.dedupeFlags()
 }
 
 // consumeFlagsText lists the consume gateway's flags for the report.
@@ -358,7 +385,7 @@ func cpuPerRecord(row *Row) float64 {
 	if row == nil || row.Value <= 0 || row.CPU.Wall <= 0 {
 		return 0
 	}
-	total := row.CPU.Gateway + row.CPU.Bench + row.CPU.Broker
+	total := row.CPU.Gateway + row.CPU.Bench + row.CPU.Broker + row.CPU.Redis
 	return total.Seconds() / row.CPU.Wall.Seconds() / row.Value * 1e6
 }
 
@@ -405,6 +432,22 @@ func (r *Report) analysis() []string {
 		if dc != nil && cpuPerRecord(dc) > 0 {
 			// Less sensitive to other load on the machine than the ratio of rates.
 			line += fmt.Sprintf("; per CPU second it consumes %.2f× the records of direct-consume", cpuPerRecord(dc)/cpuPerRecord(gc))
+		}
+		out = append(out, line+".")
+	}
+	if dd, none := r.row("gateway-consume-none-dedupe", "throughput"), r.row("gateway-consume-none", "throughput"); cpuPerRecord(dd) > 0 {
+		wall := dd.CPU.Wall.Seconds()
+		perRec := func(d time.Duration) float64 { return d.Seconds() / wall / dd.Value * 1e6 }
+		line := fmt.Sprintf("gateway-consume-none-dedupe: %.1f µs of CPU per record (gateway %.2f cores = %.1f µs per record, bench client %.2f cores = %.1f µs per record",
+			cpuPerRecord(dd), dd.CPU.Gateway.Seconds()/wall, perRec(dd.CPU.Gateway), dd.CPU.Bench.Seconds()/wall, perRec(dd.CPU.Bench))
+		if dd.CPU.Redis > 0 {
+			line += fmt.Sprintf(", Redis %.2f cores = %.1f µs per record", dd.CPU.Redis.Seconds()/wall, perRec(dd.CPU.Redis))
+		}
+		line += ")"
+		if cpuPerRecord(none) > 0 {
+			nwall := none.CPU.Wall.Seconds()
+			line += fmt.Sprintf("; dedupe adds %.1f µs of CPU per record in all (the gateway's share: %+.1f µs per record) and reaches %.2f× gateway-consume-none's records/s",
+				cpuPerRecord(dd)-cpuPerRecord(none), perRec(dd.CPU.Gateway)-none.CPU.Gateway.Seconds()/nwall/none.Value*1e6, dd.Value/none.Value)
 		}
 		out = append(out, line+".")
 	}

@@ -94,6 +94,7 @@ func (g *group) confirmLocked(l *partitionLog, r *record) {
 		g.finishLocked(l, r) // delivered without a claim: do not hold the commit for Redis
 	} else {
 		r.state = stateConfirming
+		r.confirmed = make(chan struct{})
 		l.confirming++
 		l.settle(r) // processed: the next record of its key may go
 	}
@@ -198,6 +199,10 @@ func (g *group) applyConfirms(confirms []pendingConfirm, oks []bool, err error) 
 			// Another owner claimed it after our lease lapsed: it may have
 			// been processed twice. Count it; the record is done here.
 			g.m.stats.lostClaims.Add(1)
+		}
+		if ch := c.r.confirmed; ch != nil && !c.bestEffort {
+			close(ch) // the Ack that made it waits for this
+			c.r.confirmed = nil
 		}
 		if c.bestEffort || g.parts[tpKey{c.l.topic, c.l.partition}] != c.l || c.l.epoch != c.epoch || c.r.state != stateConfirming {
 			continue

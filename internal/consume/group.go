@@ -545,28 +545,36 @@ func (g *group) resolveLocked(ids []AckID) ([]*record, []*partitionLog, error) {
 	return recs, logs, nil
 }
 
-// ack marks records done and advances the commit points.
-func (g *group) ack(ids []AckID) error {
+// ack marks records done and advances the commit points. With dedupe, the
+// records become confirming instead, and ack returns what to wait for:
+// the done markers of every record named (a repeated Ack waits too).
+func (g *group) ack(ids []AckID) ([]<-chan struct{}, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	recs, logs, err := g.resolveLocked(ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var waits []<-chan struct{}
 	for i, r := range recs {
-		if r == nil || r.state == stateDone || r.state == stateDeadLetter || r.state == stateConfirming {
+		if r == nil || r.state == stateDone || r.state == stateDeadLetter {
 			continue
 		}
-		if g.dd != nil {
-			g.confirmLocked(logs[i], r)
-		} else {
-			g.finishLocked(logs[i], r)
+		if r.state != stateConfirming {
+			if g.dd != nil {
+				g.confirmLocked(logs[i], r)
+			} else {
+				g.finishLocked(logs[i], r)
+			}
+		}
+		if r.state == stateConfirming && r.confirmed != nil {
+			waits = append(waits, r.confirmed)
 		}
 	}
 	g.storeLocked(logs)
 	g.m.metricsAcked(len(ids))
 	g.dispatchLocked()
-	return nil
+	return waits, nil
 }
 
 // Nack options.
@@ -904,6 +912,9 @@ var (
 	// ErrConflict means a Subscribe asked for settings other than those
 	// the group runs with on this gateway.
 	ErrConflict = errors.New("group runs with other settings on this gateway")
+	// ErrConfirmPending means an Ack was applied but its dedupe done markers
+	// could not be written yet (Redis slow or down); repeat the Ack.
+	ErrConfirmPending = errors.New("ack applied, but the dedupe store has not confirmed it yet; repeat the ack")
 	// ErrUnknownTopic means a subscribed topic does not exist.
 	ErrUnknownTopic = kafkaclient.ErrUnknownTopic
 )

@@ -262,8 +262,16 @@ func parseAckIDs(ids []string) ([]AckID, error) {
 	return out, nil
 }
 
-// Ack acknowledges records of a group. It applies all IDs or none.
-func (m *Manager) Ack(group string, ackIDs []string) error {
+// confirmWait bounds how long an Ack waits for its done markers.
+const confirmWait = 10 * time.Second
+
+// Ack acknowledges records of a group. It applies all IDs or none. With
+// dedupe it returns once the records' done markers are in Redis, so an
+// acknowledged message is never delivered again, even if this gateway dies
+// right after; if the markers are not written within ctx (or 10 s), it
+// fails with ErrConfirmPending: the ack stays applied, and repeating it is
+// safe (it waits again).
+func (m *Manager) Ack(ctx context.Context, group string, ackIDs []string) error {
 	g, err := m.lookup(group)
 	if err != nil {
 		return err
@@ -272,7 +280,22 @@ func (m *Manager) Ack(group string, ackIDs []string) error {
 	if err != nil {
 		return err
 	}
-	return g.ack(ids)
+	waits, err := g.ack(ids)
+	if err != nil || len(waits) == 0 {
+		return err
+	}
+	timeout := time.NewTimer(confirmWait)
+	defer timeout.Stop()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrConfirmPending, ctx.Err())
+		case <-timeout.C:
+			return ErrConfirmPending
+		}
+	}
+	return nil
 }
 
 // Nack rejects records of a group. It applies all IDs or none.

@@ -151,6 +151,13 @@ func (g *Gateway) dedupe() *consume.Dedupe {
 	g.redis = c.Redis.NewClient()
 	store := dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, dedupe.NewOwner(g.cfg.Consumer.InstanceID))
 	g.idempotency = store
+	// Preloading saves the first batches a NOSCRIPT round trip; a Redis
+	// that is down now is handled like any later outage.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := store.LoadScripts(ctx); err != nil {
+		g.logger.Warn("load dedupe scripts into redis", "err", err)
+	}
+	cancel()
 	if !c.Enabled {
 		return nil
 	}

@@ -13,7 +13,7 @@ import (
 // Consumer is what the consumer service needs from the domain.
 type Consumer interface {
 	Subscribe(ctx context.Context, req consume.SubscribeRequest) (*consume.Stream, error)
-	Ack(group string, ackIDs []string) error
+	Ack(ctx context.Context, group string, ackIDs []string) error
 	Nack(group string, ackIDs []string, opts consume.NackOptions) error
 }
 
@@ -118,8 +118,8 @@ func toProtoTPs(tps []consume.TopicPartition) []*gatewayv1.TopicPartition {
 }
 
 // Ack implements gateway.v1.ConsumerService.Ack.
-func (s *ConsumerServer) Ack(_ context.Context, req *gatewayv1.AckRequest) (*gatewayv1.AckResponse, error) {
-	if err := s.consumer.Ack(req.GetGroup(), req.GetAckIds()); err != nil {
+func (s *ConsumerServer) Ack(ctx context.Context, req *gatewayv1.AckRequest) (*gatewayv1.AckResponse, error) {
+	if err := s.consumer.Ack(ctx, req.GetGroup(), req.GetAckIds()); err != nil {
 		return nil, toStatus(s.logger, err).Err()
 	}
 	return &gatewayv1.AckResponse{}, nil

@@ -42,7 +42,7 @@ func toStatus(logger *slog.Logger, err error) *status.Status {
 		return status.New(codes.Unavailable, "gateway shutting down: "+err.Error())
 	case errors.Is(err, kafkaclient.ErrUnknownTopic):
 		return status.New(codes.NotFound, err.Error())
-	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable):
+	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable), errors.Is(err, consume.ErrConfirmPending):
 		return status.New(codes.Unavailable, err.Error())
 	case errors.Is(err, kafkaclient.ErrRejected):
 		return status.New(codes.InvalidArgument, err.Error())

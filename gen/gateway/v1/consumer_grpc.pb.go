@@ -65,6 +65,13 @@ type ConsumerServiceClient interface {
 	//	FAILED_PRECONDITION the record's partition is no longer owned by this
 	//	                    gateway (revoked since delivery): the ack moves no
 	//	                    offset; the record is redelivered to its new owner.
+	//	UNAVAILABLE         with dedupe on: the ack is applied, but its done
+	//	                    markers are not yet in Redis (within 10 s or the
+	//	                    call's deadline); repeat the Ack, which is safe.
+	//
+	// With dedupe on, Ack returns only when the records' done markers are
+	// written, so an acknowledged message is never delivered again, even if
+	// the gateway dies right after.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// Nack rejects records: each is redelivered after retry_after (attempt + 1),
 	// or dead-lettered at once when dead_letter is set or when it has reached
@@ -161,6 +168,13 @@ type ConsumerServiceServer interface {
 	//	FAILED_PRECONDITION the record's partition is no longer owned by this
 	//	                    gateway (revoked since delivery): the ack moves no
 	//	                    offset; the record is redelivered to its new owner.
+	//	UNAVAILABLE         with dedupe on: the ack is applied, but its done
+	//	                    markers are not yet in Redis (within 10 s or the
+	//	                    call's deadline); repeat the Ack, which is safe.
+	//
+	// With dedupe on, Ack returns only when the records' done markers are
+	// written, so an acknowledged message is never delivered again, even if
+	// the gateway dies right after.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// Nack rejects records: each is redelivered after retry_after (attempt + 1),
 	// or dead-lettered at once when dead_letter is set or when it has reached
