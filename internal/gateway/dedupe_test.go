@@ -12,7 +12,9 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
@@ -95,8 +97,16 @@ func ackingApp(ctx context.Context, h *harness, req *gatewayv1.SubscribeRequest,
 			p.add(d.GetMessageId())
 			ids = append(ids, d.GetAckId())
 		}
-		if len(ids) > 0 {
-			if _, err := h.consumer().Ack(ctx, &gatewayv1.AckRequest{Group: req.GetGroup(), AckIds: ids}); err != nil {
+		// An Ack whose done markers Redis cannot take yet fails with
+		// UNAVAILABLE and stays applied: an app repeats it.
+		for len(ids) > 0 {
+			_, err := h.consumer().Ack(ctx, &gatewayv1.AckRequest{Group: req.GetGroup(), AckIds: ids})
+			switch {
+			case err == nil:
+				ids = nil
+			case status.Code(err) == codes.Unavailable && ctx.Err() == nil:
+				time.Sleep(100 * time.Millisecond)
+			default:
 				return
 			}
 		}
