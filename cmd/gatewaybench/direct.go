@@ -3,58 +3,23 @@ package main
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/produce"
 )
 
-// presets mirrors the producer presets of internal/produce/config.go (which
-// are unexported); keep the two in sync.
-var presets = map[string]map[string]string{
-	"balanced": {
-		"linger.ms":        "5",
-		"batch.size":       "262144",
-		"compression.type": "lz4",
-	},
-	"throughput": {
-		"linger.ms":          "50",
-		"batch.size":         "1048576",
-		"batch.num.messages": "100000",
-		"compression.type":   "lz4",
-	},
-	"latency": {
-		"linger.ms":        "0",
-		"compression.type": "none",
-	},
-}
-
 // producerConfig is the configuration the gateway gives its producer with
-// default settings and the given preset (internal/produce Config.configMap):
-// the same durable defaults, queue bound, preset and Go client settings.
+// default settings and the given preset: the same durable defaults, queue
+// bound, preset and Go client settings.
 func producerConfig(bootstrap, preset string) kafka.ConfigMap {
-	props := map[string]string{
-		"bootstrap.servers":          bootstrap,
-		"client.id":                  "gatewaybench-direct",
-		"enable.idempotence":         "true",
-		"acks":                       "all",
-		"partitioner":                "murmur2_random",
-		"message.timeout.ms":         "30000", // producer.delivery_timeout
-		"queue.buffering.max.kbytes": "65536", // producer.queue_max_bytes / 1024
-		"allow.auto.create.topics":   "false",
-	}
-	maps.Copy(props, presets[preset])
-	cm := kafka.ConfigMap{}
-	for k, v := range props {
-		cm[k] = v
-	}
-	cm["go.delivery.report.fields"] = "none"
-	cm["go.events.channel.size"] = 10_000
-	cm["go.produce.channel.size"] = 1
-	cm["go.logs.channel.enable"] = true
-	return cm
+	cfg := produce.DefaultConfig()
+	cfg.Preset = preset
+	return cfg.ConfigMap(kafkaclient.Config{BootstrapServers: bootstrap, ClientID: "gatewaybench-direct"})
 }
 
 // directProducer is confluent-kafka-go used directly, as an application

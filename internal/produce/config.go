@@ -109,13 +109,14 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 		return err
 	}
 	// The layers together, so contradictions across them are caught too.
-	return kafkaclient.CheckProperties("producer", c.configMap(kc))
+	return kafkaclient.CheckProperties("producer", c.ConfigMap(kc))
 }
 
-// configMap layers the producer's librdkafka configuration: durable
-// defaults, the preset, the shared properties, the producer's own properties,
-// and last the settings the gateway's event handling depends on.
-func (c Config) configMap(kc kafkaclient.Config) kafka.ConfigMap {
+// ConfigMap is the producer's librdkafka configuration: durable defaults,
+// the preset, the shared properties, the producer's own properties, and
+// last the settings the gateway's event handling depends on. Benchmarks use
+// it to configure a direct producer exactly like the gateway's.
+func (c Config) ConfigMap(kc kafkaclient.Config) kafka.ConfigMap {
 	defaults := map[string]string{
 		"enable.idempotence":         "true",
 		"acks":                       "all",

@@ -106,7 +106,7 @@ type Producer struct {
 // New creates the producer. It connects in the background; nothing is
 // written until Run is called.
 func New(kc kafkaclient.Config, cfg Config, logger *slog.Logger) (*Producer, error) {
-	cm := cfg.configMap(kc)
+	cm := cfg.ConfigMap(kc)
 	kp, err := kafka.NewProducer(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("create producer: %w", err)
