@@ -119,8 +119,13 @@ func ackIDs(ds []*gatewayv1.Delivery) []string {
 func (s *faultStream) owned() map[int32]bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return ownedPartitions(s.assignments)
+}
+
+// ownedPartitions applies Assignment frames in order.
+func ownedPartitions(frames []*gatewayv1.Assignment) map[int32]bool {
 	own := map[int32]bool{}
-	for _, a := range s.assignments {
+	for _, a := range frames {
 		for _, tp := range a.GetAssigned() {
 			own[tp.GetPartition()] = true
 		}

@@ -159,16 +159,7 @@ func (s *slowAcker) revoked() map[int32]bool {
 func (s *slowAcker) owned() map[int32]bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	own := map[int32]bool{}
-	for _, a := range s.assignments {
-		for _, tp := range a.GetAssigned() {
-			own[tp.GetPartition()] = true
-		}
-		for _, tp := range a.GetRevoked() {
-			delete(own, tp.GetPartition())
-		}
-	}
-	return own
+	return ownedPartitions(s.assignments)
 }
 
 func (s *slowAcker) requireNoAckErrors(t *testing.T) {
