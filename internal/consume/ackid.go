@@ -1,7 +1,6 @@
 package consume
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -79,7 +78,14 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// messageIDFallback is the identity of a record without a message-id header.
+// messageIDFallback is "topic/partition/offset": the identity of a record
+// without a message-id header, and of a record within this gateway.
 func messageIDFallback(topic string, partition int32, offset int64) string {
-	return fmt.Sprintf("%s/%d/%d", topic, partition, offset)
+	b := make([]byte, 0, len(topic)+24)
+	b = append(b, topic...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(partition), 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, offset, 10)
+	return string(b)
 }

@@ -2,7 +2,6 @@ package consume
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
@@ -63,13 +62,13 @@ type pendingConfirm struct {
 }
 
 // dedupeKey is the key of r's current delivery attempt.
+// The record's identity is built once and reused by its claim, confirm and
+// release.
 func (g *group) dedupeKey(l *partitionLog, r *record, attempt int32) dedupe.Key {
-	return dedupe.Key{
-		Group:     g.settings.Group,
-		MessageID: r.messageID,
-		Attempt:   attempt,
-		Record:    fmt.Sprintf("%s/%d/%d", l.topic, l.partition, r.offset),
+	if r.dedupeID == "" {
+		r.dedupeID = messageIDFallback(l.topic, l.partition, r.offset)
 	}
+	return dedupe.Key{Group: g.settings.Group, MessageID: r.messageID, Attempt: attempt, Record: r.dedupeID}
 }
 
 // claimLocked reserves s's credit and r's ordering slot and queues r's claim.

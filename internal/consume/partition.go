@@ -39,6 +39,7 @@ type record struct {
 	deadline  time.Time // ack deadline (inflight) or retry time (backoff)
 	heapPos   int       // 1 + index in the group's timer heap; 0 when not scheduled
 	settled   bool      // left its key queue (done or confirming)
+	dedupeID  string    // "topic/partition/offset", built on first need
 	// confirmed is closed when the record's done marker is written
 	// (dedupe); Acks wait on it.
 	confirmed chan struct{}
