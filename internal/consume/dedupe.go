@@ -7,11 +7,10 @@ import (
 	"github.com/kafkagate/gateway/internal/dedupe"
 )
 
-// Claims is the dedupe store as the consumer uses it (see package dedupe).
+// Claims is the dedupe store as the consumer uses it (see package dedupe):
+// claims, confirms and releases, together in one round trip.
 type Claims interface {
-	Claim(ctx context.Context, items []dedupe.Claim) ([]dedupe.Outcome, error)
-	Confirm(ctx context.Context, items []dedupe.Key) ([]bool, error)
-	Release(ctx context.Context, items []dedupe.Key) error
+	Do(ctx context.Context, b dedupe.Batch) (dedupe.BatchResult, error)
 }
 
 // Dedupe turns on consumer-side dedupe for every group.
@@ -59,6 +58,98 @@ type pendingConfirm struct {
 	epoch      uint64
 	key        dedupe.Key
 	bestEffort bool
+	retained   *retainedClaim // instead of r and l: the Ack of a revoked record
+}
+
+// retainedClaim is the claim of a record that its app held unacknowledged
+// when the record's partition was revoked. The claim stays in Redis until
+// the app settles the record or the ack timeout passes, so the partition's
+// new owner holds its copy meanwhile (never two apps at once):
+//
+//   - a late Ack writes the done marker (if the claim is still this
+//     delivery's), and the new owner drops its copy as a duplicate: the
+//     Ack succeeds, though the offset is committed by the new owner;
+//   - a late Nack, or the stream's end, releases the claim, and the new
+//     owner delivers its copy at once;
+//   - else the lease runs out in Redis, and the entry here is pruned.
+type retainedClaim struct {
+	key       dedupe.Key
+	stream    *Stream
+	expires   time.Time
+	confirmed chan struct{} // made by the first Ack, closed when its done marker is written
+}
+
+// retainLocked keeps the claim of r, in flight on a partition being
+// forgotten.
+func (g *group) retainLocked(l *partitionLog, r *record) {
+	id := AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch}
+	g.dd.retained[id] = &retainedClaim{key: g.dedupeKey(l, r, r.attempt), stream: r.stream, expires: r.deadline}
+}
+
+// retainedLocked returns the retained claim of id, or nil.
+func (g *group) retainedLocked(id AckID) *retainedClaim {
+	if g.dd == nil {
+		return nil
+	}
+	e := g.dd.retained[id]
+	if e != nil && e.confirmed == nil && g.m.now().After(e.expires) {
+		delete(g.dd.retained, id)
+		return nil
+	}
+	return e
+}
+
+// pruneRetainedLocked forgets retained claims past their ack timeout.
+func (g *group) pruneRetainedLocked() {
+	now := g.m.now()
+	for id, e := range g.dd.retained {
+		if now.After(e.expires) {
+			delete(g.dd.retained, id)
+		}
+	}
+}
+
+// confirmRetainedLocked queues the done markers of the retained claims of
+// ids[i] for each i in which, and returns what to wait for.
+func (g *group) confirmRetainedLocked(ids []AckID, which []int) []<-chan struct{} {
+	var waits []<-chan struct{}
+	for _, i := range which {
+		e := g.dd.retained[ids[i]]
+		if e.confirmed == nil {
+			e.confirmed = make(chan struct{})
+			g.dd.confirms = append(g.dd.confirms, pendingConfirm{key: e.key, retained: e})
+			g.wakeDedupe()
+		}
+		waits = append(waits, e.confirmed)
+	}
+	return waits
+}
+
+// releaseRetainedLocked queues the release of the retained claims of
+// ids[i] for each i in which.
+func (g *group) releaseRetainedLocked(ids []AckID, which []int) {
+	for _, i := range which {
+		g.dd.releases = append(g.dd.releases, g.dd.retained[ids[i]].key)
+		delete(g.dd.retained, ids[i])
+	}
+	if len(which) > 0 {
+		g.wakeDedupe()
+	}
+}
+
+// releaseStreamRetainedLocked releases the retained claims of records s
+// held: it ended without settling them.
+func (g *group) releaseStreamRetainedLocked(s *Stream) {
+	if g.dd == nil {
+		return
+	}
+	for id, e := range g.dd.retained {
+		if e.stream == s && e.confirmed == nil {
+			g.dd.releases = append(g.dd.releases, e.key)
+			delete(g.dd.retained, id)
+			g.wakeDedupe()
+		}
+	}
 }
 
 // dedupeKey is the key of r's current delivery attempt.
@@ -117,8 +208,18 @@ func (g *group) wakeDedupe() {
 	}
 }
 
-// dedupeLoop is the group's dedupe worker: it turns the queued claims,
-// confirms and releases into one pipelined Redis round trip each.
+// dedupeWorkers is how many batches a group has in flight to Redis at
+// once: while one waits for its replies, the next is being sent, so the
+// gateway's and Redis's work overlap.
+const dedupeWorkers = 2
+
+// maxDedupeBatch bounds the claims, and separately the confirms, of one
+// round trip, so that a deep queue is split among the workers instead of
+// going out as one long pipeline while the other worker idles.
+const maxDedupeBatch = 2048
+
+// dedupeLoop is one of the group's dedupe workers: it takes the queued
+// claims, confirms and releases and sends them in one pipelined round trip.
 func (g *group) dedupeLoop() {
 	backoff := 100 * time.Millisecond
 	for {
@@ -129,42 +230,42 @@ func (g *group) dedupeLoop() {
 		}
 		for {
 			g.mu.Lock()
-			claims, confirms, releases := g.dd.claims, g.dd.confirms, g.dd.releases
-			g.dd.claims, g.dd.confirms, g.dd.releases = nil, nil, nil
+			claims, confirms, releases := takeBatch(&g.dd.claims), takeBatch(&g.dd.confirms), g.dd.releases
+			g.dd.releases = nil
+			more := len(g.dd.claims)+len(g.dd.confirms) > 0
 			g.mu.Unlock()
 			if len(claims)+len(confirms)+len(releases) == 0 {
 				break
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			var failed error
-			if len(releases) > 0 {
-				_ = g.m.dd.Claims.Release(ctx, releases) // best effort: leases expire
+			if more {
+				g.wakeDedupe() // the other worker takes the rest meanwhile
+			}
+			b := dedupe.Batch{Releases: releases}
+			if len(claims) > 0 {
+				b.Claims = make([]dedupe.Claim, len(claims))
+				for i, c := range claims {
+					b.Claims[i] = c.claim
+				}
 			}
 			if len(confirms) > 0 {
-				keys := make([]dedupe.Key, len(confirms))
+				b.Confirms = make([]dedupe.Key, len(confirms))
 				for i, c := range confirms {
-					keys[i] = c.key
+					b.Confirms[i] = c.key
 				}
-				oks, err := g.m.dd.Claims.Confirm(ctx, keys)
-				g.applyConfirms(confirms, oks, err)
-				if err != nil {
-					failed = err
-				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			res, err := g.m.dd.Claims.Do(ctx, b)
+			cancel()
+			if len(confirms) > 0 {
+				g.applyConfirms(confirms, res.Confirmed, err)
 			}
 			if len(claims) > 0 {
-				items := make([]dedupe.Claim, len(claims))
-				for i, c := range claims {
-					items[i] = c.claim
-				}
-				outcomes, err := g.m.dd.Claims.Claim(ctx, items)
-				g.applyClaims(claims, outcomes, err, backoff)
-				if err != nil {
-					failed = err
-				}
+				g.applyClaims(claims, res.Outcomes, err, backoff)
 			}
-			cancel()
-			g.setDegraded(failed)
-			if failed == nil {
+			// Releases are best effort: a failed one is not retried (the
+			// lease expires anyway).
+			g.setDegraded(err)
+			if err == nil {
 				backoff = 100 * time.Millisecond
 				continue
 			}
@@ -176,6 +277,21 @@ func (g *group) dedupeLoop() {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
+}
+
+// takeBatch removes up to maxDedupeBatch items from the front of *q.
+func takeBatch[T any](q *[]T) []T {
+	n := min(len(*q), maxDedupeBatch)
+	if n == 0 {
+		return nil
+	}
+	out := (*q)[:n:n]
+	if n == len(*q) {
+		*q = nil
+	} else {
+		*q = (*q)[n:]
+	}
+	return out
 }
 
 // applyConfirms finishes confirmed records; on error it queues the confirms
@@ -194,6 +310,13 @@ func (g *group) applyConfirms(confirms []pendingConfirm, oks []bool, err error) 
 	}
 	var touched []*partitionLog
 	for i, c := range confirms {
+		if c.retained != nil {
+			if !oks[i] {
+				g.m.stats.lostClaims.Add(1)
+			}
+			close(c.retained.confirmed)
+			continue
+		}
 		if !oks[i] {
 			// Another owner claimed it after our lease lapsed: it may have
 			// been processed twice. Count it; the record is done here.

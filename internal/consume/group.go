@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,6 +76,7 @@ type groupDedupe struct {
 	claims   []pendingClaim
 	confirms []pendingConfirm
 	releases []dedupe.Key
+	retained map[AckID]*retainedClaim
 	wake     chan struct{}
 	quit     chan struct{}
 	degraded atomic.Bool
@@ -101,7 +103,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 	g.timer = time.AfterFunc(time.Hour, g.onTimer)
 	g.timer.Stop()
 	if m.dd != nil {
-		g.dd = &groupDedupe{wake: make(chan struct{}, 1), quit: make(chan struct{})}
+		g.dd = &groupDedupe{retained: make(map[AckID]*retainedClaim), wake: make(chan struct{}, 1), quit: make(chan struct{})}
 	}
 	if err := c.SubscribeTopics(s.Topics, g.onRebalance); err != nil {
 		c.Close()
@@ -109,7 +111,9 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 	}
 	g.wg.Go(func() { kafkaclient.RouteLogs(g.logger.With("component", "librdkafka"), c.Logs()) })
 	if g.dd != nil {
-		g.wg.Go(g.dedupeLoop)
+		for range dedupeWorkers {
+			g.wg.Go(g.dedupeLoop)
+		}
 	}
 	return g, nil
 }
@@ -358,7 +362,9 @@ func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
 		}
 	}
 	for _, s := range g.streams {
-		s.dropUnsent(logs)
+		for _, d := range s.dropUnsent(logs) {
+			g.undeliverLocked(s, d)
+		}
 		s.pushAssignment(frame)
 	}
 	g.mu.Unlock()
@@ -369,6 +375,9 @@ func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
 	}
 
 	g.mu.Lock()
+	if g.dd != nil {
+		g.pruneRetainedLocked()
+	}
 	var commit []kafka.TopicPartition
 	for _, l := range logs {
 		if off := l.committable(); off >= 0 && off != l.stored {
@@ -390,10 +399,34 @@ func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
 	g.m.metricsRebalance()
 }
 
+// undeliverLocked takes back a delivery of a revoking partition that its
+// stream never sent: the record is no longer in flight (the revoke need not
+// wait for its ack), and its claim is released at once, so the partition's
+// new owner need not wait out the lease.
+func (g *group) undeliverLocked(s *Stream, d Delivery) {
+	l := g.parts[tpKey{d.Topic, d.Partition}]
+	if l == nil {
+		return
+	}
+	r, _, _ := l.lookup(d.Offset)
+	if r == nil || r.state != stateInflight || r.stream != s {
+		return
+	}
+	g.releaseLocked(l, r)
+	g.releaseClaimLocked(l, r)
+	r.state = stateReady // not deliverable: the partition is revoking
+}
+
 // forgetLocked drops a partition's state; its unfinished records are
-// redelivered by whoever owns the partition next.
+// redelivered by whoever owns the partition next. With dedupe, the claims
+// of records the app holds unacknowledged stay in Redis (the new owner
+// must not deliver them while this app may still process them) and are
+// retained here, so that their late Ack or Nack still settles them.
 func (g *group) forgetLocked(l *partitionLog) {
 	for _, r := range l.recs {
+		if g.dd != nil && r.state == stateInflight && !r.unclaimed && r.stream != nil {
+			g.retainLocked(l, r)
+		}
 		if (r.state == stateInflight || r.state == stateClaiming) && r.stream != nil {
 			r.stream.inflight--
 		}
@@ -441,6 +474,9 @@ func (g *group) waitInflight(logs []*partitionLog, grace time.Duration) {
 func (g *group) storeLocked(logs []*partitionLog) {
 	var tps []kafka.TopicPartition
 	for _, l := range logs {
+		if l == nil {
+			continue // a retained claim's: not this group's partition now
+		}
 		if off := l.committable(); off > l.stored && !l.revoking {
 			l.stored = off
 			tps = append(tps, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition, Offset: kafka.Offset(off)})
@@ -525,24 +561,30 @@ func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Ti
 // resolve checks ack IDs against the group and returns their records. It
 // fails, applying nothing, on an ID never issued (INVALID_ARGUMENT) or one
 // whose partition is no longer owned under the same assignment
-// (ErrStaleAck). A nil record means "already done".
-func (g *group) resolveLocked(ids []AckID) ([]*record, []*partitionLog, error) {
-	recs := make([]*record, len(ids))
-	logs := make([]*partitionLog, len(ids))
+// (ErrStaleAck), unless the record's claim is retained (see retainLocked):
+// those IDs are listed by index in retained, with no record or log. A nil
+// record with a log means "already done".
+func (g *group) resolveLocked(ids []AckID) (recs []*record, logs []*partitionLog, retained []int, err error) {
+	recs = make([]*record, len(ids))
+	logs = make([]*partitionLog, len(ids))
 	for i, id := range ids {
 		l := g.parts[tpKey{id.Topic, id.Partition}]
 		// A revoking partition still takes acks: that is what the revoke
 		// grace waits for. Once released, its log is gone.
 		if l == nil || l.epoch != id.Epoch {
-			return nil, nil, fmt.Errorf("ack_ids[%d] %q: %w", i, id.String(), ErrStaleAck)
+			if g.retainedLocked(id) != nil {
+				retained = append(retained, i)
+				continue
+			}
+			return nil, nil, nil, fmt.Errorf("ack_ids[%d] %q: %w", i, id.String(), ErrStaleAck)
 		}
 		r, done, known := l.lookup(id.Offset)
 		if !known || r != nil && !done && r.attempt == 0 {
-			return nil, nil, invalid.Field(fmt.Sprintf("ack_ids[%d]", i), "%q was never delivered by this gateway", id.String())
+			return nil, nil, nil, invalid.Field(fmt.Sprintf("ack_ids[%d]", i), "%q was never delivered by this gateway", id.String())
 		}
 		recs[i], logs[i] = r, l
 	}
-	return recs, logs, nil
+	return recs, logs, retained, nil
 }
 
 // ack marks records done and advances the commit points. With dedupe, the
@@ -551,11 +593,11 @@ func (g *group) resolveLocked(ids []AckID) ([]*record, []*partitionLog, error) {
 func (g *group) ack(ids []AckID) ([]<-chan struct{}, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	recs, logs, err := g.resolveLocked(ids)
+	recs, logs, retained, err := g.resolveLocked(ids)
 	if err != nil {
 		return nil, err
 	}
-	var waits []<-chan struct{}
+	waits := g.confirmRetainedLocked(ids, retained)
 	for i, r := range recs {
 		if r == nil || r.state == stateDone || r.state == stateDeadLetter {
 			continue
@@ -587,18 +629,28 @@ type NackOptions struct {
 func (g *group) nack(ids []AckID, opts NackOptions) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	recs, logs, err := g.resolveLocked(ids)
+	recs, logs, retained, err := g.resolveLocked(ids)
 	if err != nil {
 		return err
 	}
 	for i, r := range recs {
+		if slices.Contains(retained, i) {
+			if g.dd.retained[ids[i]].confirmed != nil {
+				return fmt.Errorf("ack_ids[%d] %q: %w", i, ids[i].String(), ErrAlreadyAcked)
+			}
+			continue
+		}
 		if r == nil || r.state == stateDone || r.state == stateConfirming {
 			return fmt.Errorf("ack_ids[%d] %q: %w", i, ids[i].String(), ErrAlreadyAcked)
 		}
 	}
+	g.releaseRetainedLocked(ids, retained)
 	now := g.m.now()
 	for i, r := range recs {
 		l := logs[i]
+		if l == nil {
+			continue // retained: released above
+		}
 		switch {
 		case r.state == stateDeadLetter || r.state == stateBackoff:
 			// Already on its way: a repeated Nack changes nothing.
@@ -797,6 +849,7 @@ func (g *group) detach(s *Stream) {
 			}
 		}
 	}
+	g.releaseStreamRetainedLocked(s)
 	s.inflight = 0
 	if len(g.streams) == 0 {
 		g.idleAt = g.m.now()

@@ -75,9 +75,9 @@ func (s *Stream) pushAssignment(a Assignment) {
 	s.flush()
 }
 
-// dropUnsent removes queued deliveries of revoked partitions: they were
-// never seen by the app, and their new owner delivers them.
-func (s *Stream) dropUnsent(logs []*partitionLog) {
+// dropUnsent removes queued deliveries of revoked partitions and returns
+// them: they were never seen by the app, and their new owner delivers them.
+func (s *Stream) dropUnsent(logs []*partitionLog) []Delivery {
 	revoked := func(d Delivery) bool {
 		for _, l := range logs {
 			if d.Topic == l.topic && d.Partition == l.partition {
@@ -86,12 +86,15 @@ func (s *Stream) dropUnsent(logs []*partitionLog) {
 		}
 		return false
 	}
+	var dropped []Delivery
 	kept := s.frames[:0]
 	for _, f := range s.frames {
 		if f.Assignment == nil {
 			ds := f.Deliveries[:0]
 			for _, d := range f.Deliveries {
-				if !revoked(d) {
+				if revoked(d) {
+					dropped = append(dropped, d)
+				} else {
 					ds = append(ds, d)
 				}
 			}
@@ -104,6 +107,7 @@ func (s *Stream) dropUnsent(logs []*partitionLog) {
 	}
 	clear(s.frames[len(kept):])
 	s.frames = kept
+	return dropped
 }
 
 // flush wakes Next when frames wait.

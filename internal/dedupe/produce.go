@@ -124,7 +124,7 @@ func (s *Store) reserve(ctx context.Context, op, topic string, keys []string, wh
 	value := s.reservationValue(token)
 	calls := make([]call, len(which))
 	for j, i := range which {
-		calls[j] = call{reserveScript, s.produceKey(topic, keys[i]), []any{value, millis(pendingTTL)}}
+		calls[j] = call{reserveScript, []string{s.produceKey(topic, keys[i])}, []any{value, millis(pendingTTL)}}
 	}
 	cmds, err := s.run(ctx, op, calls)
 	if err != nil {
@@ -173,7 +173,7 @@ func (s *Store) CompleteProduce(ctx context.Context, topic string, items []Reser
 	}
 	calls := make([]call, len(items))
 	for i, it := range items {
-		calls[i] = call{completeScript, s.produceKey(topic, it.Key),
+		calls[i] = call{completeScript, []string{s.produceKey(topic, it.Key)},
 			[]any{s.reservationValue(it.Token), encodeResult(results[i]), millis(window)}}
 	}
 	cmds, err := s.run(ctx, "complete", calls)
@@ -196,7 +196,7 @@ func (s *Store) AbortProduce(ctx context.Context, topic string, items []Reservat
 	}
 	calls := make([]call, len(items))
 	for i, it := range items {
-		calls[i] = call{deleteIfScript, s.produceKey(topic, it.Key), []any{s.reservationValue(it.Token)}}
+		calls[i] = call{deleteIfScript, []string{s.produceKey(topic, it.Key)}, []any{s.reservationValue(it.Token)}}
 	}
 	_, err := s.run(ctx, "abort", calls)
 	return err

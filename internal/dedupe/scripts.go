@@ -48,24 +48,30 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)
 
-// confirmScript marks a message done.
+// confirmScript marks messages done, one or more keys per call (several
+// only where the keys need not be on one Cluster node: see Store.confirmChunk).
 //
-// ARGV[1] the claim value of this delivery, ARGV[2] the done TTL in ms.
+// ARGV[1] the done TTL in ms, ARGV[1+i] the claim value of the delivery
+// being confirmed for KEYS[i].
 //
-// Returns 1 after setting "d" (with the done TTL) when the key holds that
-// very claim or nothing (the lease expired and nobody claimed since), or
-// when it is done already (left as it is); 0, changing nothing, when it
-// holds any other claim.
+// Returns, per key, 1 after setting "d" (with the done TTL) when the key
+// holds that very claim or nothing (the lease expired and nobody claimed
+// since), or when it is done already (left as it is); 0, changing nothing,
+// when it holds any other claim.
 var confirmScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[1])
-if v == 'd' then
-  return 1
+local out = {}
+for i, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v == 'd' then
+    out[i] = 1
+  elseif v == false or v == ARGV[i + 1] then
+    redis.call('SET', k, 'd', 'PX', ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
 end
-if v == false or v == ARGV[1] then
-  redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
-  return 1
-end
-return 0
+return out
 `)
 
 // deleteIfScript deletes the key when it holds exactly ARGV[1]: releases a
@@ -123,10 +129,12 @@ return 0
 
 var allScripts = []*redis.Script{claimScript, confirmScript, deleteIfScript, reserveScript, completeScript}
 
-// call is one script invocation of a pipelined batch.
+// call is one command of a pipelined batch: a script invocation on keys,
+// or, with no script, the plain "SET keys[0] args[0] NX PX args[1]" that
+// claims a free key without the cost of a script.
 type call struct {
 	script *redis.Script
-	key    string
+	keys   []string
 	args   []any
 }
 
@@ -137,18 +145,23 @@ type call struct {
 // which also caches them on the server again. A call answered NOSCRIPT
 // did not run, so running it again is safe.
 //
-// Any other failure of any call fails the whole batch.
+// A nil reply (redis.Nil: a SET NX that found the key taken) is an answer,
+// not a failure. Any other failure of any call fails the whole batch.
 func (s *Store) run(ctx context.Context, op string, calls []call) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
 	pipe := s.rdb.Pipeline()
 	for i, c := range calls {
-		cmds[i] = pipe.EvalSha(ctx, c.script.Hash(), []string{c.key}, c.args...)
+		if c.script == nil {
+			cmds[i] = pipe.Do(ctx, "SET", c.keys[0], c.args[0], "NX", "PX", c.args[1])
+		} else {
+			cmds[i] = pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...)
+		}
 	}
-	_, execErr := pipe.Exec(ctx)
+	_, _ = pipe.Exec(ctx) // every command carries its own error
 	var missing []int
 	for i, cmd := range cmds {
 		switch err := cmd.Err(); {
-		case err == nil:
+		case err == nil, err == redis.Nil:
 		case isNoScript(err):
 			missing = append(missing, i)
 		default:
@@ -156,18 +169,18 @@ func (s *Store) run(ctx context.Context, op string, calls []call) ([]*redis.Cmd,
 		}
 	}
 	if len(missing) == 0 {
-		if execErr != nil {
-			return nil, s.fail(ctx, op, execErr)
-		}
 		return cmds, nil
 	}
 	pipe = s.rdb.Pipeline()
 	for _, i := range missing {
 		c := calls[i]
-		cmds[i] = c.script.Eval(ctx, pipe, []string{c.key}, c.args...)
+		cmds[i] = c.script.Eval(ctx, pipe, c.keys, c.args...)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, s.fail(ctx, op, err)
+	_, _ = pipe.Exec(ctx)
+	for _, i := range missing {
+		if err := cmds[i].Err(); err != nil && err != redis.Nil {
+			return nil, s.fail(ctx, op, err)
+		}
 	}
 	return cmds, nil
 }

@@ -22,8 +22,9 @@
 // (Kafka topic names never need it). The owner identifies one gateway
 // process ([NewOwner]); '%' and '|' in it are escaped likewise.
 //
-// Every operation takes a batch and costs one pipelined round trip (two
-// when the server has lost its script cache), whatever the batch size.
+// Every operation takes a batch and costs one pipelined round trip
+// whatever the batch size: one more when the server has lost its script
+// cache, and one more for claims that find their key taken ([Store.Do]).
 // Every check-and-set is a Lua script on one key, so it is atomic per key
 // and works on Redis Cluster, where the keys of a batch spread over nodes.
 //
@@ -181,42 +182,17 @@ func (c Claim) Key() Key {
 	return Key{Group: c.Group, MessageID: c.MessageID, Attempt: c.Attempt, Record: c.Record}
 }
 
-// Claim claims each item for this owner, in one pipelined round trip, and
-// returns an outcome per item in order. An item is Claimed when the
-// message is free, or held by this owner for the same Record (an earlier
-// attempt whose Release was lost; the claim is taken over with the new
-// attempt and lease); Duplicate when it is done; HeldElsewhere when any
-// other claim holds it. On error no outcome is known for any item (some
-// claims may have been taken; claiming them again with the same Record
-// takes them over).
+// Claim claims each item for this owner, in one pipelined round trip (two
+// when some are taken: see [Store.Do]), and returns an outcome per item in
+// order. An item is Claimed when the message is free, or held by this
+// owner for the same Record (an earlier attempt whose Release was lost;
+// the claim is taken over with the new attempt and lease); Duplicate when
+// it is done; HeldElsewhere when any other claim holds it. On error no
+// outcome is known for any item (some claims may have been taken;
+// claiming them again with the same Record takes them over).
 func (s *Store) Claim(ctx context.Context, items []Claim) ([]Outcome, error) {
-	if len(items) == 0 {
-		return nil, nil
-	}
-	calls := make([]call, len(items))
-	for i, it := range items {
-		if err := checkMessage(it.Group, it.MessageID); err != nil {
-			return nil, fmt.Errorf("%w: claim[%d]: %s", ErrInvalid, i, err)
-		}
-		if it.Lease <= 0 {
-			return nil, fmt.Errorf("%w: claim[%d]: lease must be > 0", ErrInvalid, i)
-		}
-		calls[i] = call{claimScript, s.claimKey(it.Group, it.MessageID),
-			[]any{s.claimValue(it.Attempt, it.Record), millis(it.Lease), s.claimPrefix, it.Record}}
-	}
-	cmds, err := s.run(ctx, "claim", calls)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Outcome, len(items))
-	for i, cmd := range cmds {
-		n, err := cmd.Int64()
-		if err != nil || n < int64(Claimed) || n > int64(HeldElsewhere) {
-			return nil, fmt.Errorf("dedupe: claim: unexpected reply %v (%v)", cmd.Val(), err)
-		}
-		out[i] = Outcome(n)
-	}
-	return out, nil
+	res, err := s.Do(ctx, Batch{Claims: items})
+	return res.Outcomes, err
 }
 
 // Confirm marks each item's message done in its group (kept for the done
@@ -228,41 +204,176 @@ func (s *Store) Claim(ctx context.Context, items []Claim) ([]Outcome, error) {
 // claimed it, so the message is processed twice; the caller counts it.
 // Each item is one atomic compare-and-set.
 func (s *Store) Confirm(ctx context.Context, items []Key) ([]bool, error) {
-	if len(items) == 0 {
-		return nil, nil
-	}
-	calls := make([]call, len(items))
-	for i, it := range items {
-		if err := checkMessage(it.Group, it.MessageID); err != nil {
-			return nil, fmt.Errorf("%w: confirm[%d]: %s", ErrInvalid, i, err)
-		}
-		calls[i] = call{confirmScript, s.claimKey(it.Group, it.MessageID),
-			[]any{s.claimValue(it.Attempt, it.Record), millis(s.doneTTL)}}
-	}
-	cmds, err := s.run(ctx, "confirm", calls)
-	if err != nil {
-		return nil, err
-	}
-	return flags("confirm", cmds)
+	res, err := s.Do(ctx, Batch{Confirms: items})
+	return res.Confirmed, err
 }
 
 // Release deletes each item's claim where this delivery still holds it, in
 // one pipelined round trip; a claim since taken by anyone else, or a done
 // message, is left alone. Each item is one atomic compare-and-delete.
 func (s *Store) Release(ctx context.Context, items []Key) error {
-	if len(items) == 0 {
-		return nil
+	_, err := s.Do(ctx, Batch{Releases: items})
+	return err
+}
+
+// Batch is the work of one round trip of a consumer: Claims, Confirms
+// and Releases as [Store.Claim], [Store.Confirm] and [Store.Release] do
+// them, for different deliveries.
+type Batch struct {
+	Claims   []Claim
+	Confirms []Key
+	Releases []Key
+}
+
+// BatchResult answers a Batch: an outcome per claim and a flag per
+// confirm, in order.
+type BatchResult struct {
+	Outcomes  []Outcome
+	Confirmed []bool
+}
+
+// confirmChunk is how many confirms one script call takes where all keys
+// may go to one server (not Redis Cluster, where a script's keys must
+// share a slot): fewer script calls cost Redis less CPU per key.
+const confirmChunk = 128
+
+// Do runs a batch in one pipelined round trip. A claim is first a plain
+// SET NX PX, the cheapest write Redis has; only the claims that find their
+// key taken go on to claimScript (done? held by whom?), in a second round
+// trip. Confirms are claimScript's counterpart, confirmScript, several
+// keys per call where the deployment allows. Releases are compare-and-
+// delete scripts.
+//
+// Errors as for the single operations: bad arguments fail the batch with
+// [ErrInvalid] before anything is sent; otherwise either every item is
+// answered or the batch fails as a whole.
+func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
+	if err := checkBatch(b); err != nil {
+		return BatchResult{}, err
 	}
-	calls := make([]call, len(items))
-	for i, it := range items {
+	if len(b.Claims)+len(b.Confirms)+len(b.Releases) == 0 {
+		return BatchResult{}, nil
+	}
+	chunk := confirmChunk
+	if _, ok := s.rdb.(*redis.ClusterClient); ok {
+		chunk = 1
+	}
+	calls := make([]call, 0, len(b.Claims)+len(b.Releases)+(len(b.Confirms)+chunk-1)/chunk)
+	for _, it := range b.Releases {
+		calls = append(calls, call{deleteIfScript, []string{s.claimKey(it.Group, it.MessageID)},
+			[]any{s.claimValue(it.Attempt, it.Record)}})
+	}
+	confirmsAt := len(calls)
+	ttl := millis(s.doneTTL)
+	for lo := 0; lo < len(b.Confirms); lo += chunk {
+		items := b.Confirms[lo:min(lo+chunk, len(b.Confirms))]
+		keys := make([]string, len(items))
+		args := make([]any, 1+len(items))
+		args[0] = ttl
+		for i, it := range items {
+			keys[i] = s.claimKey(it.Group, it.MessageID)
+			args[1+i] = s.claimValue(it.Attempt, it.Record)
+		}
+		calls = append(calls, call{confirmScript, keys, args})
+	}
+	claimsAt := len(calls)
+	for _, it := range b.Claims {
+		calls = append(calls, call{nil, []string{s.claimKey(it.Group, it.MessageID)},
+			[]any{s.claimValue(it.Attempt, it.Record), millis(it.Lease)}})
+	}
+	op := batchOp(b)
+	cmds, err := s.run(ctx, op, calls)
+	if err != nil {
+		return BatchResult{}, err
+	}
+
+	var res BatchResult
+	if len(b.Confirms) > 0 {
+		res.Confirmed = make([]bool, 0, len(b.Confirms))
+		for _, cmd := range cmds[confirmsAt:claimsAt] {
+			vals, err := cmd.Int64Slice()
+			if err != nil {
+				return BatchResult{}, fmt.Errorf("dedupe: confirm: unexpected reply %v (%v)", cmd.Val(), err)
+			}
+			for _, v := range vals {
+				if v != 0 && v != 1 {
+					return BatchResult{}, fmt.Errorf("dedupe: confirm: unexpected reply %v", cmd.Val())
+				}
+				res.Confirmed = append(res.Confirmed, v == 1)
+			}
+		}
+		if len(res.Confirmed) != len(b.Confirms) {
+			return BatchResult{}, fmt.Errorf("dedupe: confirm: %d replies for %d confirms", len(res.Confirmed), len(b.Confirms))
+		}
+	}
+	if len(b.Claims) == 0 {
+		return res, nil
+	}
+	res.Outcomes = make([]Outcome, len(b.Claims))
+	var taken []int
+	for i, cmd := range cmds[claimsAt:] {
+		if cmd.Err() == redis.Nil {
+			taken = append(taken, i)
+		} else {
+			res.Outcomes[i] = Claimed
+		}
+	}
+	if len(taken) == 0 {
+		return res, nil
+	}
+	calls = calls[:0]
+	for _, i := range taken {
+		it := b.Claims[i]
+		calls = append(calls, call{claimScript, []string{s.claimKey(it.Group, it.MessageID)},
+			[]any{s.claimValue(it.Attempt, it.Record), millis(it.Lease), s.claimPrefix, it.Record}})
+	}
+	if cmds, err = s.run(ctx, "claim", calls); err != nil {
+		return BatchResult{}, err
+	}
+	for j, cmd := range cmds {
+		n, err := cmd.Int64()
+		if err != nil || n < int64(Claimed) || n > int64(HeldElsewhere) {
+			return BatchResult{}, fmt.Errorf("dedupe: claim: unexpected reply %v (%v)", cmd.Val(), err)
+		}
+		res.Outcomes[taken[j]] = Outcome(n)
+	}
+	return res, nil
+}
+
+func checkBatch(b Batch) error {
+	for i, it := range b.Claims {
+		if err := checkMessage(it.Group, it.MessageID); err != nil {
+			return fmt.Errorf("%w: claim[%d]: %s", ErrInvalid, i, err)
+		}
+		if it.Lease <= 0 {
+			return fmt.Errorf("%w: claim[%d]: lease must be > 0", ErrInvalid, i)
+		}
+	}
+	for i, it := range b.Confirms {
+		if err := checkMessage(it.Group, it.MessageID); err != nil {
+			return fmt.Errorf("%w: confirm[%d]: %s", ErrInvalid, i, err)
+		}
+	}
+	for i, it := range b.Releases {
 		if err := checkMessage(it.Group, it.MessageID); err != nil {
 			return fmt.Errorf("%w: release[%d]: %s", ErrInvalid, i, err)
 		}
-		calls[i] = call{deleteIfScript, s.claimKey(it.Group, it.MessageID),
-			[]any{s.claimValue(it.Attempt, it.Record)}}
 	}
-	_, err := s.run(ctx, "release", calls)
-	return err
+	return nil
+}
+
+// batchOp names a batch's operation in errors: the single one it holds,
+// or "sync" for a mix.
+func batchOp(b Batch) string {
+	switch {
+	case len(b.Confirms) == 0 && len(b.Releases) == 0:
+		return "claim"
+	case len(b.Claims) == 0 && len(b.Releases) == 0:
+		return "confirm"
+	case len(b.Claims) == 0 && len(b.Confirms) == 0:
+		return "release"
+	}
+	return "sync"
 }
 
 // claimKey returns <prefix>dedupe:<group>:<messageID>.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -309,10 +311,10 @@ func TestBatchIsOneRoundTrip(t *testing.T) {
 			items[i] = Claim{Group: "g", MessageID: fmt.Sprintf("m-%04d", i), Attempt: 1, Record: strconv.Itoa(i), Lease: time.Minute}
 			keys[i] = items[i].Key()
 		}
-		check := func(what string) {
+		check := func(what string, pipelines, commands int64) {
 			t.Helper()
-			if p, c, piped := h.pipelines.Load(), h.processes.Load(), h.piped.Load(); p != 1 || c != 0 || piped != n {
-				t.Fatalf("%s of %d: %d pipelines of %d commands and %d single commands, want 1 pipeline of %d", what, n, p, piped, c, n)
+			if p, c, piped := h.pipelines.Load(), h.processes.Load(), h.piped.Load(); p != pipelines || c != 0 || piped != commands {
+				t.Fatalf("%s of %d: %d pipelines of %d commands and %d single commands, want %d pipeline(s) of %d", what, n, p, piped, c, pipelines, commands)
 			}
 			h.reset()
 		}
@@ -326,11 +328,11 @@ func TestBatchIsOneRoundTrip(t *testing.T) {
 				t.Fatalf("item %d: %v", i, o)
 			}
 		}
-		check("claim")
+		check("claim", 1, n) // a plain SET NX per free key
 		if _, err := s.Confirm(ctx, keys); err != nil {
 			t.Fatal(err)
 		}
-		check("confirm")
+		check("confirm", 1, (n+confirmChunk-1)/confirmChunk) // several keys per script call
 		out, err = s.Claim(ctx, items)
 		if err != nil {
 			t.Fatal(err)
@@ -340,11 +342,65 @@ func TestBatchIsOneRoundTrip(t *testing.T) {
 				t.Fatalf("item %d after confirm: %v", i, o)
 			}
 		}
-		check("claim again")
+		check("claim again", 2, 2*n) // SET NX finds them taken; the script tells why
 		if err := s.Release(ctx, keys); err != nil {
 			t.Fatal(err)
 		}
-		check("release")
+		check("release", 1, n)
+	})
+}
+
+func TestDoMixesOperations(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		s := NewStore(rdb, prefix, week, "gw-a")
+		other := NewStore(rdb, prefix, week, "gw-b")
+		ctx := testCtx(t)
+		warmUp(t, s)
+		claim := func(id string) Claim {
+			return Claim{Group: "g", MessageID: id, Attempt: 1, Record: "r-" + id, Lease: time.Minute}
+		}
+		// Set the scene: "done" is done, "mine" and "gone" are claimed by
+		// s, "theirs" by another gateway.
+		if _, err := s.Claim(ctx, []Claim{claim("done"), claim("mine"), claim("gone")}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Confirm(ctx, []Key{claim("done").Key()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.Claim(ctx, []Claim{claim("theirs")}); err != nil {
+			t.Fatal(err)
+		}
+		var h countHook
+		rdb.AddHook(&h)
+		res, err := s.Do(ctx, Batch{
+			Claims:   []Claim{claim("free"), claim("done"), claim("theirs"), claim("gone")},
+			Confirms: []Key{claim("mine").Key(), claim("theirs").Key()},
+			Releases: []Key{claim("gone").Key()},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Releases run first, so "gone" is free again for its claim.
+		if want := []Outcome{Claimed, Duplicate, HeldElsewhere, Claimed}; !slices.Equal(res.Outcomes, want) {
+			t.Fatalf("outcomes %v, want %v", res.Outcomes, want)
+		}
+		if want := []bool{true, false}; !slices.Equal(res.Confirmed, want) {
+			t.Fatalf("confirmed %v, want %v", res.Confirmed, want)
+		}
+		if p := h.pipelines.Load(); p != 2 {
+			t.Fatalf("%d pipelines, want 2 (the batch, then the claims of taken keys)", p)
+		}
+		if v, _ := rdb.Get(ctx, s.claimKey("g", "mine")).Result(); v != "d" {
+			t.Fatalf("mine holds %q after confirm, want d", v)
+		}
+		if v, _ := rdb.Get(ctx, s.claimKey("g", "theirs")).Result(); v != other.claimValue(1, "r-theirs") {
+			t.Fatalf("theirs holds %q after a foreign confirm, want their claim", v)
+		}
+		if _, err := s.Do(ctx, Batch{Confirms: []Key{{Group: "g"}}}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "confirm[0]") {
+			t.Fatalf("empty message ID: %v, want ErrInvalid naming confirm[0]", err)
+		}
 	})
 }
 
@@ -374,27 +430,36 @@ func TestNoScriptRecovery(t *testing.T) {
 					{Group: "g", MessageID: fmt.Sprintf("b%d", round), Attempt: 1, Lease: time.Minute},
 				}
 				out, err := s.Claim(ctx, items)
-				if err != nil {
-					t.Fatalf("claim after SCRIPT FLUSH: %v", err)
+				if err != nil || out[0] != Claimed || out[1] != Claimed {
+					t.Fatalf("claim after SCRIPT FLUSH: %v %v", out, err)
 				}
-				if out[0] != Claimed || out[1] != Claimed {
-					t.Fatalf("claim after SCRIPT FLUSH: %v", out)
+				if p := h.pipelines.Load(); p != 1 {
+					t.Fatalf("claim of free keys: %d pipelines, want 1 (no script)", p)
+				}
+				h.reset()
+				// Confirm is a script: EVALSHA fails NOSCRIPT, EVAL runs it.
+				if ok, err := s.Confirm(ctx, []Key{items[0].Key()}); err != nil || !ok[0] {
+					t.Fatalf("confirm after SCRIPT FLUSH: %v %v", ok, err)
 				}
 				if p := h.pipelines.Load(); p != 2 {
-					t.Fatalf("claim after SCRIPT FLUSH: %d pipelines, want 2 (EVALSHA, then EVAL)", p)
+					t.Fatalf("confirm after SCRIPT FLUSH: %d pipelines, want 2 (EVALSHA, then EVAL)", p)
+				}
+				h.reset()
+				// A taken key goes on to the claim script, itself flushed.
+				out, err = s.Claim(ctx, items)
+				if err != nil || out[0] != Duplicate || out[1] != Claimed {
+					t.Fatalf("claim again: %v %v", out, err)
+				}
+				if p := h.pipelines.Load(); p != 3 {
+					t.Fatalf("claim of taken keys after SCRIPT FLUSH: %d pipelines, want 3 (SET NX, EVALSHA, EVAL)", p)
 				}
 				h.reset()
 				// EVAL cached the script again: EVALSHA works.
-				out, err = s.Claim(ctx, items)
-				if err != nil || out[0] != Claimed {
-					t.Fatalf("claim again: %v %v", out, err)
+				if out, err = s.Claim(ctx, items); err != nil || out[0] != Duplicate {
+					t.Fatalf("claim once more: %v %v", out, err)
 				}
-				if p := h.pipelines.Load(); p != 1 {
-					t.Fatalf("claim again: %d pipelines, want 1", p)
-				}
-				// The other scripts recover the same way.
-				if ok, err := s.Confirm(ctx, []Key{items[0].Key()}); err != nil || !ok[0] {
-					t.Fatalf("confirm after SCRIPT FLUSH: %v %v", ok, err)
+				if p := h.pipelines.Load(); p != 2 {
+					t.Fatalf("claim once more: %d pipelines, want 2", p)
 				}
 				st, err := s.ReserveProduce(ctx, "topic", []string{fmt.Sprintf("k%d", round)}, time.Minute)
 				if err != nil || !st[0].Reserved {
@@ -409,7 +474,7 @@ func TestNoScriptRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.reset()
-			if _, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "c", Attempt: 1, Lease: time.Minute}}); err != nil {
+			if _, err := s.Confirm(ctx, []Key{{Group: "g", MessageID: "c", Attempt: 1}}); err != nil {
 				t.Fatal(err)
 			}
 			if p := h.pipelines.Load(); p != 1 {

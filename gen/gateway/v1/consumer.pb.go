@@ -430,8 +430,9 @@ func (x *Deliveries) GetDeliveries() []*Delivery {
 }
 
 // Assignment reports partitions moving to or from this gateway. Records of
-// revoked partitions must not be acknowledged any more (the ack fails with
-// FAILED_PRECONDITION; the record will be redelivered by its new owner).
+// revoked partitions need not be acknowledged any more (without dedupe the
+// ack fails with FAILED_PRECONDITION and the record is redelivered by its
+// new owner; with dedupe a late ack still counts: see Ack).
 type Assignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Partitions now owned by this gateway for the group.
