@@ -14,8 +14,10 @@ import (
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
+	"github.com/kafkagate/gateway/internal/identity"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
 // Config is the gateway's configuration.
@@ -26,6 +28,8 @@ type Config struct {
 	Producer produce.Config     `yaml:"producer"`
 	Consumer consume.Config     `yaml:"consumer"`
 	Dedupe   dedupe.Config      `yaml:"dedupe"`
+	Limits   ratelimit.Config   `yaml:"limits"`
+	Identity identity.Config    `yaml:"identity"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
 }
 
@@ -49,7 +53,22 @@ type ServerConfig struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// DrainTimeout bounds how long in-flight calls may finish at shutdown.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// TLS serves gRPC over TLS on server.listen (the Unix socket stays
+	// plaintext: only the pod reaches it).
+	TLS TLSConfig `yaml:"tls"`
 }
+
+// TLSConfig is the server's TLS: a certificate, and optionally the CA that
+// client certificates must chain to (then every TCP client must present
+// one, and identity.tls_client_cert can name callers by it).
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
 
 // LogConfig selects the log handler.
 type LogConfig struct {
@@ -86,6 +105,7 @@ func Default() Config {
 		Producer: prod,
 		Consumer: consume.DefaultConfig(),
 		Dedupe:   dedupe.DefaultConfig(),
+		Limits:   ratelimit.DefaultConfig(),
 		Embedded: emb,
 	}
 }
@@ -119,6 +139,15 @@ func (c *Config) Validate() error {
 	if err := c.Consumer.Validate(c.Kafka); err != nil {
 		return err
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if c.Limits.Redis && !c.Embedded.Enabled && len(c.Dedupe.Redis.Addrs) == 0 {
+		return errors.New("limits.redis: needs Redis: set dedupe.redis.addrs (the limits document shares the dedupe connection)")
+	}
+	if c.Identity.TLSClientCert && c.Server.TLS.ClientCAFile == "" {
+		return errors.New("identity.tls_client_cert: needs server.tls.client_ca_file, so that client certificates are verified")
+	}
 	dd := c.Dedupe
 	if c.Embedded.Enabled && len(dd.Redis.Addrs) == 0 {
 		// Embedded mode fills in its server's address (possibly a port
@@ -149,6 +178,10 @@ func (s ServerConfig) validate(maxRecordBytes int) error {
 		return errors.New("server.shutdown_grace: must not be negative")
 	case s.DrainTimeout < 0:
 		return errors.New("server.drain_timeout: must not be negative")
+	case (s.TLS.CertFile == "") != (s.TLS.KeyFile == ""):
+		return errors.New("server.tls.cert_file and server.tls.key_file: set both or neither")
+	case s.TLS.ClientCAFile != "" && s.TLS.CertFile == "":
+		return errors.New("server.tls.client_ca_file: needs server.tls.cert_file and key_file")
 	}
 	return nil
 }

@@ -68,6 +68,8 @@ type group struct {
 	idleAt   time.Time // when the last stream detached (zero while attached)
 	scratch  []*record
 	dd       *groupDedupe // nil without dedupe
+	// rateArmed: a dispatch is scheduled for a stream's next delivery token.
+	rateArmed bool
 }
 
 // groupDedupe is a group's queue of dedupe work for its worker. The slices
@@ -492,6 +494,7 @@ func (g *group) storeLocked(logs []*partitionLog) {
 
 // dispatchLocked hands deliverable records to streams with room.
 func (g *group) dispatchLocked() {
+	defer g.armRateLocked()
 	if g.draining || len(g.streams) == 0 || len(g.order) == 0 {
 		return
 	}
@@ -523,6 +526,32 @@ func (g *group) dispatchLocked() {
 	for _, s := range g.streams {
 		s.flush()
 	}
+}
+
+// armRateLocked schedules a dispatch for when a stream held back by its
+// delivery rate (with room under max_in_flight) has a token again.
+func (g *group) armRateLocked() {
+	if g.rateArmed {
+		return
+	}
+	wait := time.Duration(-1)
+	for _, s := range g.streams {
+		if s.rateLimited() && s.inflight < s.maxInFlight {
+			if d := s.untilToken(); d > 0 && (wait < 0 || d < wait) {
+				wait = d
+			}
+		}
+	}
+	if wait < 0 {
+		return
+	}
+	g.rateArmed = true
+	time.AfterFunc(wait, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.rateArmed = false
+		g.dispatchLocked()
+	})
 }
 
 // nextStream returns a stream with room, round robin. The caller knows one

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,10 @@ type SubscribeRequest struct {
 	AckTimeout    time.Duration
 	StartPosition StartPosition
 	MaxAttempts   int
+	// DeliveryRate bounds the records per second pushed to the stream
+	// (nil or an infinite rate: no bound). Its rate may change while the
+	// stream runs.
+	DeliveryRate *rate.Limiter
 }
 
 // Stats are counters of the consumer side, for tests and metrics.
@@ -209,7 +214,7 @@ func (m *Manager) Subscribe(ctx context.Context, req SubscribeRequest) (*Stream,
 	if err != nil {
 		return nil, err
 	}
-	st := &Stream{g: g, maxInFlight: req.MaxInFlight, notify: make(chan struct{}, 1)}
+	st := &Stream{g: g, maxInFlight: req.MaxInFlight, notify: make(chan struct{}, 1), rate: req.DeliveryRate}
 	g.attach(st)
 	return st, nil
 }

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"golang.org/x/time/rate"
 	"time"
 )
 
@@ -53,12 +54,35 @@ type Stream struct {
 	frames      []Frame // made, not yet taken by Next
 	ended       bool    // the group shut down
 	notify      chan struct{}
+	rate        *rate.Limiter // deliveries per second; nil: unbounded
 }
 
-func (s *Stream) credit() int { return s.maxInFlight - s.inflight }
+// credit is how many records the stream may take now: its room under
+// max_in_flight, and under its delivery rate the tokens it has.
+func (s *Stream) credit() int {
+	c := s.maxInFlight - s.inflight
+	if s.rateLimited() {
+		c = min(c, int(s.rate.Tokens()))
+	}
+	return max(c, 0)
+}
+
+func (s *Stream) rateLimited() bool { return s.rate != nil && s.rate.Limit() != rate.Inf }
+
+// untilToken is how long until a rate-limited stream has a token again.
+func (s *Stream) untilToken() time.Duration {
+	missing := 1 - s.rate.Tokens()
+	if missing <= 0 {
+		return 0
+	}
+	return time.Duration(missing / float64(s.rate.Limit()) * float64(time.Second))
+}
 
 // add queues a delivery, merging it into a trailing Deliveries frame.
 func (s *Stream) add(d Delivery) {
+	if s.rateLimited() {
+		s.rate.Allow()
+	}
 	s.inflight++
 	if n := len(s.frames); n > 0 && s.frames[n-1].Assignment == nil {
 		s.frames[n-1].Deliveries = append(s.frames[n-1].Deliveries, d)

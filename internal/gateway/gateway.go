@@ -26,6 +26,7 @@ import (
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/grpcapi"
 	"github.com/kafkagate/gateway/internal/produce"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
 // services lists the gRPC services whose health is reported, besides the
@@ -46,6 +47,10 @@ type Gateway struct {
 	consumers   *consume.Manager
 	redis       redis.UniversalClient // nil unless Redis is configured
 	idempotency *dedupe.Store         // producer idempotency keys; nil without Redis
+	owner       string                // this process among those sharing the Redis
+	limits      *ratelimit.Limiter
+	limitsFile  []byte           // the limits file's content applied at start
+	limitsStore *ratelimit.Store // the limits document in Redis; nil unless limits.redis
 	server      *grpc.Server
 	health      *health.Server
 	listeners   []net.Listener
@@ -92,12 +97,23 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 
-	g.server = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
-	)
+	if err := g.startLimits(); err != nil {
+		return nil, err
+	}
+	guard := grpcapi.Guard{Limits: g.limits, Identity: cfg.Identity}
+
+	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes)}
+	if cfg.Server.TLS.Enabled() {
+		creds, err := serverCredentials(cfg.Server.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(creds))
+	}
+	g.server = grpc.NewServer(opts...)
 	gatewayv1.RegisterProducerServiceServer(g.server,
-		grpcapi.NewProducerServer(g.producer, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
-	gatewayv1.RegisterConsumerServiceServer(g.server, grpcapi.NewConsumerServer(g.consumers, logger.With("component", "grpc")))
+		grpcapi.NewProducerServer(g.producer, guard, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
+	gatewayv1.RegisterConsumerServiceServer(g.server, grpcapi.NewConsumerServer(g.consumers, guard, logger.With("component", "grpc")))
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.server, g.health)
 	if cfg.Server.Reflection {
@@ -149,7 +165,8 @@ func (g *Gateway) dedupe() *consume.Dedupe {
 		return nil
 	}
 	g.redis = c.Redis.NewClient()
-	store := dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, dedupe.NewOwner(g.cfg.Consumer.InstanceID))
+	g.owner = dedupe.NewOwner(g.cfg.Consumer.InstanceID)
+	store := dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, g.owner)
 	g.idempotency = store
 	// Preloading saves the first batches a NOSCRIPT round trip; a Redis
 	// that is down now is handled like any later outage.
@@ -168,6 +185,43 @@ func (g *Gateway) dedupe() *consume.Dedupe {
 		IDHeader:  c.IDHeader,
 	}
 }
+
+// startLimits creates the limiter and loads the limits document in force
+// at start: a limits file must be there and valid; a Redis document that
+// cannot be read yet is applied once it can (the watcher logs it).
+// Fleet rules share their buckets through Redis whenever it is configured.
+func (g *Gateway) startLimits() error {
+	var fleet *ratelimit.FleetStore
+	if g.redis != nil {
+		fleet = ratelimit.NewFleetStore(g.redis, g.cfg.Dedupe.KeyPrefix, g.owner, g.logger.With("component", "limits"))
+	}
+	g.limits = ratelimit.New(fleet, g.logger.With("component", "limits"))
+	switch c := g.cfg.Limits; {
+	case c.File != "":
+		data, err := ratelimit.LoadFile(c.File, g.limits)
+		if err != nil {
+			return err
+		}
+		g.limitsFile = data
+	case c.Redis:
+		g.limitsStore = ratelimit.NewStore(g.redis, g.cfg.Dedupe.KeyPrefix)
+	}
+	return nil
+}
+
+// watchLimits keeps the limits document current until ctx ends.
+func (g *Gateway) watchLimits(ctx context.Context) {
+	logger := g.logger.With("component", "limits")
+	switch c := g.cfg.Limits; {
+	case c.File != "":
+		ratelimit.WatchFile(ctx, c.File, c.PollInterval, g.limitsFile, g.limits, logger)
+	case g.limitsStore != nil:
+		ratelimit.WatchRedis(ctx, g.limitsStore, c.RedisPollInterval, g.limits, logger)
+	}
+}
+
+// Limits returns the limiter in force (for tests and the admin API).
+func (g *Gateway) Limits() *ratelimit.Limiter { return g.limits }
 
 // Addrs returns the bound listener addresses: TCP first, then the Unix
 // socket, as configured.
@@ -228,6 +282,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 			failed <- err
 		}
 	})
+	limitsCtx, stopLimits := context.WithCancel(context.Background())
+	defer stopLimits()
+	wg.Go(func() { g.watchLimits(limitsCtx) })
 	for _, ln := range g.listeners {
 		wg.Go(func() {
 			if err := g.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -284,7 +341,9 @@ serve:
 	// 5. Stop whatever is left.
 	g.server.Stop()
 	<-stopped
+	stopLimits()
 	wg.Wait()
+	g.limits.Close()
 	g.logger.Info("gateway stopped")
 	return runErr
 }

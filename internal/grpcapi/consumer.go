@@ -8,6 +8,8 @@ import (
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/consume"
+	"github.com/kafkagate/gateway/internal/identity"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
 // Consumer is what the consumer service needs from the domain.
@@ -22,12 +24,14 @@ type ConsumerServer struct {
 	gatewayv1.UnimplementedConsumerServiceServer
 
 	consumer Consumer
+	guard    Guard
 	logger   *slog.Logger
 }
 
-// NewConsumerServer returns the consumer service.
-func NewConsumerServer(c Consumer, logger *slog.Logger) *ConsumerServer {
-	return &ConsumerServer{consumer: c, logger: logger}
+// NewConsumerServer returns the consumer service; guard applies the topic
+// ACL and delivery limits to subscriptions.
+func NewConsumerServer(c Consumer, guard Guard, logger *slog.Logger) *ConsumerServer {
+	return &ConsumerServer{consumer: c, guard: guard, logger: logger}
 }
 
 var orderings = map[gatewayv1.Ordering]consume.Ordering{
@@ -60,6 +64,16 @@ func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatew
 	}
 	if req.GetMaxAttempts() < 0 {
 		return toStatus(s.logger, invalidField("max_attempts", "must not be negative")).Err()
+	}
+	if lims := s.guard.Limits; lims != nil {
+		id := identity.FromContext(ctx, s.guard.Identity)
+		for _, t := range sub.Topics {
+			if err := lims.Check(ratelimit.Consume, id, t); err != nil {
+				return toStatus(s.logger, err).Err()
+			}
+		}
+		sub.DeliveryRate = lims.DeliveryLimiter(id, sub.Topics)
+		defer lims.ReleaseDelivery(sub.DeliveryRate)
 	}
 	st, err := s.consumer.Subscribe(ctx, sub)
 	if err != nil {

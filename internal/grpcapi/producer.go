@@ -31,6 +31,7 @@ type ProducerServer struct {
 	gatewayv1.UnimplementedProducerServiceServer
 
 	producer Producer
+	guard    Guard
 	logger   *slog.Logger
 	// maxInflight bounds the unanswered batches of one ProduceStream.
 	maxInflight int
@@ -39,16 +40,21 @@ type ProducerServer struct {
 	draining <-chan struct{}
 }
 
-// NewProducerServer returns the producer service. maxInflight bounds the
-// unanswered batches per stream; draining is closed at shutdown.
-func NewProducerServer(p Producer, logger *slog.Logger, maxInflight int, draining <-chan struct{}) *ProducerServer {
-	return &ProducerServer{producer: p, logger: logger, maxInflight: maxInflight, draining: draining}
+// NewProducerServer returns the producer service. guard applies limits and
+// ACLs; maxInflight bounds the unanswered batches per stream; draining is
+// closed at shutdown.
+func NewProducerServer(p Producer, guard Guard, logger *slog.Logger, maxInflight int, draining <-chan struct{}) *ProducerServer {
+	return &ProducerServer{producer: p, guard: guard, logger: logger, maxInflight: maxInflight, draining: draining}
 }
 
 // Produce implements gateway.v1.ProducerService.Produce.
 func (s *ProducerServer) Produce(ctx context.Context, req *gatewayv1.ProduceRequest) (*gatewayv1.ProduceResponse, error) {
 	records, err := fromProtoRecords(req.GetRecords())
 	if err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	if err := s.guard.admit(ctx, req.GetTopic(), records); err != nil {
+		setRetryTrailer(ctx, err)
 		return nil, toStatus(s.logger, err).Err()
 	}
 	results, err := s.producer.Produce(ctx, req.GetTopic(), records)
@@ -163,6 +169,11 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 // batch is in flight instead.
 func (s *ProducerServer) sendBatch(ctx context.Context, stream gatewayv1.ProducerService_ProduceStreamServer, req *gatewayv1.ProduceStreamRequest, done chan<- *produce.Batch) (sent bool, err error) {
 	records, err := fromProtoRecords(req.GetRecords())
+	if err == nil {
+		// A wait rule blocks the stream here, which is the point: reading
+		// stops, and gRPC flow control pushes back on the client.
+		err = s.guard.admit(ctx, req.GetTopic(), records)
+	}
 	if err == nil && s.producer.Idempotent(records) {
 		// Idempotent batches run to completion here, which keeps them in
 		// order with the batches around them.

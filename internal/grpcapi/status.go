@@ -16,6 +16,7 @@ import (
 	"github.com/kafkagate/gateway/internal/invalid"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
 // toStatus is the one place where errors become gRPC statuses. Errors it
@@ -23,11 +24,20 @@ import (
 // message, so no internal detail leaks to callers.
 func toStatus(logger *slog.Logger, err error) *status.Status {
 	var inv *invalid.Error
+	var limited *ratelimit.LimitedError
 	switch {
 	case err == nil:
 		return status.New(codes.OK, "")
 	case errors.As(err, &inv):
 		return invalidStatus(inv)
+	case errors.As(err, &limited):
+		st := status.New(codes.ResourceExhausted, err.Error())
+		if detailed, err := st.WithDetails(retryInfo(limited)); err == nil {
+			return detailed
+		}
+		return st
+	case errors.Is(err, ratelimit.ErrDenied):
+		return status.New(codes.PermissionDenied, err.Error())
 	// Queue full is checked before context errors: a wait for room that ends
 	// at the deadline is still the queue's fault.
 	case errors.Is(err, produce.ErrQueueFull):

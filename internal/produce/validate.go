@@ -48,8 +48,18 @@ func (p *Producer) validate(topic string, records []Record) error {
 	return errs.Err()
 }
 
+// Size is the bytes of r's key, value and headers: what max_record_bytes
+// and byte rate limits count.
+func (r *Record) Size() int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
 func (p *Producer) validateRecord(errs *invalid.Error, i int, r *Record) {
-	size := len(r.Key) + len(r.Value)
+	size := r.Size()
 	for j, h := range r.Headers {
 		switch h.Key {
 		case "":
@@ -58,7 +68,6 @@ func (p *Producer) validateRecord(errs *invalid.Error, i int, r *Record) {
 			errs.Add(fmt.Sprintf("records[%d].headers[%d].key", i, j),
 				"%q is set by the gateway; use idempotency_key to choose the message ID", h.Key)
 		}
-		size += len(h.Key) + len(h.Value)
 	}
 	if size > p.cfg.MaxRecordBytes {
 		errs.Add(fmt.Sprintf("records[%d]", i), "%d bytes of key, value and headers exceed max_record_bytes (%d)", size, p.cfg.MaxRecordBytes)
