@@ -24,6 +24,7 @@ import (
 
 	"github.com/kafkagate/gateway/internal/config"
 	"github.com/kafkagate/gateway/internal/gateway"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
 func main() {
@@ -69,6 +70,15 @@ func run(argv, environ []string, stdout io.Writer) error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	if a.checkConfig {
+		if f := cfg.Limits.File; f != "" {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("invalid configuration: limits.file: %w", err)
+			}
+			if _, err := ratelimit.ParseDocument(data); err != nil {
+				return fmt.Errorf("invalid configuration: limits.file %s: %w", f, err)
+			}
+		}
 		fmt.Fprintln(stdout, "configuration OK")
 		return nil
 	}

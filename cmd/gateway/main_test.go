@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 	"github.com/kafkagate/gateway/internal/testenv"
 )
 
@@ -284,8 +285,16 @@ func TestSIGTERMDuringProduceLoadKeepsEveryAcknowledgedRecord(t *testing.T) {
 
 func TestDeployExampleConfigIsValid(t *testing.T) {
 	t.Parallel()
-	out, err := exec.Command(binary, "--config", "../../deploy/gateway.yaml", "--check-config").CombinedOutput()
+	// The example's limits file is deploy/limits.yaml, mounted elsewhere.
+	out, err := exec.Command(binary, "--config", "../../deploy/gateway.yaml", "--limits.file=../../deploy/limits.yaml", "--check-config").CombinedOutput()
 	if err != nil {
 		t.Fatalf("deploy/gateway.yaml: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile("../../deploy/limits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ratelimit.ParseDocument(data); err != nil {
+		t.Fatalf("deploy/limits.yaml: %v", err)
 	}
 }
