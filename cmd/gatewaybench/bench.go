@@ -36,6 +36,7 @@ var scenarios = []scenario{
 	{"stream-1000", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayStream(ctx, "stream-1000", 1000, b.opts.window1000)
 	}},
+	{"stream-100-limited", (*bench).streamLimited},
 	{"unary-1", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayUnary(ctx, "unary-1", 1)
 	}},

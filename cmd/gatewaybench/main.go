@@ -34,6 +34,9 @@
 //	                   stream on a few streams: records/s and ratio to
 //	                   direct-async.
 //	stream-1000        The same with batches of 1000 records.
+//	stream-100-limited stream-100 through a gateway with limits that admit
+//	                   everything, alternated with stream-100 runs without
+//	                   limits: the limiter's cost (target ≥ 0.95×).
 //	unary-1            Gateway unary Produce, 1 record per call, 1 caller, for
 //	                   a fixed duration: calls/s. Latency preset (a unary
 //	                   single-record call waits for its own delivery report,

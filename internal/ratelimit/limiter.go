@@ -254,10 +254,11 @@ func (l *Limiter) Admit(ctx context.Context, identity, topic string, records, by
 	if len(p.rules) == 0 {
 		return nil
 	}
-	if err := l.check(p, Produce, identity, topic); err != nil {
-		return err
-	}
 	r := p.match(identity, topic)
+	if p.acl && (r == nil || !r.allows(Produce)) {
+		l.denied.Add(1)
+		return &DeniedError{Op: Produce, Identity: identity, Topic: topic}
+	}
 	if r == nil || r.Records == nil && r.Bytes == nil {
 		return nil
 	}
