@@ -88,7 +88,7 @@ func retryDelay(st *status.Status, attempt int) time.Duration {
 			return info.GetRetryDelay().AsDuration()
 		}
 	}
-	return min(100*time.Millisecond<<(attempt-1), 5*time.Second)
+	return min(100*time.Millisecond<<min(attempt-1, 10), 5*time.Second)
 }
 
 // withRetry runs call, retrying RESOURCE_EXHAUSTED and UNAVAILABLE as the

@@ -47,7 +47,7 @@ def retry_delay(status: status_pb2.Status | None, attempt: int) -> float:
             info = error_details_pb2.RetryInfo()
             if detail.Unpack(info):
                 return info.retry_delay.ToTimedelta().total_seconds()
-    return min(0.1 * 2 ** (attempt - 1), 5.0)
+    return min(0.1 * 2 ** min(attempt - 1, 10), 5.0)
 
 
 def rpc_status(err: grpc.RpcError) -> status_pb2.Status | None:
