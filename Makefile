@@ -36,15 +36,20 @@ services-up: ## Install and start the real Kafka broker and Redis used by the te
 services-down: ## Stop them.
 	scripts/services.sh stop all
 
+.PHONY: deps
+deps: ## Install the Python venv (.cache/venv) and node_modules of the client examples and code generators.
+	scripts/clients.sh install
+
 .PHONY: generate
-generate: ## Regenerate gen/ from proto/.
+generate: deps ## Regenerate gen/ (Go, Python, TypeScript) and docs/api.md from proto/.
 	$(TOOL) buf generate
 
 .PHONY: check-generate
-check-generate: ## Fail when gen/ does not match proto/.
+check-generate: deps ## Fail when gen/ or docs/api.md does not match proto/.
 	rm -rf .cache/gen-check && mkdir -p .cache/gen-check
 	$(TOOL) buf generate -o .cache/gen-check
-	diff -r gen .cache/gen-check/gen
+	diff -r -x __pycache__ gen .cache/gen-check/gen
+	diff docs/api.md .cache/gen-check/docs/api.md
 
 .PHONY: lint
 lint: check-generate ## gofmt, go vet, buf lint and buf format.

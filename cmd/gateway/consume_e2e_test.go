@@ -134,10 +134,18 @@ func run1(t *testing.T, p *process, req *gatewayv1.SubscribeRequest, ackTarget i
 
 // run2 subscribes to the second gateway and acks everything until every
 // record of ends is acked in one of the runs (a record lost by the first run
-// never comes, and the stream's deadline fails the test naming it); then it
-// stops the gateway, whose shutdown must commit every partition to its end.
-// It returns what it was delivered.
-func run2(t *testing.T, p *process, bootstrap, topic string, req *gatewayv1.SubscribeRequest, ends map[int32]int64, acked1 map[tpo]bool) map[tpo]int {
+// never comes, and the stream's deadline fails the test naming it), and
+// every record from the first run's committed offsets on (committed1), which
+// the second gateway delivers again, is acked in this run too; then it stops
+// the gateway, whose shutdown must commit every partition to its end. It
+// returns what it was delivered.
+//
+// The second condition pins a race of the test itself: records acked in the
+// first run but not committed come again, and the commit cannot pass them
+// until they are acked again. Stopping as soon as the union of both runs was
+// complete left some of them undelivered when the shutdown committed, more
+// often on a loaded machine.
+func run2(t *testing.T, p *process, bootstrap, topic string, req *gatewayv1.SubscribeRequest, ends map[int32]int64, acked1 map[tpo]bool, committed1 map[int32]int64) map[tpo]int {
 	t.Helper()
 	client := gatewayv1.NewConsumerServiceClient(dial(t, p.addr))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -148,11 +156,13 @@ func run2(t *testing.T, p *process, bootstrap, topic string, req *gatewayv1.Subs
 	}
 	delivered := map[tpo]int{}
 	acked := maps.Clone(acked1)
-	total := 0
-	for _, end := range ends {
+	total, redelivered := 0, 0
+	for part, end := range ends {
 		total += int(end)
+		redelivered += int(end - min(max(committed1[part], 0), end))
 	}
-	for len(acked) < total {
+	acked2 := map[tpo]bool{}
+	for len(acked) < total || len(acked2) < redelivered {
 		resp, err := stream.Recv()
 		if err != nil {
 			var missing []tpo
@@ -180,7 +190,11 @@ func run2(t *testing.T, p *process, bootstrap, topic string, req *gatewayv1.Subs
 			t.Fatalf("ack: %v", err)
 		}
 		for _, d := range ds {
-			acked[tpo{d.GetPartition(), d.GetOffset()}] = true
+			k := tpo{d.GetPartition(), d.GetOffset()}
+			acked[k] = true
+			if k.o >= committed1[k.p] {
+				acked2[k] = true
+			}
 		}
 	}
 	// commit_interval is 1h: the commits come from the shutdown.
@@ -240,7 +254,7 @@ func TestGatewayKilledWithAckedUncommittedRecordsLosesNothing(t *testing.T) {
 	}
 
 	p2 := startBinary(t, args...)
-	delivered2 := run2(t, p2, bootstrap, topic, req, ends, acked1)
+	delivered2 := run2(t, p2, bootstrap, topic, req, ends, acked1, committed)
 	again := 0
 	for k := range acked1 {
 		if delivered2[k] > 0 {
@@ -313,7 +327,7 @@ func TestGatewaySIGTERMCommitsAckedRecords(t *testing.T) {
 	}
 
 	p2 := startBinary(t, args...)
-	delivered2 := run2(t, p2, bootstrap, topic, req, ends, acked1)
+	delivered2 := run2(t, p2, bootstrap, topic, req, ends, acked1, committed)
 	var again []tpo
 	for k := range acked1 {
 		if delivered2[k] > 0 {

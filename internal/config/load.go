@@ -27,7 +27,8 @@ type Override struct {
 
 // Load builds the configuration from, in increasing precedence: the
 // defaults, the YAML file at path (if any), environment variables (environ
-// in os.Environ form) and overrides. It does not validate.
+// in os.Environ form) and overrides; then it reads the files of
+// kafka.property_files into kafka.properties. It does not validate.
 func Load(path string, environ []string, overrides []Override) (Config, error) {
 	cfg := Default()
 	if path != "" {
@@ -56,6 +57,9 @@ func Load(path string, environ []string, overrides []Override) (Config, error) {
 		if err := Set(&cfg, o.Key, o.Value); err != nil {
 			return cfg, fmt.Errorf("flag --%s: %w", o.Key, err)
 		}
+	}
+	if err := cfg.Kafka.ReadPropertyFiles("kafka"); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -28,11 +29,40 @@ type Config struct {
 	// example security.protocol, sasl.mechanism, ssl.ca.location. Values are
 	// strings, as in librdkafka's CONFIGURATION.md.
 	Properties map[string]string `yaml:"properties"`
+	// PropertyFiles are librdkafka properties whose values are read from
+	// files when the configuration is loaded: property name to file path,
+	// for credentials mounted from a secret store (sasl.password:
+	// /etc/gateway/kafka/password). Trailing line breaks are dropped. A
+	// property may be set here or in Properties, not both.
+	PropertyFiles map[string]string `yaml:"property_files"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{ClientID: "kafka-gateway"}
+}
+
+// ReadPropertyFiles moves the values of PropertyFiles into Properties.
+// prefix is the config path of c, used in messages (for example "kafka").
+func (c *Config) ReadPropertyFiles(prefix string) error {
+	for _, name := range slices.Sorted(maps.Keys(c.PropertyFiles)) {
+		path := c.PropertyFiles[name]
+		if _, dup := c.Properties[name]; dup {
+			return fmt.Errorf("%s.property_files.%s: also set in %s.properties; set it in one place", prefix, name, prefix)
+		}
+		if path == "" {
+			return fmt.Errorf("%s.property_files.%s: empty file path", prefix, name)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("%s.property_files.%s: %w", prefix, name, err)
+		}
+		if c.Properties == nil {
+			c.Properties = map[string]string{}
+		}
+		c.Properties[name] = strings.TrimRight(string(data), "\r\n")
+	}
+	return nil
 }
 
 // Validate checks the properties without connecting anywhere. prefix is the

@@ -1,9 +1,10 @@
 // Package testenv gives tests the real services that `make test` starts: a
 // Kafka broker (GATEWAY_TEST_KAFKA) and a Redis server (GATEWAY_TEST_REDIS),
-// plus helpers to create topics and read them back with a plain librdkafka
-// consumer. Without the variables, tests that need a service skip, unless
-// GATEWAY_TEST_REQUIRE_SERVICES=1 (set by `make test`) turns the skip into a
-// failure.
+// and the language runtimes of the client examples (GATEWAY_TEST_PYTHON,
+// GATEWAY_TEST_NODE), plus helpers to create topics and read them back with
+// a plain librdkafka consumer. Without the variables, tests that need a
+// service skip, unless GATEWAY_TEST_REQUIRE_SERVICES=1 (set by `make test`)
+// turns the skip into a failure.
 package testenv
 
 import (
@@ -37,6 +38,19 @@ func Kafka(t testing.TB) string { return service(t, "GATEWAY_TEST_KAFKA", "Kafka
 
 // Redis returns the address of the real test Redis server.
 func Redis(t testing.TB) string { return service(t, "GATEWAY_TEST_REDIS", "Redis server") }
+
+// Python returns the interpreter of the virtual environment that
+// `scripts/clients.sh install` makes (GATEWAY_TEST_PYTHON), with the Python
+// example's dependencies and the project's Python tools.
+func Python(t testing.TB) string {
+	return service(t, "GATEWAY_TEST_PYTHON", "Python environment of scripts/clients.sh")
+}
+
+// Node returns the Node.js binary (GATEWAY_TEST_NODE) for the TypeScript
+// example, whose node_modules `scripts/clients.sh install` installs.
+func Node(t testing.TB) string {
+	return service(t, "GATEWAY_TEST_NODE", "Node.js of scripts/clients.sh")
+}
 
 // Logger returns a logger that writes warnings and errors to the test log.
 func Logger(t testing.TB) *slog.Logger {

@@ -1,0 +1,245 @@
+// Command example is an example app for the Kafka sidecar gateway, in Go.
+//
+// It produces records, then subscribes to them as a consumer group and acks
+// each one after handling it. Every event is printed to stdout as one JSON
+// line, so a person or a test can follow it; logs go to stderr.
+//
+//	go run ./examples/go --target unix:///var/run/gateway/gateway.sock \
+//	  --topic orders --group billing --produce 100 --consume 100
+//
+// Calls that fail with RESOURCE_EXHAUSTED (a rate limit or a full queue) are
+// retried after the delay the gateway asks for (google.rpc.RetryInfo), or
+// with a backoff when it gives none. Produce retries are safe because every
+// record carries an idempotency key: a retried record is written once.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+)
+
+func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
+	target := flag.String("target", "127.0.0.1:7070", "gateway address: host:port or unix:///path/to/socket")
+	topic := flag.String("topic", "", "topic to write and read (required)")
+	group := flag.String("group", "", "consumer group (required)")
+	nProduce := flag.Int("produce", 0, "records to write first")
+	nConsume := flag.Int("consume", 0, "distinct records to handle before exiting")
+	batch := flag.Int("batch", 50, "records per Produce call")
+	runID := flag.String("run-id", randomID(), "prefix of the idempotency keys")
+	flag.Parse()
+	switch {
+	case *topic == "" || *group == "":
+		return errors.New("--topic and --group are required")
+	case *nProduce < 0 || *nConsume < 0 || *batch <= 0:
+		return errors.New("--produce and --consume must not be negative, --batch must be positive")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if *nProduce > 0 {
+		if err := produce(ctx, gatewayv1.NewProducerServiceClient(conn), *topic, *nProduce, *batch, *runID); err != nil {
+			return err
+		}
+	}
+	if *nConsume > 0 {
+		return consume(ctx, gatewayv1.NewConsumerServiceClient(conn), *topic, *group, *nConsume)
+	}
+	return nil
+}
+
+// retryable tells the codes worth retrying: the gateway is throttling, or
+// is briefly unreachable.
+func retryable(c codes.Code) bool { return c == codes.ResourceExhausted || c == codes.Unavailable }
+
+// retryDelay is the wait before retry number attempt (1, 2, ...): the
+// RetryInfo the gateway sent, or an exponential backoff capped at 5 s.
+func retryDelay(st *status.Status, attempt int) time.Duration {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.RetryInfo); ok {
+			return info.GetRetryDelay().AsDuration()
+		}
+	}
+	return min(100*time.Millisecond<<min(attempt-1, 10), 5*time.Second)
+}
+
+// withRetry runs call, retrying RESOURCE_EXHAUSTED and UNAVAILABLE as the
+// gateway asks.
+func withRetry[T any](ctx context.Context, what string, call func(context.Context) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := call(cctx)
+		cancel()
+		st := status.Convert(err)
+		if err == nil || !retryable(st.Code()) || attempt == 20 {
+			return res, err
+		}
+		delay := retryDelay(st, attempt)
+		log.Printf("%s: %s (%s); retrying in %v", what, st.Code(), st.Message(), delay)
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+func emit(event string, fields map[string]any) {
+	fields["event"] = event
+	b, _ := json.Marshal(fields)
+	fmt.Println(string(b))
+}
+
+// produce writes n records in batches. Records a batch could not write for
+// a retryable reason are sent again, with the same idempotency keys.
+func produce(ctx context.Context, producer gatewayv1.ProducerServiceClient, topic string, n, batch int, runID string) error {
+	for start := 0; start < n; start += batch {
+		var pending []*gatewayv1.Record
+		for i := start; i < min(start+batch, n); i++ {
+			pending = append(pending, &gatewayv1.Record{
+				Key:            fmt.Appendf(nil, "customer-%d", i%10),
+				Value:          fmt.Appendf(nil, `{"order":%d}`, i),
+				IdempotencyKey: fmt.Sprintf("%s-%d", runID, i),
+			})
+		}
+		for attempt := 1; len(pending) > 0; attempt++ {
+			req := &gatewayv1.ProduceRequest{Topic: topic, Records: pending}
+			resp, err := withRetry(ctx, "produce", func(ctx context.Context) (*gatewayv1.ProduceResponse, error) {
+				return producer.Produce(ctx, req)
+			})
+			if err != nil {
+				return fmt.Errorf("produce: %w", err)
+			}
+			var retry []*gatewayv1.Record
+			var wait time.Duration
+			for i, r := range resp.GetResults() {
+				if r.GetError() == nil {
+					emit("produced", map[string]any{"message_id": r.GetMessageId(), "partition": r.GetPartition(), "offset": r.GetOffset()})
+					continue
+				}
+				st := status.FromProto(r.GetError())
+				if !retryable(st.Code()) || attempt == 20 {
+					return fmt.Errorf("record %s: %s", pending[i].GetIdempotencyKey(), st.Message())
+				}
+				retry = append(retry, pending[i])
+				wait = max(wait, retryDelay(st, attempt))
+			}
+			if len(retry) > 0 {
+				log.Printf("%d records not written yet; retrying in %v", len(retry), wait)
+				time.Sleep(wait)
+			}
+			pending = retry
+		}
+	}
+	return nil
+}
+
+// consume subscribes and acks every record after handling it, until want
+// distinct message IDs have been handled. It subscribes again if the stream
+// ends.
+func consume(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topic, group string, want int) error {
+	seen := map[string]bool{}
+	for attempt := 1; len(seen) < want; attempt++ {
+		err := subscribeOnce(ctx, consumer, topic, group, want, seen)
+		st := status.Convert(err)
+		if err == nil || len(seen) >= want {
+			attempt = 0
+			continue
+		}
+		if !retryable(st.Code()) {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		delay := retryDelay(st, attempt)
+		log.Printf("subscribe: %s; subscribing again in %v", st.Code(), delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+	return nil
+}
+
+func subscribeOnce(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topic, group string, want int, seen map[string]bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream
+	stream, err := consumer.Subscribe(ctx, &gatewayv1.SubscribeRequest{
+		Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_KEY, MaxInFlight: 100,
+	})
+	if err != nil {
+		return err
+	}
+	for len(seen) < want {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if a := resp.GetAssignment(); a != nil {
+			emit("assignment", map[string]any{"assigned": names(a.GetAssigned()), "revoked": names(a.GetRevoked())})
+			continue
+		}
+		var ids []string
+		for _, d := range resp.GetDeliveries().GetDeliveries() {
+			// Handle the record here; this app only reports it.
+			emit("consumed", map[string]any{"message_id": d.GetMessageId(), "partition": d.GetPartition(),
+				"offset": d.GetOffset(), "attempt": d.GetAttempt(), "duplicate": seen[d.GetMessageId()]})
+			seen[d.GetMessageId()] = true
+			ids = append(ids, d.GetAckId())
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		_, err = withRetry(ctx, "ack", func(ctx context.Context) (*gatewayv1.AckResponse, error) {
+			return consumer.Ack(ctx, &gatewayv1.AckRequest{Group: group, AckIds: ids})
+		})
+		if status.Code(err) == codes.FailedPrecondition {
+			// The partition moved to another gateway; its new owner redelivers.
+			log.Printf("ack: %v", err)
+		} else if err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	return nil
+}
+
+func names(tps []*gatewayv1.TopicPartition) []string {
+	out := make([]string, len(tps))
+	for i, tp := range tps {
+		out[i] = fmt.Sprintf("%s/%d", tp.GetTopic(), tp.GetPartition())
+	}
+	return out
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

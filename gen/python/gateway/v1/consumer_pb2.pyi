@@ -1,0 +1,135 @@
+import datetime
+
+from gateway.v1 import record_pb2 as _record_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Ordering(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ORDERING_UNSPECIFIED: _ClassVar[Ordering]
+    ORDERING_PARTITION: _ClassVar[Ordering]
+    ORDERING_KEY: _ClassVar[Ordering]
+    ORDERING_NONE: _ClassVar[Ordering]
+
+class StartPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    START_POSITION_UNSPECIFIED: _ClassVar[StartPosition]
+    START_POSITION_EARLIEST: _ClassVar[StartPosition]
+    START_POSITION_LATEST: _ClassVar[StartPosition]
+ORDERING_UNSPECIFIED: Ordering
+ORDERING_PARTITION: Ordering
+ORDERING_KEY: Ordering
+ORDERING_NONE: Ordering
+START_POSITION_UNSPECIFIED: StartPosition
+START_POSITION_EARLIEST: StartPosition
+START_POSITION_LATEST: StartPosition
+
+class TopicPartition(_message.Message):
+    __slots__ = ("topic", "partition")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    partition: int
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("group", "topics", "ordering", "max_in_flight", "ack_timeout", "start_position", "max_attempts")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TOPICS_FIELD_NUMBER: _ClassVar[int]
+    ORDERING_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    ACK_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    START_POSITION_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    topics: _containers.RepeatedScalarFieldContainer[str]
+    ordering: Ordering
+    max_in_flight: int
+    ack_timeout: _duration_pb2.Duration
+    start_position: StartPosition
+    max_attempts: int
+    def __init__(self, group: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., ordering: _Optional[_Union[Ordering, str]] = ..., max_in_flight: _Optional[int] = ..., ack_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., start_position: _Optional[_Union[StartPosition, str]] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("deliveries", "assignment")
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    deliveries: Deliveries
+    assignment: Assignment
+    def __init__(self, deliveries: _Optional[_Union[Deliveries, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
+
+class Deliveries(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: _containers.RepeatedCompositeFieldContainer[Delivery]
+    def __init__(self, deliveries: _Optional[_Iterable[_Union[Delivery, _Mapping]]] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("assigned", "revoked")
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    assigned: _containers.RepeatedCompositeFieldContainer[TopicPartition]
+    revoked: _containers.RepeatedCompositeFieldContainer[TopicPartition]
+    def __init__(self, assigned: _Optional[_Iterable[_Union[TopicPartition, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[TopicPartition, _Mapping]]] = ...) -> None: ...
+
+class Delivery(_message.Message):
+    __slots__ = ("ack_id", "topic", "partition", "offset", "key", "value", "headers", "timestamp", "message_id", "attempt")
+    ACK_ID_FIELD_NUMBER: _ClassVar[int]
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    ack_id: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: _containers.RepeatedCompositeFieldContainer[_record_pb2.Header]
+    timestamp: _timestamp_pb2.Timestamp
+    message_id: str
+    attempt: int
+    def __init__(self, ack_id: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[_record_pb2.Header, _Mapping]]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class AckRequest(_message.Message):
+    __slots__ = ("group", "ack_ids")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    ack_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, group: _Optional[str] = ..., ack_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AckResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NackRequest(_message.Message):
+    __slots__ = ("group", "ack_ids", "retry_after", "dead_letter", "reason")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    ack_ids: _containers.RepeatedScalarFieldContainer[str]
+    retry_after: _duration_pb2.Duration
+    dead_letter: bool
+    reason: str
+    def __init__(self, group: _Optional[str] = ..., ack_ids: _Optional[_Iterable[str]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dead_letter: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class NackResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
