@@ -33,6 +33,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kafkagate/gateway/internal/config"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 	"github.com/kafkagate/gateway/internal/testenv"
 )
 
@@ -280,18 +281,45 @@ func TestKubernetesPodRunsTheGatewayAsANativeSidecarOnASharedSocket(t *testing.T
 		t.Errorf("terminationGracePeriodSeconds %v leaves less than 20s for the app next to the gateway's %v shutdown", grace, shutdown)
 	}
 
+	// limits.file is the limits ConfigMap, mounted without a hash suffix
+	// (so the kubelet updates it in place), and a valid limits document.
+	limitsVol := pod.Volumes[volumes["gateway-limits"]]
+	if limitsVol.ConfigMap == nil {
+		t.Fatalf("volume gateway-limits is not a ConfigMap")
+	}
+	limitsCM, ok := objects["ConfigMap/"+limitsVol.ConfigMap.Name]
+	if !ok {
+		t.Fatalf("ConfigMap %s is not rendered", limitsVol.ConfigMap.Name)
+	}
+	limitsDir := gw.mount("gateway-limits")
+	var lcfg struct {
+		Limits struct {
+			File string `yaml:"file"`
+		} `yaml:"limits"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["gateway.yaml"]), &lcfg); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(limitsDir, "limits.yaml"); lcfg.Limits.File != want {
+		t.Errorf("limits.file is %q, want the mounted ConfigMap's %s", lcfg.Limits.File, want)
+	}
+	if _, err := ratelimit.ParseDocument([]byte(limitsCM.Data["limits.yaml"])); err != nil {
+		t.Errorf("limits.yaml of ConfigMap %s: %v", limitsVol.ConfigMap.Name, err)
+	}
+
 	// And the configuration is one the gateway accepts, with the Secret's
-	// files in place.
-	checkConfigWithSecret(t, cm.Data["gateway.yaml"], secretDir)
+	// and the limits ConfigMap's files in place.
+	checkConfigWithSecret(t, cm.Data["gateway.yaml"], secretDir, limitsDir, limitsCM.Data["limits.yaml"])
 }
 
 // checkConfigWithSecret runs the gateway's --check-config on a
 // configuration whose Secret directory is replaced by a temporary one with
 // stand-in credentials (a real CA certificate, since librdkafka loads it).
-func checkConfigWithSecret(t *testing.T, gatewayYAML, secretDir string) {
+func checkConfigWithSecret(t *testing.T, gatewayYAML, secretDir, limitsDir, limits string) {
 	t.Helper()
 	dir := t.TempDir()
-	for name, body := range map[string][]byte{"username": []byte("orders\n"), "password": []byte("s3cret\n"), "ca.crt": selfSignedCA(t)} {
+	gatewayYAML = strings.ReplaceAll(gatewayYAML, limitsDir+"/", dir+"/")
+	for name, body := range map[string][]byte{"username": []byte("orders\n"), "password": []byte("s3cret\n"), "ca.crt": selfSignedCA(t), "limits.yaml": []byte(limits)} {
 		if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
 			t.Fatal(err)
 		}
