@@ -100,6 +100,10 @@ class ConsumerServiceServicer:
         FAILED_PRECONDITION the record's partition is no longer owned by this
         gateway (revoked since delivery): the ack moves no
         offset; the record is redelivered to its new owner.
+        With dedupe on, an ack of a revoked record that the
+        app still held succeeds within its ack timeout: its
+        done marker is written, and the new owner drops its
+        copy as a duplicate.
         UNAVAILABLE         with dedupe on: the ack is applied, but its done
         markers are not yet in Redis (within 10 s or the
         call's deadline); repeat the Ack, which is safe.

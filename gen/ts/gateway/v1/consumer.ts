@@ -189,8 +189,9 @@ export interface Deliveries {
 
 /**
  * Assignment reports partitions moving to or from this gateway. Records of
- * revoked partitions must not be acknowledged any more (the ack fails with
- * FAILED_PRECONDITION; the record will be redelivered by its new owner).
+ * revoked partitions need not be acknowledged any more (without dedupe the
+ * ack fails with FAILED_PRECONDITION and the record is redelivered by its
+ * new owner; with dedupe a late ack still counts: see Ack).
  */
 export interface Assignment {
   /** Partitions now owned by this gateway for the group. */
@@ -1406,6 +1407,10 @@ export const ConsumerServiceService = {
    *   FAILED_PRECONDITION the record's partition is no longer owned by this
    *                       gateway (revoked since delivery): the ack moves no
    *                       offset; the record is redelivered to its new owner.
+   *                       With dedupe on, an ack of a revoked record that the
+   *                       app still held succeeds within its ack timeout: its
+   *                       done marker is written, and the new owner drops its
+   *                       copy as a duplicate.
    *   UNAVAILABLE         with dedupe on: the ack is applied, but its done
    *                       markers are not yet in Redis (within 10 s or the
    *                       call's deadline); repeat the Ack, which is safe.
@@ -1471,6 +1476,10 @@ export interface ConsumerServiceServer extends UntypedServiceImplementation {
    *   FAILED_PRECONDITION the record's partition is no longer owned by this
    *                       gateway (revoked since delivery): the ack moves no
    *                       offset; the record is redelivered to its new owner.
+   *                       With dedupe on, an ack of a revoked record that the
+   *                       app still held succeeds within its ack timeout: its
+   *                       done marker is written, and the new owner drops its
+   *                       copy as a duplicate.
    *   UNAVAILABLE         with dedupe on: the ack is applied, but its done
    *                       markers are not yet in Redis (within 10 s or the
    *                       call's deadline); repeat the Ack, which is safe.
@@ -1525,6 +1534,10 @@ export interface ConsumerServiceClient extends Client {
    *   FAILED_PRECONDITION the record's partition is no longer owned by this
    *                       gateway (revoked since delivery): the ack moves no
    *                       offset; the record is redelivered to its new owner.
+   *                       With dedupe on, an ack of a revoked record that the
+   *                       app still held succeeds within its ack timeout: its
+   *                       done marker is written, and the new owner drops its
+   *                       copy as a duplicate.
    *   UNAVAILABLE         with dedupe on: the ack is applied, but its done
    *                       markers are not yet in Redis (within 10 s or the
    *                       call's deadline); repeat the Ack, which is safe.
