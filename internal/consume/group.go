@@ -53,6 +53,8 @@ type group struct {
 	// hang librdkafka).
 	closing atomic.Bool
 
+	resets chan *resetRequest // offset resets for the poll goroutine (reset.go)
+
 	// mu guards everything below, and the records and streams reachable
 	// from it. Lock order: Manager.mu before group.mu; never the reverse.
 	mu       sync.Mutex
@@ -97,6 +99,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		stop:     make(chan struct{}),
 		parts:    make(map[tpKey]*partitionLog),
 		idleAt:   m.now(),
+		resets:   make(chan *resetRequest, 8),
 	}
 	g.timer = time.AfterFunc(time.Hour, g.onTimer)
 	g.timer.Stop()
@@ -142,6 +145,7 @@ func (g *group) run() {
 		}
 		g.add(batch)
 		g.balanceFlow()
+		g.serveResets()
 	}
 }
 
