@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafkagate/gateway/internal/admin"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
+	"github.com/kafkagate/gateway/internal/identity"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/produce"
 )
@@ -27,6 +29,8 @@ type Config struct {
 	Consumer consume.Config     `yaml:"consumer"`
 	Dedupe   dedupe.Config      `yaml:"dedupe"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
+	Identity identity.Config    `yaml:"identity"`
+	Admin    admin.Config       `yaml:"admin"`
 }
 
 // ServerConfig is the gRPC server: where it listens and how it shuts down.
@@ -87,6 +91,8 @@ func Default() Config {
 		Consumer: consume.DefaultConfig(),
 		Dedupe:   dedupe.DefaultConfig(),
 		Embedded: emb,
+		Identity: identity.DefaultConfig(),
+		Admin:    admin.DefaultConfig(),
 	}
 }
 
@@ -117,6 +123,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Consumer.Validate(c.Kafka); err != nil {
+		return err
+	}
+	if err := c.Identity.Validate(); err != nil {
+		return err
+	}
+	if err := c.Admin.Validate(c.Identity); err != nil {
 		return err
 	}
 	dd := c.Dedupe
