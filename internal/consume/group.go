@@ -508,6 +508,7 @@ func (g *group) nextStream() *Stream {
 func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Time) {
 	r.state = stateInflight
 	r.attempt++
+	r.delivered = true
 	r.stream = s
 	r.deadline = now.Add(g.settings.AckTimeout)
 	l.inflight++
@@ -541,7 +542,7 @@ func (g *group) resolveLocked(ids []AckID) ([]*record, []*partitionLog, error) {
 			return nil, nil, fmt.Errorf("ack_ids[%d] %q: %w", i, id.String(), ErrStaleAck)
 		}
 		r, done, known := l.lookup(id.Offset)
-		if !known || r != nil && !done && r.attempt == 0 {
+		if !known || r != nil && !done && !r.delivered {
 			return nil, nil, invalid.Field(fmt.Sprintf("ack_ids[%d]", i), "%q was never delivered by this gateway", id.String())
 		}
 		recs[i], logs[i] = r, l
