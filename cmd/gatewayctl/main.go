@@ -8,7 +8,7 @@
 //
 // Output is a human-readable table; --output json prints JSON for scripts.
 // Global flags may also follow the command. Exit status: 0 success, 1 the
-// command failed, 2 bad usage.
+// command failed, 2 bad usage, 130 interrupted (tail ends with 0).
 package main
 
 import (
@@ -35,6 +35,8 @@ const (
 	exitOK    = 0
 	exitFail  = 1
 	exitUsage = 2
+	// exitInterrupted follows the shell's 128 + SIGINT.
+	exitInterrupted = 130
 )
 
 // errUsage marks errors of the command line (exit status 2).
@@ -109,8 +111,9 @@ func run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.
 			c.printUsage(stderr)
 			return exitUsage
 		}
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			return exitOK // interrupted: what was done is printed
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "gatewayctl %s: interrupted\n", c.path)
+			return exitInterrupted
 		}
 		fmt.Fprintf(stderr, "gatewayctl %s: %s\n", c.path, describeError(err))
 		return exitFail

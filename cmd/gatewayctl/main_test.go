@@ -477,3 +477,32 @@ func hasLine(out string, fields ...string) bool {
 	}
 	return false
 }
+
+func TestTailEndsCleanlyOnInterrupt(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	g := startGateway(t)
+	ok(t, g, `{"value":"one"}`+"\n", "produce", "--topic", topic)
+
+	cmd := exec.Command(ctlBin, "--addr", g.addr, "tail", "--group", testenv.UniqueName("g"), "--topic", topic)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "one") {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("tail after SIGINT: %v (stderr %q); want exit 0", err, stderr.String())
+	}
+}

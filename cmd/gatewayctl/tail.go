@@ -121,6 +121,9 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 	for maxRecords == 0 || done < maxRecords {
 		resp, err := stream.Recv()
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: the normal end of a tail
+			}
 			return err
 		}
 		if a := resp.GetAssignment(); a != nil {
