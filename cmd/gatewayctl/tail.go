@@ -81,7 +81,11 @@ must ask for the same.`,
 			if *ackTimeout > 0 {
 				req.AckTimeout = durationpb.New(*ackTimeout)
 			}
-			return tail(ctx, e, req, *maxRecords, !*noAck, *encoding == "base64", *headers)
+			err := tail(ctx, e, req, *maxRecords, !*noAck, *encoding == "base64", *headers)
+			if ctx.Err() != nil {
+				return nil // interrupted: the normal end of a tail (a record printed but not yet acked comes again)
+			}
+			return err
 		}
 	},
 }
@@ -121,9 +125,6 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 	for maxRecords == 0 || done < maxRecords {
 		resp, err := stream.Recv()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil // interrupted: the normal end of a tail
-			}
 			return err
 		}
 		if a := resp.GetAssignment(); a != nil {
