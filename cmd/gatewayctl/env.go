@@ -49,14 +49,14 @@ func (g *globals) register(fs *flag.FlagSet) {
 		g.output = "table"
 		g.timeout = 30 * time.Second
 		g.identity = os.Getenv("GATEWAYCTL_IDENTITY")
-		g.identityHeader = "x-gateway-identity"
+		g.identityHeader = envOr("GATEWAYCTL_IDENTITY_HEADER", "x-gateway-identity")
 		g.progress = "auto"
 	}
 	fs.StringVar(&g.addr, "addr", g.addr, "gateway address: host:port, or unix:///path/to/socket (env GATEWAYCTL_ADDR)")
 	fs.StringVar(&g.output, "output", g.output, "output format: table or json")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "deadline of each call (tail and dlq replay run until done or interrupted)")
 	fs.StringVar(&g.identity, "identity", g.identity, "caller identity to present, for a gateway with admin.allowed_identities (env GATEWAYCTL_IDENTITY)")
-	fs.StringVar(&g.identityHeader, "identity-header", g.identityHeader, "metadata header that carries --identity (the gateway's identity.header)")
+	fs.StringVar(&g.identityHeader, "identity-header", g.identityHeader, "metadata header that carries --identity: the gateway's identity.header (env GATEWAYCTL_IDENTITY_HEADER)")
 	fs.StringVar(&g.progress, "progress", g.progress, "progress line on stderr for long operations: auto (when stderr is a terminal), on or off")
 }
 

@@ -450,7 +450,7 @@ func TestTopicsOverAUnixSocketWithAnIdentity(t *testing.T) {
 	bootstrap := testenv.Kafka(t)
 	topic := testenv.CreateTopic(t, bootstrap, 3)
 	sock := filepath.Join(t.TempDir(), "gw.sock")
-	g := startGateway(t, "--server.unix_socket="+sock, "--server.listen=", "--admin.allowed_identities=ops")
+	g := startGateway(t, "--server.unix_socket="+sock, "--server.listen=", "--identity.header=x-gateway-identity", "--admin.allowed_identities=ops")
 	if g.addr != "unix://"+sock {
 		t.Fatalf("gateway serves on %q, want the socket", g.addr)
 	}

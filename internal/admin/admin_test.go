@@ -12,7 +12,7 @@ import (
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	ids := identity.DefaultConfig()
+	ids := identity.Config{Header: "x-caller"}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -23,7 +23,8 @@ func TestConfigValidate(t *testing.T) {
 		{"allow list", Config{RequestTimeout: DefaultConfig().RequestTimeout, AllowedIdentities: []string{"ops", "sre"}}, ids, ""},
 		{"empty identity", Config{RequestTimeout: DefaultConfig().RequestTimeout, AllowedIdentities: []string{""}}, ids, "admin.allowed_identities[0]"},
 		{"twice", Config{RequestTimeout: DefaultConfig().RequestTimeout, AllowedIdentities: []string{"ops", "ops"}}, ids, "listed twice"},
-		{"no way to identify", Config{RequestTimeout: DefaultConfig().RequestTimeout, AllowedIdentities: []string{"ops"}}, identity.Config{}, "identity.header is empty"},
+		{"no way to identify", Config{RequestTimeout: DefaultConfig().RequestTimeout, AllowedIdentities: []string{"ops"}}, identity.Config{}, "no caller has an identity"},
+		{"service names callers", Config{RequestTimeout: DefaultConfig().RequestTimeout, AllowedIdentities: []string{"ops"}}, identity.Config{Service: "ops"}, ""},
 		{"request timeout", Config{}, ids, "admin.request_timeout"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,13 +13,14 @@ type Config struct {
 	// Enabled registers the admin service. It is on by default: a sidecar
 	// gateway listens on the pod's loopback interface or a Unix socket, so
 	// only the pod's own containers reach it. When the gateway listens on a
-	// network interface, restrict the service with AllowedIdentities (and
+	// network interface, restrict the service with AllowedIdentities (with
 	// TLS client certificates, or a trusted network path for the identity
 	// header), or turn it off.
 	Enabled bool `yaml:"enabled"`
-	// AllowedIdentities lists the caller identities (see identity.Config)
-	// allowed to call the admin service. Empty: every caller that reaches
-	// the gateway.
+	// AllowedIdentities lists the caller identities (package identity:
+	// client certificate, identity header, else identity.service) allowed
+	// to call the admin service. Empty: every caller that reaches the
+	// gateway.
 	AllowedIdentities []string `yaml:"allowed_identities"`
 	// RequestTimeout bounds each request to Kafka (when the caller's
 	// deadline is later); then the call fails with UNAVAILABLE.
@@ -41,15 +42,13 @@ func (c Config) Validate(id identity.Config) error {
 		switch {
 		case name == "":
 			return fmt.Errorf("admin.allowed_identities[%d]: must not be empty", i)
-		case len(name) > identity.MaxLen:
-			return fmt.Errorf("admin.allowed_identities[%d]: is %d bytes long; at most %d are allowed", i, len(name), identity.MaxLen)
 		case seen[name]:
 			return fmt.Errorf("admin.allowed_identities[%d]: %q is listed twice", i, name)
 		}
 		seen[name] = true
 	}
-	if len(c.AllowedIdentities) > 0 && id.Header == "" {
-		return fmt.Errorf("admin.allowed_identities: set while identity.header is empty, so no caller could present an identity")
+	if len(c.AllowedIdentities) > 0 && id.Header == "" && id.Service == "" && !id.TLSClientCert {
+		return fmt.Errorf("admin.allowed_identities: set, but no caller has an identity: set identity.header (or identity.tls_client_cert, or identity.service)")
 	}
 	return nil
 }

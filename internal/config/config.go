@@ -28,8 +28,8 @@ type Config struct {
 	Producer produce.Config     `yaml:"producer"`
 	Consumer consume.Config     `yaml:"consumer"`
 	Dedupe   dedupe.Config      `yaml:"dedupe"`
-	Embedded EmbeddedConfig     `yaml:"embedded"`
 	Identity identity.Config    `yaml:"identity"`
+	Embedded EmbeddedConfig     `yaml:"embedded"`
 	Admin    admin.Config       `yaml:"admin"`
 }
 
@@ -91,7 +91,6 @@ func Default() Config {
 		Consumer: consume.DefaultConfig(),
 		Dedupe:   dedupe.DefaultConfig(),
 		Embedded: emb,
-		Identity: identity.DefaultConfig(),
 		Admin:    admin.DefaultConfig(),
 	}
 }
@@ -123,9 +122,6 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Consumer.Validate(c.Kafka); err != nil {
-		return err
-	}
-	if err := c.Identity.Validate(); err != nil {
 		return err
 	}
 	if err := c.Admin.Validate(c.Identity); err != nil {

@@ -753,7 +753,10 @@ func TestReplayDeadLettersCountsWritesBackOnceAndTheGroupGetsThemAgain(t *testin
 
 func TestAdminServiceAccessControl(t *testing.T) {
 	t.Parallel()
-	h := startGateway(t, func(c *config.Config) { c.Admin.AllowedIdentities = []string{"ops"} })
+	h := startGateway(t, func(c *config.Config) {
+		c.Identity.Header = "x-gateway-identity"
+		c.Admin.AllowedIdentities = []string{"ops"}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	as := func(id string) context.Context {

@@ -2,7 +2,6 @@ package grpcapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -39,25 +38,17 @@ func NewAdminServer(a Admin, access admin.Config, ids identity.Config, draining 
 	return &AdminServer{admin: a, access: access, identity: ids, draining: draining, logger: logger}
 }
 
-// authorize returns the caller's identity ("" when unknown and no allow
-// list is configured), or ErrNotAllowed.
+// authorize returns the caller's identity ("" when it has none), or
+// ErrNotAllowed.
 func (s *AdminServer) authorize(ctx context.Context) (string, error) {
-	id, err := identity.FromContext(ctx, s.identity)
-	if len(s.access.AllowedIdentities) == 0 {
-		if err != nil {
-			id = ""
-		}
-		return id, nil
-	}
+	id := identity.FromContext(ctx, s.identity)
 	switch {
-	case errors.Is(err, identity.ErrMissing):
-		how := "a TLS client certificate"
-		if s.identity.Header != "" {
-			how = "the " + s.identity.Header + " header"
-		}
-		return "", fmt.Errorf("%w: no caller identity (send it in %s)", admin.ErrNotAllowed, how)
-	case err != nil:
-		return "", fmt.Errorf("%w: %w", admin.ErrNotAllowed, err)
+	case len(s.access.AllowedIdentities) == 0:
+		return id, nil
+	case id == "" && s.identity.Header != "":
+		return "", fmt.Errorf("%w: no caller identity (send it in the %s header)", admin.ErrNotAllowed, s.identity.Header)
+	case id == "":
+		return "", fmt.Errorf("%w: no caller identity", admin.ErrNotAllowed)
 	case !s.access.Allowed(id):
 		return "", fmt.Errorf("%w: identity %q is not in admin.allowed_identities", admin.ErrNotAllowed, id)
 	}

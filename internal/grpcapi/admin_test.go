@@ -39,7 +39,7 @@ func TestToStatusMapsAdminErrors(t *testing.T) {
 
 func TestAdminAuthorize(t *testing.T) {
 	t.Parallel()
-	ids := identity.DefaultConfig()
+	ids := identity.Config{Header: "x-caller"}
 	as := func(id string) context.Context {
 		if id == "" {
 			return context.Background()

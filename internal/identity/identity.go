@@ -1,112 +1,68 @@
-// Package identity tells who is calling the gateway, for the checks that
-// depend on the caller (the admin service's allow list, per-caller limits).
+// Package identity names the caller of a gRPC call, for rate-limit rules and
+// ACLs.
 //
-// An identity comes from, in order:
+// Sources, in order, each only when configured:
 //
-//  1. the Common Name of a verified TLS client certificate, when the
-//     connection is TLS with client certificates (authenticated);
-//  2. the gRPC metadata header named by Config.Header (self-asserted: it is
-//     only as trustworthy as the path to the gateway, which for a sidecar is
-//     the pod's loopback interface or Unix socket).
+//  1. the verified TLS client certificate (tls_client_cert): its first URI
+//     SAN (a SPIFFE ID, say), else its subject common name. Trustworthy: the
+//     server verified the chain against server.tls.client_ca_file.
+//  2. a gRPC metadata header (header), as set by the app. Trust it only when
+//     every caller that can reach the gateway is trusted to name itself:
+//     the sidecar's Unix socket in the pod, or a network policy admitting
+//     only the pod's apps.
+//  3. the configured service name (service): the sidecar's one app.
 package identity
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strings"
-	"unicode"
+	"crypto/x509"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 )
 
-// MaxLen bounds an identity's length in bytes.
-const MaxLen = 256
-
-// Config says where callers' identities come from.
+// Config selects the sources of the caller's identity.
 type Config struct {
-	// Header names the gRPC metadata header that carries the caller's
-	// identity, for example x-gateway-identity. Empty: only TLS client
-	// certificates identify callers.
+	// Service is the identity of calls that no other source names: the
+	// app this sidecar serves.
+	Service string `yaml:"service"`
+	// Header is a gRPC metadata key (lower case) whose value names the
+	// caller; empty: not used.
 	Header string `yaml:"header"`
+	// TLSClientCert names the caller by its verified client certificate.
+	TLSClientCert bool `yaml:"tls_client_cert"`
 }
 
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config {
-	return Config{Header: "x-gateway-identity"}
-}
-
-// Validate checks that Header is a header name gRPC can carry as text.
-func (c Config) Validate() error {
-	h := c.Header
-	if h == "" {
-		return nil
-	}
-	switch {
-	case strings.HasPrefix(h, "grpc-"):
-		return fmt.Errorf("identity.header: %q: names starting with grpc- are reserved by gRPC", h)
-	case strings.HasSuffix(h, "-bin"):
-		return fmt.Errorf("identity.header: %q: names ending in -bin carry binary values", h)
-	case h == "te" || h == "content-type" || h == "user-agent" || strings.HasPrefix(h, ":"):
-		return fmt.Errorf("identity.header: %q is a transport header", h)
-	}
-	for _, c := range h {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return fmt.Errorf("identity.header: %q contains %q; use lower-case letters, digits, '-', '_' and '.'", h, c)
-		}
-	}
-	return nil
-}
-
-var (
-	// ErrMissing means the caller presented no identity.
-	ErrMissing = errors.New("no caller identity")
-	// ErrInvalid means the caller presented an unusable identity: empty,
-	// too long, with control characters, or several different ones.
-	ErrInvalid = errors.New("invalid caller identity")
-)
-
-// FromContext returns the identity of the caller of the gRPC call ctx
-// belongs to. It fails with ErrMissing when the caller presented none, and
-// with ErrInvalid when it presented an unusable one.
-func FromContext(ctx context.Context, cfg Config) (string, error) {
-	if p, ok := peer.FromContext(ctx); ok {
-		if tlsInfo, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			if chains := tlsInfo.State.VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
-				if cn := chains[0][0].Subject.CommonName; cn != "" {
-					return cn, check(cn)
-				}
+// FromContext returns the identity of the call ctx belongs to.
+func FromContext(ctx context.Context, cfg Config) string {
+	if cfg.TLSClientCert {
+		if cert := clientCert(ctx); cert != nil {
+			if len(cert.URIs) > 0 {
+				return cert.URIs[0].String()
+			}
+			if cert.Subject.CommonName != "" {
+				return cert.Subject.CommonName
 			}
 		}
 	}
-	if cfg.Header == "" {
-		return "", ErrMissing
-	}
-	values := metadata.ValueFromIncomingContext(ctx, cfg.Header)
-	if len(values) == 0 {
-		return "", ErrMissing
-	}
-	for _, v := range values[1:] {
-		if v != values[0] {
-			return "", fmt.Errorf("%w: header %s given %d times with different values", ErrInvalid, cfg.Header, len(values))
+	if cfg.Header != "" {
+		if vs := metadata.ValueFromIncomingContext(ctx, cfg.Header); len(vs) > 0 && vs[0] != "" {
+			return vs[0]
 		}
 	}
-	return values[0], check(values[0])
+	return cfg.Service
 }
 
-func check(id string) error {
-	switch {
-	case strings.TrimSpace(id) == "":
-		return fmt.Errorf("%w: empty", ErrInvalid)
-	case len(id) > MaxLen:
-		return fmt.Errorf("%w: %d bytes long; at most %d are allowed", ErrInvalid, len(id), MaxLen)
+// clientCert returns the verified leaf certificate of the call's peer, or nil.
+func clientCert(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
 	}
-	for _, r := range id {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("%w: contains control characters", ErrInvalid)
-		}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
 	}
-	return nil
+	return info.State.VerifiedChains[0][0]
 }
