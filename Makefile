@@ -16,8 +16,9 @@ run: ## Run the gateway in embedded mode on 127.0.0.1:7070 (no services needed).
 	$(GO) run ./cmd/gateway
 
 .PHONY: build
-build: ## Build bin/gateway.
+build: ## Build bin/gateway and bin/gatewayctl.
 	$(GO) build -o $(BIN)/gateway ./cmd/gateway
+	$(GO) build -o $(BIN)/gatewayctl ./cmd/gatewayctl
 
 .PHONY: test
 test: ## Install and start real Kafka and Redis, run lint + unit + integration + e2e tests, stop them.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafkagate/gateway/internal/admin"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
@@ -31,6 +32,7 @@ type Config struct {
 	Limits   ratelimit.Config   `yaml:"limits"`
 	Identity identity.Config    `yaml:"identity"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
+	Admin    admin.Config       `yaml:"admin"`
 }
 
 // ServerConfig is the gRPC server: where it listens and how it shuts down.
@@ -107,6 +109,7 @@ func Default() Config {
 		Dedupe:   dedupe.DefaultConfig(),
 		Limits:   ratelimit.DefaultConfig(),
 		Embedded: emb,
+		Admin:    admin.DefaultConfig(),
 	}
 }
 
@@ -147,6 +150,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Identity.TLSClientCert && c.Server.TLS.ClientCAFile == "" {
 		return errors.New("identity.tls_client_cert: needs server.tls.client_ca_file, so that client certificates are verified")
+	}
+	if err := c.Admin.Validate(c.Identity); err != nil {
+		return err
 	}
 	dd := c.Dedupe
 	if c.Embedded.Enabled && len(dd.Redis.Addrs) == 0 {

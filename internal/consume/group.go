@@ -54,6 +54,8 @@ type group struct {
 	// hang librdkafka).
 	closing atomic.Bool
 
+	resets chan *resetRequest // offset resets for the poll goroutine (reset.go)
+
 	// mu guards everything below, and the records and streams reachable
 	// from it. Lock order: Manager.mu before group.mu; never the reverse.
 	mu       sync.Mutex
@@ -101,6 +103,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		stop:     make(chan struct{}),
 		parts:    make(map[tpKey]*partitionLog),
 		idleAt:   m.now(),
+		resets:   make(chan *resetRequest, 8),
 	}
 	g.timer = time.AfterFunc(time.Hour, g.onTimer)
 	g.timer.Stop()
@@ -148,6 +151,7 @@ func (g *group) run() {
 		}
 		g.add(batch)
 		g.balanceFlow()
+		g.serveResets()
 	}
 }
 
@@ -569,6 +573,7 @@ func (g *group) nextStream() *Stream {
 func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Time) {
 	r.state = stateInflight
 	r.attempt++
+	r.delivered = true
 	r.stream = s
 	r.deadline = now.Add(g.settings.AckTimeout)
 	l.inflight++
@@ -608,7 +613,7 @@ func (g *group) resolveLocked(ids []AckID) (recs []*record, logs []*partitionLog
 			return nil, nil, nil, fmt.Errorf("ack_ids[%d] %q: %w", i, id.String(), ErrStaleAck)
 		}
 		r, done, known := l.lookup(id.Offset)
-		if !known || r != nil && !done && r.attempt == 0 {
+		if !known || r != nil && !done && !r.delivered {
 			return nil, nil, nil, invalid.Field(fmt.Sprintf("ack_ids[%d]", i), "%q was never delivered by this gateway", id.String())
 		}
 		recs[i], logs[i] = r, l

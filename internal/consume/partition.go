@@ -36,6 +36,9 @@ type record struct {
 	// unclaimed marks a delivery made without a dedupe claim (Redis down,
 	// on_redis_failure: deliver): its done marker is written best effort.
 	unclaimed bool
+	// delivered is set on the first delivery and stays set when a closing
+	// stream gives the attempt back, so acks of the record stay valid.
+	delivered bool
 	deadline  time.Time // ack deadline (inflight) or retry time (backoff)
 	heapPos   int       // 1 + index in the group's timer heap; 0 when not scheduled
 	settled   bool      // left its key queue (done or confirming)

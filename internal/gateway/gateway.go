@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/admin"
 	"github.com/kafkagate/gateway/internal/config"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
@@ -45,6 +47,7 @@ type Gateway struct {
 	embedded    *embedded.Services // nil unless embedded mode
 	producer    *produce.Producer
 	consumers   *consume.Manager
+	admin       *admin.Service        // nil when admin.enabled is false
 	redis       redis.UniversalClient // nil unless Redis is configured
 	idempotency *dedupe.Store         // producer idempotency keys; nil without Redis
 	owner       string                // this process among those sharing the Redis
@@ -53,6 +56,7 @@ type Gateway struct {
 	limitsStore *ratelimit.Store // the limits document in Redis; nil unless limits.redis
 	server      *grpc.Server
 	health      *health.Server
+	healthNames []string // services whose health is reported, besides ""
 	listeners   []net.Listener
 	draining    chan struct{}
 }
@@ -114,12 +118,39 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	gatewayv1.RegisterProducerServiceServer(g.server,
 		grpcapi.NewProducerServer(g.producer, guard, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
 	gatewayv1.RegisterConsumerServiceServer(g.server, grpcapi.NewConsumerServer(g.consumers, guard, logger.With("component", "grpc")))
+	g.healthNames = services
+	if cfg.Admin.Enabled {
+		if err := g.registerAdmin(); err != nil {
+			return nil, err
+		}
+	}
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.server, g.health)
 	if cfg.Server.Reflection {
 		reflection.Register(g.server)
 	}
 	return g, nil
+}
+
+// registerAdmin creates the admin service and registers it (when
+// admin.enabled; otherwise its calls are UNIMPLEMENTED).
+func (g *Gateway) registerAdmin() error {
+	var err error
+	g.admin, err = admin.New(admin.Options{
+		Kafka:                g.cfg.Kafka,
+		Consumers:            g.consumers,
+		Producer:             g.producer,
+		MessageIDHeader:      g.cfg.Producer.MessageIDHeader,
+		MaxRecordsPerRequest: g.cfg.Producer.MaxRecordsPerRequest,
+		RequestTimeout:       g.cfg.Admin.RequestTimeout,
+		Logger:               g.logger.With("component", "admin"),
+	})
+	if err != nil {
+		return err
+	}
+	gatewayv1.RegisterAdminServiceServer(g.server, grpcapi.NewAdminServer(g.admin, g.cfg.Admin, g.cfg.Identity, g.draining, g.logger.With("component", "grpc")))
+	g.healthNames = append(slices.Clip(g.healthNames), gatewayv1.AdminService_ServiceDesc.ServiceName)
+	return nil
 }
 
 func (g *Gateway) listen() error {
@@ -361,7 +392,7 @@ func (g *Gateway) reportConsumerHealth() {
 
 func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 	g.health.SetServingStatus("", st)
-	for _, s := range services {
+	for _, s := range g.healthNames {
 		g.health.SetServingStatus(s, st)
 	}
 }
@@ -370,6 +401,9 @@ func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
 func (g *Gateway) closeResources() {
 	for _, ln := range g.listeners {
 		ln.Close() // already closed by the server when it served
+	}
+	if g.admin != nil {
+		g.admin.Close()
 	}
 	if g.redis != nil {
 		g.redis.Close()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kafkagate/gateway/internal/admin"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/invalid"
@@ -46,17 +47,19 @@ func toStatus(logger *slog.Logger, err error) *status.Status {
 		return status.New(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, consume.ErrStaleAck), errors.Is(err, consume.ErrAlreadyAcked), errors.Is(err, consume.ErrConflict):
+	case errors.Is(err, consume.ErrStaleAck), errors.Is(err, consume.ErrAlreadyAcked), errors.Is(err, consume.ErrConflict),
+		errors.Is(err, admin.ErrActiveMembers):
 		return status.New(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, produce.ErrClosed), errors.Is(err, consume.ErrClosed), errors.Is(err, kafkaclient.ErrShutdown):
 		return status.New(codes.Unavailable, "gateway shutting down: "+err.Error())
-	case errors.Is(err, kafkaclient.ErrUnknownTopic):
+	case errors.Is(err, kafkaclient.ErrUnknownTopic), errors.Is(err, admin.ErrUnknownGroup):
 		return status.New(codes.NotFound, err.Error())
-	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable), errors.Is(err, consume.ErrConfirmPending):
+	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable), errors.Is(err, consume.ErrConfirmPending),
+		errors.Is(err, consume.ErrBusy):
 		return status.New(codes.Unavailable, err.Error())
 	case errors.Is(err, kafkaclient.ErrRejected):
 		return status.New(codes.InvalidArgument, err.Error())
-	case errors.Is(err, kafkaclient.ErrNotAuthorized):
+	case errors.Is(err, kafkaclient.ErrNotAuthorized), errors.Is(err, admin.ErrNotAllowed):
 		return status.New(codes.PermissionDenied, err.Error())
 	default:
 		logger.Error("internal error", "err", err)

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+)
+
+var tailCmd = &command{
+	name:    "tail",
+	summary: "subscribe to a consumer group, print its records and acknowledge them",
+	help: `
+Joins (or attaches to) the group on the gateway and prints each record as it
+arrives, acknowledging it once printed, until --max records are done or the
+command is interrupted. Partitions gained or lost are reported on stderr.
+
+With --no-ack nothing is acknowledged and each line carries its ack ID, for
+"gatewayctl ack" (valid while the gateway owns the record's partition);
+unacknowledged records are redelivered when the command ends. Under
+partition (or key) ordering a partition (key) delivers its next record only
+once the previous one is acknowledged, so without acks tail prints at most
+one record per partition (key) until its ack timeout; use --ordering none
+to see more. A group runs with one ordering on a gateway: every tail of it
+must ask for the same.`,
+	setup: func(fs *flag.FlagSet) runFunc {
+		var topics stringList
+		group := fs.String("group", "", "consumer group (required)")
+		fs.Var(&topics, "topic", "topic to consume (repeatable, or comma-separated; required)")
+		maxRecords := fs.Int("max", 0, "stop after this many records (0: until interrupted)")
+		noAck := fs.Bool("no-ack", false, "do not acknowledge; print ack IDs instead")
+		ordering := fs.String("ordering", "", "partition, key or none (default: the gateway's)")
+		start := fs.String("start", "", "where a new group starts: earliest or latest (default: the gateway's)")
+		ackTimeout := fs.Duration("ack-timeout", 0, "redeliver records not acknowledged in this time (default: the gateway's)")
+		encoding := fs.String("encoding", "utf8", "how keys and values are printed: utf8 or base64")
+		headers := fs.Bool("headers", false, "print headers too (table output)")
+		return func(ctx context.Context, e *env, args []string) error {
+			switch {
+			case *group == "":
+				return usageErr("--group is required")
+			case len(topics) == 0:
+				return usageErr("--topic is required")
+			case *maxRecords < 0:
+				return usageErr("--max: must not be negative")
+			case *encoding != "utf8" && *encoding != "base64":
+				return usageErr("--encoding: %q is not utf8 or base64", *encoding)
+			case len(args) > 0:
+				return usageErr("unexpected arguments %q", args)
+			}
+			req := &gatewayv1.SubscribeRequest{Group: *group, Topics: topics, MaxInFlight: 100}
+			if *maxRecords > 0 {
+				req.MaxInFlight = int32(min(*maxRecords, 100))
+			}
+			switch *ordering {
+			case "":
+			case "partition":
+				req.Ordering = gatewayv1.Ordering_ORDERING_PARTITION
+			case "key":
+				req.Ordering = gatewayv1.Ordering_ORDERING_KEY
+			case "none":
+				req.Ordering = gatewayv1.Ordering_ORDERING_NONE
+			default:
+				return usageErr("--ordering: %q is not partition, key or none", *ordering)
+			}
+			switch *start {
+			case "":
+			case "earliest":
+				req.StartPosition = gatewayv1.StartPosition_START_POSITION_EARLIEST
+			case "latest":
+				req.StartPosition = gatewayv1.StartPosition_START_POSITION_LATEST
+			default:
+				return usageErr("--start: %q is not earliest or latest", *start)
+			}
+			if *ackTimeout > 0 {
+				req.AckTimeout = durationpb.New(*ackTimeout)
+			}
+			err := tail(ctx, e, req, *maxRecords, !*noAck, *encoding == "base64", *headers)
+			if ctx.Err() != nil {
+				return nil // interrupted: the normal end of a tail (a record printed but not yet acked comes again)
+			}
+			return err
+		}
+	},
+}
+
+// recordJSON is one record in JSON output.
+type recordJSON struct {
+	Topic     string            `json:"topic"`
+	Partition int32             `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Key       string            `json:"key"`
+	Value     string            `json:"value"`
+	Headers   map[string]string `json:"headers"`
+	Timestamp time.Time         `json:"timestamp"`
+	MessageID string            `json:"message_id"`
+	Attempt   int32             `json:"attempt"`
+	AckID     string            `json:"ack_id"`
+}
+
+func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecords int, ack, b64 bool, showHeaders bool) error {
+	client, err := e.consumer()
+	if err != nil {
+		return err
+	}
+	sctx, cancel := e.callCtx(ctx, false)
+	defer cancel()
+	stream, err := client.Subscribe(sctx, req)
+	if err != nil {
+		return err
+	}
+	text := func(b []byte) string {
+		if b64 {
+			return base64.StdEncoding.EncodeToString(b)
+		}
+		return string(b)
+	}
+	done := 0
+	for maxRecords == 0 || done < maxRecords {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if a := resp.GetAssignment(); a != nil {
+			if len(a.GetAssigned()) > 0 {
+				fmt.Fprintf(e.stderr, "# assigned %s\n", tpList(a.GetAssigned()))
+			}
+			if len(a.GetRevoked()) > 0 {
+				fmt.Fprintf(e.stderr, "# revoked %s\n", tpList(a.GetRevoked()))
+			}
+			continue
+		}
+		ds := resp.GetDeliveries().GetDeliveries()
+		if maxRecords > 0 {
+			ds = ds[:min(len(ds), maxRecords-done)]
+		}
+		var ids []string
+		for _, d := range ds {
+			if e.json() {
+				r := recordJSON{
+					Topic: d.GetTopic(), Partition: d.GetPartition(), Offset: d.GetOffset(),
+					Key: text(d.GetKey()), Value: text(d.GetValue()), Headers: map[string]string{},
+					Timestamp: d.GetTimestamp().AsTime(), MessageID: d.GetMessageId(), Attempt: d.GetAttempt(), AckID: d.GetAckId(),
+				}
+				for _, h := range d.GetHeaders() {
+					r.Headers[h.GetKey()] = text(h.GetValue())
+				}
+				if err := e.printJSONLine(r); err != nil {
+					return err
+				}
+			} else {
+				line := fmt.Sprintf("%s/%d@%d  %s  %s", d.GetTopic(), d.GetPartition(), d.GetOffset(), printable(text(d.GetKey())), printable(text(d.GetValue())))
+				if showHeaders {
+					var hs []string
+					for _, h := range d.GetHeaders() {
+						hs = append(hs, h.GetKey()+"="+printable(text(h.GetValue())))
+					}
+					line += "  [" + strings.Join(hs, " ") + "]"
+				}
+				if !ack {
+					line += "  ack_id=" + d.GetAckId()
+				}
+				fmt.Fprintln(e.stdout, line)
+			}
+			ids = append(ids, d.GetAckId())
+		}
+		done += len(ds)
+		if ack && len(ids) > 0 {
+			actx, acancel := e.callCtx(ctx, true)
+			_, err := client.Ack(actx, &gatewayv1.AckRequest{Group: req.GetGroup(), AckIds: ids})
+			acancel()
+			if err != nil {
+				return fmt.Errorf("ack: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func tpList(tps []*gatewayv1.TopicPartition) string {
+	s := make([]string, len(tps))
+	for i, tp := range tps {
+		s[i] = fmt.Sprintf("%s/%d", tp.GetTopic(), tp.GetPartition())
+	}
+	return strings.Join(s, ", ")
+}
+
+// printable quotes s when it would not read well on one line.
+func printable(s string) string {
+	if s == "" {
+		return `""`
+	}
+	if !utf8.ValidString(s) || strings.ContainsAny(s, "\n\r\t") {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}

@@ -1,0 +1,56 @@
+package identity_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"net/url"
+	"testing"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	"github.com/kafkagate/gateway/internal/identity"
+)
+
+func withHeader(kv ...string) context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs(kv...))
+}
+
+func withCert(ctx context.Context, cert *x509.Certificate) context.Context {
+	return peer.NewContext(ctx, &peer.Peer{AuthInfo: credentials.TLSInfo{
+		State: tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{cert}}},
+	}})
+}
+
+func TestFromContextTakesTheFirstConfiguredSource(t *testing.T) {
+	t.Parallel()
+	spiffe, _ := url.Parse("spiffe://cluster/ns/shop/sa/billing")
+	cn := &x509.Certificate{Subject: pkix.Name{CommonName: "billing-cn"}}
+	withURI := &x509.Certificate{Subject: pkix.Name{CommonName: "billing-cn"}, URIs: []*url.URL{spiffe}}
+	all := identity.Config{Service: "checkout", Header: "x-caller", TLSClientCert: true}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		cfg  identity.Config
+		want string
+	}{
+		{"certificate URI first", withCert(withHeader("x-caller", "ops"), withURI), all, spiffe.String()},
+		{"certificate common name", withCert(withHeader("x-caller", "ops"), cn), all, "billing-cn"},
+		{"certificate ignored when not configured", withCert(withHeader("x-caller", "ops"), cn), identity.Config{Header: "x-caller"}, "ops"},
+		{"header", withHeader("x-caller", "ops"), all, "ops"},
+		{"empty header falls through", withHeader("x-caller", ""), all, "checkout"},
+		{"service", context.Background(), all, "checkout"},
+		{"nothing configured", withHeader("x-caller", "ops"), identity.Config{}, ""},
+		{"TLS without a verified client certificate", peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{}}), all, "checkout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := identity.FromContext(tc.ctx, tc.cfg); got != tc.want {
+				t.Errorf("identity = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
