@@ -19,6 +19,7 @@ var commands = []*command{
 	resetCmd,
 	dlqCmd,
 	topicsCmd,
+	limitsCmd,
 }
 
 // runFunc runs a command with its positional arguments; its flags were
