@@ -11,10 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kafkagate/gateway/internal/canary"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/metrics"
 	"github.com/kafkagate/gateway/internal/produce"
 )
 
@@ -27,6 +29,8 @@ type Config struct {
 	Consumer consume.Config     `yaml:"consumer"`
 	Dedupe   dedupe.Config      `yaml:"dedupe"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
+	Metrics  metrics.Config     `yaml:"metrics"`
+	Canary   canary.Config      `yaml:"canary"`
 }
 
 // ServerConfig is the gRPC server: where it listens and how it shuts down.
@@ -87,6 +91,8 @@ func Default() Config {
 		Consumer: consume.DefaultConfig(),
 		Dedupe:   dedupe.DefaultConfig(),
 		Embedded: emb,
+		Metrics:  metrics.DefaultConfig(),
+		Canary:   canary.DefaultConfig(),
 	}
 }
 
@@ -97,6 +103,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Log.validate(); err != nil {
+		return err
+	}
+	if err := c.Metrics.Validate(); err != nil {
+		return err
+	}
+	if err := c.Canary.Validate(); err != nil {
 		return err
 	}
 	if c.Embedded.Enabled {

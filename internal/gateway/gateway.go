@@ -28,13 +28,6 @@ import (
 	"github.com/kafkagate/gateway/internal/produce"
 )
 
-// services lists the gRPC services whose health is reported, besides the
-// overall "" entry.
-var services = []string{
-	gatewayv1.ProducerService_ServiceDesc.ServiceName,
-	gatewayv1.ConsumerService_ServiceDesc.ServiceName,
-}
-
 // Gateway is a configured gateway with its listeners bound. Create it with
 // New, then call Run once.
 type Gateway struct {
@@ -50,6 +43,7 @@ type Gateway struct {
 	health      *health.Server
 	listeners   []net.Listener
 	draining    chan struct{}
+	observability
 }
 
 // New validates nothing (call cfg.Validate first) and builds the gateway:
@@ -78,6 +72,9 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	if err := g.listen(); err != nil {
 		return nil, err
 	}
+	if err := g.observe(); err != nil {
+		return nil, err
+	}
 	g.producer, err = produce.New(g.cfg.Kafka, g.cfg.Producer, logger.With("component", "producer"))
 	if err != nil {
 		return nil, err
@@ -92,9 +89,9 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 
-	g.server = grpc.NewServer(
+	g.server = grpc.NewServer(append(g.serverOptions(),
 		grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes),
-	)
+	)...)
 	gatewayv1.RegisterProducerServiceServer(g.server,
 		grpcapi.NewProducerServer(g.producer, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
 	gatewayv1.RegisterConsumerServiceServer(g.server, grpcapi.NewConsumerServer(g.consumers, logger.With("component", "grpc")))
@@ -103,6 +100,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	if cfg.Server.Reflection {
 		reflection.Register(g.server)
 	}
+	g.instrument()
 	return g, nil
 }
 
@@ -211,7 +209,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	prodCtx, stopProducer := context.WithCancel(context.Background())
 	defer stopProducer()
 	var wg sync.WaitGroup
-	failed := make(chan error, 1+len(g.listeners))
+	failed := make(chan error, 3+len(g.listeners))
 	prodDone := make(chan struct{})
 	wg.Go(func() {
 		defer close(prodDone)
@@ -235,12 +233,40 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	g.setServing(healthpb.HealthCheckResponse_SERVING)
+	if g.http != nil {
+		wg.Go(func() {
+			if err := g.http.Serve(); err != nil {
+				failed <- err
+			}
+		})
+	}
+	// Health follows the readiness checks from their first round on.
+	readyCtx, stopReadiness := context.WithCancel(context.Background())
+	defer stopReadiness()
+	g.readiness.checkNow(readyCtx)
+	g.reportHealth()
+	readinessDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(readinessDone)
+		g.readiness.run(readyCtx)
+	})
+	canaryCtx, stopCanary := context.WithCancel(context.Background())
+	defer stopCanary()
+	canaryDone := make(chan struct{})
+	if g.canary != nil {
+		wg.Go(func() {
+			defer close(canaryDone)
+			_ = g.canary.Run(canaryCtx)
+		})
+	} else {
+		close(canaryDone)
+	}
 	addrs := make([]string, len(g.listeners))
 	for i, ln := range g.listeners {
 		addrs[i] = ln.Addr().String()
 	}
-	g.logger.Info("gateway serving", "addrs", addrs, "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil)
+	g.logger.Info("gateway serving", "addrs", addrs, "metrics", g.MetricsAddr(), "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil,
+		"ready", g.readiness.err() == nil)
 
 	var runErr error
 	healthTick := time.NewTicker(time.Second)
@@ -255,12 +281,17 @@ serve:
 			g.logger.Error("shutting down after failure", "err", runErr)
 			break serve
 		case <-healthTick.C:
-			g.reportConsumerHealth()
+			g.reportHealth()
 		}
 	}
 
-	// 1. Lame duck.
+	// 1. Lame duck; the canary stops writing.
+	g.readiness.stop()
+	stopReadiness()
+	<-readinessDone // its checks use the producer's client
 	g.health.Shutdown()
+	stopCanary()
+	<-canaryDone
 	if grace := g.cfg.Server.ShutdownGrace; grace > 0 {
 		time.Sleep(grace)
 	}
@@ -284,33 +315,21 @@ serve:
 	// 5. Stop whatever is left.
 	g.server.Stop()
 	<-stopped
+	if g.http != nil {
+		g.http.Shutdown()
+	}
 	wg.Wait()
 	g.logger.Info("gateway stopped")
 	return runErr
-}
-
-// reportConsumerHealth shows dedupe's degraded state (Redis unreachable:
-// deliveries paused or undeduplicated) as NOT_SERVING of the consumer
-// service; the gateway as a whole still serves.
-func (g *Gateway) reportConsumerHealth() {
-	st := healthpb.HealthCheckResponse_SERVING
-	if g.consumers.Degraded() {
-		st = healthpb.HealthCheckResponse_NOT_SERVING
-	}
-	g.health.SetServingStatus(gatewayv1.ConsumerService_ServiceDesc.ServiceName, st)
-}
-
-func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
-	g.health.SetServingStatus("", st)
-	for _, s := range services {
-		g.health.SetServingStatus(s, st)
-	}
 }
 
 // closeResources releases what New created and Run does not close itself.
 func (g *Gateway) closeResources() {
 	for _, ln := range g.listeners {
 		ln.Close() // already closed by the server when it served
+	}
+	if g.http != nil {
+		g.http.Shutdown() // a no-op when Run has shut it down
 	}
 	if g.redis != nil {
 		g.redis.Close()
