@@ -366,6 +366,11 @@ func (g *group) applyClaims(claims []pendingClaim, outcomes []dedupe.Outcome, er
 			g.scheduleLocked(r, l)
 		case outcomes[i] == dedupe.Duplicate:
 			g.stats.duplicates.Add(1)
+			// Released above: finishing must not count it out of flight
+			// again. (It did: the partition's in-flight count drifted
+			// below the truth, so a stream's end could skip giving its
+			// records back, and revoke and drain waits ended early.)
+			r.state = stateReady
 			g.finishLocked(l, r)
 			touched = append(touched, l)
 		case outcomes[i] == dedupe.HeldElsewhere:
