@@ -246,7 +246,7 @@ func (c *Canary) subscribe(ctx context.Context) (*consume.Stream, error) {
 
 func (c *Canary) createTopic(ctx context.Context) error {
 	cm := c.kafka.ConfigMap(nil, nil)
-	cm["log_level"] = 3
+	cm["log_level"] = 0 // see consume.New: it would print to stderr
 	admin, err := kafka.NewAdminClient(&cm)
 	if err != nil {
 		return fmt.Errorf("create canary topic: %w", err)

@@ -64,7 +64,11 @@ type Manager struct {
 // on consumer-side dedupe.
 func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader string, dd *Dedupe, logger *slog.Logger) (*Manager, error) {
 	cm := kc.ConfigMap(nil, nil)
-	cm["log_level"] = 3
+	// An admin client cannot route its logs into slog (the Go client has no
+	// logs channel for it) and would print them to stderr, breaking JSON
+	// logs; its connection errors are the producer's and consumers' too,
+	// which are routed, and admin calls return their own errors.
+	cm["log_level"] = 0
 	admin, err := kafka.NewAdminClient(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("create admin client: %w", err)
