@@ -82,13 +82,11 @@ func (t *tracker) receive(seq uint64, now time.Time) receipt {
 		}
 	}
 	t.received[seq] = true
-	if seq > t.highest {
-		t.highest = seq
-		if seq > receivedWindow {
-			for s := range t.received {
-				if s <= seq-receivedWindow {
-					delete(t.received, s)
-				}
+	t.highest = max(t.highest, seq)
+	if len(t.received) > 2*receivedWindow {
+		for s := range t.received {
+			if s+receivedWindow <= t.highest {
+				delete(t.received, s)
 			}
 		}
 	}
