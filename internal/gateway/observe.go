@@ -97,7 +97,9 @@ func (g *Gateway) instrument() {
 		g.producer.SetObserver(metrics.NewProducer(g.registry, g.producer.QueueLen))
 		metrics.RegisterConsumer(g.registry, g.consumers.Groups)
 		g.grpc.Init(g.server)
-		canaryObs = metrics.RegisterCanary(g.registry)
+		if g.cfg.Canary.Enabled {
+			canaryObs = metrics.RegisterCanary(g.registry)
+		}
 	}
 	if g.kafkaStats != nil {
 		g.producer.SetStatsHandler(g.kafkaStats.Producer)
