@@ -54,6 +54,7 @@ type Header struct {
 // Result is the fate of one record.
 type Result struct {
 	Partition int32
+	size      int32 // Bytes; here it takes what was padding
 	Offset    int64
 	Timestamp time.Time
 	MessageID string
@@ -61,7 +62,6 @@ type Result struct {
 	// one of the kafkaclient error kinds, ErrQueueFull or ErrClosed.
 	Err error
 
-	size  int32  // Bytes
 	batch *Batch // for the delivery report handler
 }
 
