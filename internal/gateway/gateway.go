@@ -240,11 +240,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	// Health follows the readiness checks from their first round on.
+	// Health follows the readiness checks (their first round ran in New).
 	readyCtx, stopReadiness := context.WithCancel(context.Background())
 	defer stopReadiness()
-	g.readiness.checkNow(readyCtx)
-	g.reportHealth()
 	readinessDone := make(chan struct{})
 	wg.Go(func() {
 		defer close(readinessDone)

@@ -85,8 +85,8 @@ func (g *Gateway) serverOptions() []grpc.ServerOption {
 }
 
 // instrument attaches the metrics to the producer, the consumers and the
-// server, sets up the readiness checks, and creates the canary, once all of
-// them exist.
+// server, sets up the readiness checks and runs their first round, and
+// creates the canary, once all of them exist.
 func (g *Gateway) instrument() {
 	g.readiness.add("kafka", g.producer.CheckCluster)
 	if g.cfg.Dedupe.Enabled && g.redis != nil {
@@ -109,6 +109,10 @@ func (g *Gateway) instrument() {
 		g.canary = canary.New(c, c.GroupName(g.cfg.Consumer.InstanceID), g.cfg.Kafka, g.producer, g.consumers,
 			canaryObs, g.logger.With("component", "canary"))
 	}
+	// The first round of checks, so that health is known as soon as New
+	// returns (at most checkTimeout when a dependency does not answer).
+	g.readiness.checkNow(context.Background())
+	g.reportHealth()
 }
 
 // MetricsAddr returns the bound address of the metrics and health listener,
@@ -173,8 +177,7 @@ func (r *readiness) add(name string, check func(context.Context) error) {
 	r.checks = append(r.checks, readinessCheck{name, check})
 }
 
-// run checks every interval until ctx ends; the first round has already
-// run (see checkNow).
+// run checks every interval until ctx ends; the first round ran in New.
 func (r *readiness) run(ctx context.Context) {
 	tick := time.NewTicker(checkInterval)
 	defer tick.Stop()
