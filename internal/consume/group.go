@@ -111,7 +111,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		c.Close()
 		return nil, fmt.Errorf("subscribe group %q: %w", s.Group, err)
 	}
-	g.wg.Go(func() { kafkaclient.RouteLogs(g.logger.With("component", "librdkafka"), c.Logs()) })
+	g.wg.Go(func() { kafkaclient.RouteLogsFunc(g.logger.With("component", "librdkafka"), c.Logs(), g.onLog) })
 	if g.dd != nil {
 		for range dedupeWorkers {
 			g.wg.Go(g.dedupeLoop)

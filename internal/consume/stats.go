@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkagate/gateway/internal/kafkaclient"
 )
 
 // Stats are counters of the consumer side, for tests and metrics. They
@@ -29,6 +31,9 @@ type Stats struct {
 	// ones and the gateway's own at revoke and shutdown. A commit with
 	// nothing to commit counts as neither.
 	Commits, CommitFailures int64
+	// OffsetResets counts positions librdkafka reset by auto.offset.reset
+	// because they were not available on the broker.
+	OffsetResets int64
 	// Dedupe: deliveries claimed, duplicates dropped without delivery,
 	// holds because another owner had the claim, failed Redis batches, and
 	// done markers that found another owner's claim (a lapsed lease).
@@ -45,6 +50,7 @@ func (s *Stats) add(o Stats) {
 	s.DeadLettered += o.DeadLettered
 	s.Commits += o.Commits
 	s.CommitFailures += o.CommitFailures
+	s.OffsetResets += o.OffsetResets
 	s.Claims += o.Claims
 	s.Duplicates += o.Duplicates
 	s.Held += o.Held
@@ -55,7 +61,7 @@ func (s *Stats) add(o Stats) {
 // counters are one group's Stats, updated without locks.
 type counters struct {
 	rebalances, delivered, redelivered, acked, nacked, timedOut, deadLettered atomic.Int64
-	commits, commitFailures                                                   atomic.Int64
+	commits, commitFailures, offsetResets                                     atomic.Int64
 	claims, duplicates, held, redisErrors, lostClaims                         atomic.Int64
 }
 
@@ -70,6 +76,7 @@ func (c *counters) load() Stats {
 		DeadLettered:   c.deadLettered.Load(),
 		Commits:        c.commits.Load(),
 		CommitFailures: c.commitFailures.Load(),
+		OffsetResets:   c.offsetResets.Load(),
 		Claims:         c.claims.Load(),
 		Duplicates:     c.duplicates.Load(),
 		Held:           c.held.Load(),
@@ -178,6 +185,13 @@ func (g *group) metricsDelivered(attempt int32) {
 	g.stats.delivered.Add(1)
 	if attempt > 1 {
 		g.stats.redelivered.Add(1)
+	}
+}
+
+// onLog sees every librdkafka log event of the group's consumer.
+func (g *group) onLog(ev kafka.LogEvent) {
+	if kafkaclient.IsOffsetReset(ev) {
+		g.stats.offsetResets.Add(1)
 	}
 }
 

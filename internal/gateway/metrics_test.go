@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -371,4 +372,46 @@ func TestMetricSeriesDoNotGrowWithKeysOrIDs(t *testing.T) {
 	if len(perRecord) < 2000 {
 		t.Fatalf("only %d per-record values collected; the test checked little", len(perRecord))
 	}
+}
+
+// TestAnOffsetResetIsCounted: a group whose committed offset was deleted
+// (retention, here DeleteRecords) before it consumed it is moved to the
+// log start by librdkafka, skipping records; the gateway counts it for the
+// group. A new group starting without a committed offset is not a reset.
+func TestAnOffsetResetIsCounted(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	h := consumerGateway(t, nil)
+	produceRecords(t, h, topic, 10, 10)
+	behind, fresh := testenv.UniqueName("behind"), testenv.UniqueName("fresh")
+
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "group.id": behind, "log_level": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CommitOffsets([]kafka.TopicPartition{{Topic: &topic, Partition: 0, Offset: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := admin.DeleteRecords(ctx, []kafka.TopicPartition{{Topic: &topic, Partition: 0, Offset: 8}}); err != nil {
+		t.Fatalf("delete records: %v", err)
+	}
+
+	for _, group := range []string{behind, fresh} {
+		p := &processed{counts: map[string]int{}}
+		go ackingApp(ctx, h, &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}}, p)
+		testenv.Eventually(t, 30*time.Second, group+" to process the records left", func() bool { return p.distinct() == 2 })
+	}
+	awaitMetrics(t, h, 30*time.Second, []expectation{
+		{name: "gateway_consumer_offset_resets_total", labels: map[string]string{"group": behind}, want: 1},
+		{name: "gateway_consumer_offset_resets_total", labels: map[string]string{"group": fresh}, want: 0},
+	})
 }

@@ -51,6 +51,8 @@ func RegisterConsumer(r *Registry, groups func() []consume.GroupStats) {
 		func(s *consume.GroupStats) int64 { return s.Commits })
 	counter("gateway_consumer_commit_failures_total", "Failed offset commits.",
 		func(s *consume.GroupStats) int64 { return s.CommitFailures })
+	counter("gateway_consumer_offset_resets_total", "Positions librdkafka reset by auto.offset.reset because they were not on the broker any more (deleted by retention before they were consumed, for example): records were skipped, or will be read again.",
+		func(s *consume.GroupStats) int64 { return s.OffsetResets })
 	counter("gateway_consumer_rebalances_total", "Assignment changes of this gateway's member: each assignment and each revocation.",
 		func(s *consume.GroupStats) int64 { return s.Rebalances })
 	counter("gateway_dedupe_claims_total", "Deliveries made under a dedupe claim.",
