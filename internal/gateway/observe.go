@@ -25,13 +25,13 @@ import (
 // registry and its HTTP listener (with the health probes), the readiness
 // checks, and the canary. Every field is nil when its feature is off.
 type observability struct {
-	registry   *metrics.Registry
-	http       *metrics.Server
-	kafkaStats *metrics.KafkaStats
-	grpc       *metrics.GRPC
-	limits     *metrics.Limits
-	readiness  *readiness
-	canary     *canary.Canary
+	registry     *metrics.Registry
+	http         *metrics.Server
+	kafkaStats   *metrics.KafkaStats
+	grpc         *metrics.GRPC
+	limitMetrics *metrics.Limits
+	readiness    *readiness
+	canary       *canary.Canary
 }
 
 // observe sets up metrics before the Kafka clients exist: the registry, the
@@ -51,7 +51,7 @@ func (g *Gateway) observe() error {
 	g.http = srv
 	g.readiness.metrics = metrics.RegisterReadiness(g.registry)
 	g.grpc = metrics.RegisterGRPC(g.registry)
-	g.limits = metrics.RegisterLimits(g.registry)
+	g.limitMetrics = metrics.RegisterLimits(g.registry)
 	if c.KafkaStatisticsInterval > 0 {
 		g.kafkaStats = metrics.RegisterKafkaStats(g.registry, c.KafkaStatisticsInterval)
 		ms := strconv.FormatInt(c.KafkaStatisticsInterval.Milliseconds(), 10)
@@ -126,7 +126,7 @@ func (g *Gateway) MetricsAddr() string {
 
 // LimitMetrics returns the rate-limit metrics, or nil when metrics are off
 // (its methods accept a nil receiver).
-func (g *Gateway) LimitMetrics() *metrics.Limits { return g.limits }
+func (g *Gateway) LimitMetrics() *metrics.Limits { return g.limitMetrics }
 
 // reportHealth sets the gRPC health of each service from the latest
 // readiness checks: the producer service needs Kafka; the consumer service

@@ -7,120 +7,99 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Limits are the metrics of the rate limits. Every method is safe for
-// concurrent use and does nothing on a nil *Limits or a nil *LimitRule, so
-// the limiter can call them whether or not metrics are enabled.
-//
-// Counts are in the unit of the limiter's decision (records, normally); n is
-// how many the decision covered.
+// LimitCounts is what one rate-limit rule decided since the gateway
+// started (the rate limiter's own counters).
+type LimitCounts struct {
+	Admitted int64 // records admitted, shadow-limited ones included
+	Waited   int64 // calls that waited for capacity, then were admitted
+	Rejected int64 // records refused
+	Shadowed int64 // records a rule in shadow mode would have limited
+}
+
+// Limits exports the rate limits. The limiter keeps its own counters; they
+// are read at scrape time from the source set with SetSource, so admitting
+// a call costs nothing here. Wait durations, which the limiter does not
+// keep, are pushed with ObserveWait. Every method is safe for concurrent
+// use and does nothing on a nil *Limits (metrics off).
 type Limits struct {
-	admitted, waited, rejected, shadow *prometheus.CounterVec
-	wait                               *prometheus.HistogramVec
-	version                            *prometheus.GaugeVec
+	admitted, waited, rejected, shadowed, denied, version *prometheus.Desc
+	wait                                                  *prometheus.HistogramVec
 
 	mu      sync.Mutex
-	current string
+	counts  func() (byRule map[string]LimitCounts, denied int64)
+	current func() string
 }
 
 // RegisterLimits registers the rate-limit metrics.
 func RegisterLimits(r *Registry) *Limits {
-	counter := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"rule"})
-	}
+	rule := []string{"rule"}
 	l := &Limits{
-		admitted: counter("gateway_limits_admitted_total", "Records admitted by the rule, with or without waiting."),
-		waited:   counter("gateway_limits_waited_total", "Records admitted by the rule only after waiting for capacity."),
-		rejected: counter("gateway_limits_rejected_total", "Records the rule refused (RESOURCE_EXHAUSTED)."),
-		shadow:   counter("gateway_limits_shadow_limited_total", "Records a rule in shadow mode would have delayed or refused, admitted at once."),
+		admitted: prometheus.NewDesc("gateway_limits_admitted_total", "Records the rule admitted, shadow-limited ones included.", rule, nil),
+		waited:   prometheus.NewDesc("gateway_limits_waited_total", "Calls the rule admitted only after waiting for capacity.", rule, nil),
+		rejected: prometheus.NewDesc("gateway_limits_rejected_total", "Records the rule refused (RESOURCE_EXHAUSTED).", rule, nil),
+		shadowed: prometheus.NewDesc("gateway_limits_shadow_limited_total", "Records a rule in shadow mode would have delayed or refused, admitted at once.", rule, nil),
+		denied:   prometheus.NewDesc("gateway_limits_acl_denied_total", "Calls the limits document's access rules denied (PERMISSION_DENIED).", nil, nil),
+		version:  prometheus.NewDesc("gateway_limits_version_info", "1 for the version of the limits document in force.", []string{"version"}, nil),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "gateway_limits_wait_seconds",
-			Help:    "Time a decision of the rule waited before admitting.",
+			Help:    "Time calls waited for capacity before the rule admitted them.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15), // 1 ms … 16 s
-		}, []string{"rule"}),
-		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "gateway_limits_version_info",
-			Help: "1 for the version of the limits configuration in force.",
-		}, []string{"version"}),
+		}, rule),
 	}
-	r.MustRegister(l.admitted, l.waited, l.rejected, l.shadow, l.wait, l.version)
+	r.MustRegister(l, l.wait)
 	return l
 }
 
-// LimitRule is one rule's series, resolved once: keep it with the rule.
-type LimitRule struct {
-	admitted, waited, rejected, shadow prometheus.Counter
-	wait                               prometheus.Observer
-}
-
-// Rule returns the series of the rule named rule (a configured rule name:
-// never a key, topic pattern match or client-supplied value).
-func (l *Limits) Rule(rule string) *LimitRule {
-	if l == nil {
-		return nil
-	}
-	return &LimitRule{
-		admitted: l.admitted.WithLabelValues(rule),
-		waited:   l.waited.WithLabelValues(rule),
-		rejected: l.rejected.WithLabelValues(rule),
-		shadow:   l.shadow.WithLabelValues(rule),
-		wait:     l.wait.WithLabelValues(rule),
-	}
-}
-
-// Forget drops the series of a rule that was removed from the configuration.
-func (l *Limits) Forget(rule string) {
-	if l == nil {
-		return
-	}
-	l.admitted.DeleteLabelValues(rule)
-	l.waited.DeleteLabelValues(rule)
-	l.rejected.DeleteLabelValues(rule)
-	l.shadow.DeleteLabelValues(rule)
-	l.wait.DeleteLabelValues(rule)
-}
-
-// SetVersion records the version of the limits configuration now in force.
-func (l *Limits) SetVersion(version string) {
+// SetSource makes the metrics read the limiter: counts returns each rule's
+// counts by rule name (a configured rule name, never a caller's identity
+// or topic) and the calls the access rules denied; version returns the
+// version of the document in force ("" for none).
+func (l *Limits) SetSource(counts func() (map[string]LimitCounts, int64), version func() string) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if version == l.current {
-		return
-	}
-	l.version.Reset()
-	l.version.WithLabelValues(version).Set(1)
-	l.current = version
+	l.counts, l.current = counts, version
 }
 
-// Admitted counts n records admitted (also those that waited: call Waited
-// for them as well).
-func (r *LimitRule) Admitted(n int) {
-	if r != nil {
-		r.admitted.Add(float64(n))
+// ObserveWait records that a call waited d before rule admitted it.
+func (l *Limits) ObserveWait(rule string, d time.Duration) {
+	if l != nil {
+		l.wait.WithLabelValues(rule).Observe(d.Seconds())
 	}
 }
 
-// Waited counts n records admitted after waiting for wait.
-func (r *LimitRule) Waited(n int, wait time.Duration) {
-	if r != nil {
-		r.waited.Add(float64(n))
-		r.wait.Observe(wait.Seconds())
+// Forget drops the wait series of a rule no longer configured.
+func (l *Limits) Forget(rule string) {
+	if l != nil {
+		l.wait.DeleteLabelValues(rule)
 	}
 }
 
-// Rejected counts n records refused.
-func (r *LimitRule) Rejected(n int) {
-	if r != nil {
-		r.rejected.Add(float64(n))
+func (l *Limits) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{l.admitted, l.waited, l.rejected, l.shadowed, l.denied, l.version} {
+		ch <- d
 	}
 }
 
-// ShadowLimited counts n records the rule, in shadow mode, would have
-// delayed or refused.
-func (r *LimitRule) ShadowLimited(n int) {
-	if r != nil {
-		r.shadow.Add(float64(n))
+func (l *Limits) Collect(ch chan<- prometheus.Metric) {
+	l.mu.Lock()
+	counts, version := l.counts, l.current
+	l.mu.Unlock()
+	if counts != nil {
+		byRule, denied := counts()
+		for rule, c := range byRule {
+			ch <- prometheus.MustNewConstMetric(l.admitted, prometheus.CounterValue, float64(c.Admitted), rule)
+			ch <- prometheus.MustNewConstMetric(l.waited, prometheus.CounterValue, float64(c.Waited), rule)
+			ch <- prometheus.MustNewConstMetric(l.rejected, prometheus.CounterValue, float64(c.Rejected), rule)
+			ch <- prometheus.MustNewConstMetric(l.shadowed, prometheus.CounterValue, float64(c.Shadowed), rule)
+		}
+		ch <- prometheus.MustNewConstMetric(l.denied, prometheus.CounterValue, float64(denied))
+	}
+	if version != nil {
+		if v := version(); v != "" {
+			ch <- prometheus.MustNewConstMetric(l.version, prometheus.GaugeValue, 1, v)
+		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,24 +168,35 @@ gateway_consumer_oldest_unacked_age_seconds{group="billing"} 1.5
 	}
 }
 
-func TestLimitMetricsCountPerRuleAndShowOneVersion(t *testing.T) {
+func TestLimitMetricsReadTheLimiterAtScrapeTime(t *testing.T) {
 	t.Parallel()
 	var none *Limits // metrics off: every call is a no-op
-	none.Rule("x").Admitted(1)
-	none.SetVersion("v1")
+	none.SetSource(nil, nil)
+	none.ObserveWait("x", time.Second)
 	none.Forget("x")
 
 	r := NewRegistry()
 	l := RegisterLimits(r)
-	orders := l.Rule("orders-per-service")
-	orders.Admitted(10)
-	orders.Waited(4, 50*time.Millisecond)
-	orders.Rejected(2)
-	orders.ShadowLimited(1)
-	l.SetVersion("v1")
-	l.SetVersion("v2")
+	if n, err := testutil.GatherAndCount(r.Gatherer(), "gateway_limits_admitted_total", "gateway_limits_version_info"); err != nil || n != 0 {
+		t.Fatalf("series without a limiter = %d, %v; want 0", n, err)
+	}
+	var mu sync.Mutex
+	counts := map[string]LimitCounts{"orders-per-service": {Admitted: 10, Waited: 4, Rejected: 2, Shadowed: 1}}
+	version := "v1"
+	l.SetSource(func() (map[string]LimitCounts, int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(counts), 3
+	}, func() string { mu.Lock(); defer mu.Unlock(); return version })
+	l.ObserveWait("orders-per-service", 50*time.Millisecond)
+	mu.Lock()
+	version = "v2"
+	mu.Unlock()
 	want := `
-# HELP gateway_limits_admitted_total Records admitted by the rule, with or without waiting.
+# HELP gateway_limits_acl_denied_total Calls the limits document's access rules denied (PERMISSION_DENIED).
+# TYPE gateway_limits_acl_denied_total counter
+gateway_limits_acl_denied_total 3
+# HELP gateway_limits_admitted_total Records the rule admitted, shadow-limited ones included.
 # TYPE gateway_limits_admitted_total counter
 gateway_limits_admitted_total{rule="orders-per-service"} 10
 # HELP gateway_limits_rejected_total Records the rule refused (RESOURCE_EXHAUSTED).
@@ -192,21 +205,24 @@ gateway_limits_rejected_total{rule="orders-per-service"} 2
 # HELP gateway_limits_shadow_limited_total Records a rule in shadow mode would have delayed or refused, admitted at once.
 # TYPE gateway_limits_shadow_limited_total counter
 gateway_limits_shadow_limited_total{rule="orders-per-service"} 1
-# HELP gateway_limits_waited_total Records admitted by the rule only after waiting for capacity.
+# HELP gateway_limits_waited_total Calls the rule admitted only after waiting for capacity.
 # TYPE gateway_limits_waited_total counter
 gateway_limits_waited_total{rule="orders-per-service"} 4
-# HELP gateway_limits_version_info 1 for the version of the limits configuration in force.
+# HELP gateway_limits_version_info 1 for the version of the limits document in force.
 # TYPE gateway_limits_version_info gauge
 gateway_limits_version_info{version="v2"} 1
 `
 	if err := testutil.GatherAndCompare(r.Gatherer(), strings.NewReader(want),
-		"gateway_limits_admitted_total", "gateway_limits_rejected_total", "gateway_limits_shadow_limited_total",
-		"gateway_limits_waited_total", "gateway_limits_version_info"); err != nil {
+		"gateway_limits_acl_denied_total", "gateway_limits_admitted_total", "gateway_limits_rejected_total",
+		"gateway_limits_shadow_limited_total", "gateway_limits_waited_total", "gateway_limits_version_info"); err != nil {
 		t.Error(err)
 	}
+	if n := testutil.CollectAndCount(l.wait); n != 1 {
+		t.Errorf("%d wait series, want 1", n)
+	}
 	l.Forget("orders-per-service")
-	if n := testutil.CollectAndCount(l.admitted); n != 0 {
-		t.Errorf("%d series of a forgotten rule, want 0", n)
+	if n := testutil.CollectAndCount(l.wait); n != 0 {
+		t.Errorf("%d wait series of a forgotten rule, want 0", n)
 	}
 }
 
