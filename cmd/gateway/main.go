@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/kafkagate/gateway/internal/config"
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/gateway"
 	"github.com/kafkagate/gateway/internal/ratelimit"
 )
@@ -84,6 +85,7 @@ func run(argv, environ []string, stdout io.Writer) error {
 	}
 
 	logger := newLogger(cfg.Log)
+	dedupe.RouteRedisLogs(logger.With("component", "redis"))
 	g, err := gateway.New(cfg, logger)
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ func (l *logTail) String() string {
 // for it to serve.
 func startBinary(t *testing.T, args ...string) *process {
 	t.Helper()
-	args = append([]string{"--log.format=json", "--server.listen=127.0.0.1:0"}, args...)
+	args = append([]string{"--log.format=json", "--server.listen=127.0.0.1:0", "--metrics.listen=127.0.0.1:0"}, args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "GATEWAY_CONFIG=")
 	stderr, err := cmd.StderrPipe()

@@ -74,6 +74,7 @@ func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatew
 		"--embedded.enabled=false",
 		"--kafka.bootstrap_servers=" + bootstrap,
 		"--server.listen=127.0.0.1:0",
+		"--metrics.listen=127.0.0.1:0",
 		"--log.format=json",
 		"--producer.preset=" + spec.preset,
 	}

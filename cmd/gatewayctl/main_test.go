@@ -69,7 +69,7 @@ func (g *gatewayProcess) log() string {
 // and waits until it serves; it is stopped with SIGTERM when the test ends.
 func startGateway(t *testing.T, args ...string) *gatewayProcess {
 	t.Helper()
-	args = append([]string{"--log.format=json", "--embedded.enabled=false", "--kafka.bootstrap_servers=" + testenv.Kafka(t),
+	args = append([]string{"--log.format=json", "--metrics.listen=127.0.0.1:0", "--embedded.enabled=false", "--kafka.bootstrap_servers=" + testenv.Kafka(t),
 		"--consumer.commit_interval=100ms", "--consumer.drain_timeout=1s"}, args...)
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--server.unix_socket") }) {
 		args = append(args, "--server.listen=127.0.0.1:0")

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/kafkagate/gateway/internal/admin"
+	"github.com/kafkagate/gateway/internal/canary"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/embedded"
 	"github.com/kafkagate/gateway/internal/identity"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/metrics"
 	"github.com/kafkagate/gateway/internal/produce"
 	"github.com/kafkagate/gateway/internal/ratelimit"
 )
@@ -33,6 +35,8 @@ type Config struct {
 	Identity identity.Config    `yaml:"identity"`
 	Embedded EmbeddedConfig     `yaml:"embedded"`
 	Admin    admin.Config       `yaml:"admin"`
+	Metrics  metrics.Config     `yaml:"metrics"`
+	Canary   canary.Config      `yaml:"canary"`
 }
 
 // ServerConfig is the gRPC server: where it listens and how it shuts down.
@@ -110,6 +114,8 @@ func Default() Config {
 		Limits:   ratelimit.DefaultConfig(),
 		Embedded: emb,
 		Admin:    admin.DefaultConfig(),
+		Metrics:  metrics.DefaultConfig(),
+		Canary:   canary.DefaultConfig(),
 	}
 }
 
@@ -120,6 +126,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Log.validate(); err != nil {
+		return err
+	}
+	if err := c.Metrics.Validate(); err != nil {
+		return err
+	}
+	if err := c.Canary.Validate(); err != nil {
 		return err
 	}
 	if c.Embedded.Enabled {

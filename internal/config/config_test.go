@@ -121,6 +121,10 @@ func TestValidateNamesTheKeyAtFault(t *testing.T) {
 		{"empty message id header", func(c *Config) { c.Producer.MessageIDHeader = "" }, "producer.message_id_header"},
 		{"bad log level", func(c *Config) { c.Log.Level = "loud" }, "log.level"},
 		{"bad embedded partitions", func(c *Config) { c.Embedded.Partitions = 0 }, "embedded.default_partitions"},
+		{"bad metrics listen address", func(c *Config) { c.Metrics.Listen = "9464" }, "metrics.listen"},
+		{"tiny statistics interval", func(c *Config) { c.Metrics.KafkaStatisticsInterval = time.Millisecond }, "metrics.kafka_statistics_interval"},
+		{"canary without interval", func(c *Config) { c.Canary.Enabled, c.Canary.Interval = true, 0 }, "canary.interval"},
+		{"bad canary topic", func(c *Config) { c.Canary.Enabled, c.Canary.Topic = true, "a b" }, "canary.topic"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

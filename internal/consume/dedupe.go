@@ -300,7 +300,7 @@ func (g *group) applyConfirms(confirms []pendingConfirm, oks []bool, err error) 
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err != nil {
-		g.m.stats.redisErrors.Add(1)
+		g.stats.redisErrors.Add(1)
 		for _, c := range confirms {
 			if !c.bestEffort {
 				g.dd.confirms = append(g.dd.confirms, c)
@@ -312,7 +312,7 @@ func (g *group) applyConfirms(confirms []pendingConfirm, oks []bool, err error) 
 	for i, c := range confirms {
 		if c.retained != nil {
 			if !oks[i] {
-				g.m.stats.lostClaims.Add(1)
+				g.stats.lostClaims.Add(1)
 			}
 			close(c.retained.confirmed)
 			continue
@@ -320,7 +320,7 @@ func (g *group) applyConfirms(confirms []pendingConfirm, oks []bool, err error) 
 		if !oks[i] {
 			// Another owner claimed it after our lease lapsed: it may have
 			// been processed twice. Count it; the record is done here.
-			g.m.stats.lostClaims.Add(1)
+			g.stats.lostClaims.Add(1)
 		}
 		if ch := c.r.confirmed; ch != nil && !c.bestEffort {
 			close(ch) // the Ack that made it waits for this
@@ -365,11 +365,16 @@ func (g *group) applyClaims(claims []pendingClaim, outcomes []dedupe.Outcome, er
 			r.deadline = now.Add(backoff)
 			g.scheduleLocked(r, l)
 		case outcomes[i] == dedupe.Duplicate:
-			g.m.stats.duplicates.Add(1)
+			g.stats.duplicates.Add(1)
+			// Released above: finishing must not count it out of flight
+			// again. (It did: the partition's in-flight count drifted
+			// below the truth, so a stream's end could skip giving its
+			// records back, and revoke and drain waits ended early.)
+			r.state = stateReady
 			g.finishLocked(l, r)
 			touched = append(touched, l)
 		case outcomes[i] == dedupe.HeldElsewhere:
-			g.m.stats.held.Add(1)
+			g.stats.held.Add(1)
 			r.state = stateBackoff
 			r.deadline = now.Add(g.m.dd.HoldRetry)
 			g.scheduleLocked(r, l)
@@ -377,13 +382,13 @@ func (g *group) applyClaims(claims []pendingClaim, outcomes []dedupe.Outcome, er
 			g.dd.releases = append(g.dd.releases, c.claim.Key())
 			l.markReady(r)
 		default:
-			g.m.stats.claims.Add(1)
+			g.stats.claims.Add(1)
 			r.unclaimed = false
 			g.deliverLocked(s, l, r, now)
 		}
 	}
 	if err != nil {
-		g.m.stats.redisErrors.Add(1)
+		g.stats.redisErrors.Add(1)
 	}
 	g.storeLocked(touched)
 	for _, s := range g.streams {

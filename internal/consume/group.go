@@ -43,6 +43,7 @@ type group struct {
 	consumer *kafka.Consumer
 	declared bool      // from config: never leaves for idleness
 	joinedAt time.Time // when the group started joining: "latest" means records from here on
+	stats    *counters // this group's, kept by the manager across restarts
 
 	done     chan struct{} // closed when the group has shut down
 	stopOnce sync.Once
@@ -99,6 +100,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		consumer: c,
 		declared: declared,
 		joinedAt: m.now(),
+		stats:    m.countersFor(s.Group),
 		done:     make(chan struct{}),
 		stop:     make(chan struct{}),
 		parts:    make(map[tpKey]*partitionLog),
@@ -114,7 +116,7 @@ func newGroup(m *Manager, s Settings, declared bool) (*group, error) {
 		c.Close()
 		return nil, fmt.Errorf("subscribe group %q: %w", s.Group, err)
 	}
-	g.wg.Go(func() { kafkaclient.RouteLogs(g.logger.With("component", "librdkafka"), c.Logs()) })
+	g.wg.Go(func() { kafkaclient.RouteLogsFunc(g.logger.With("component", "librdkafka"), c.Logs(), g.onLog) })
 	if g.dd != nil {
 		for range dedupeWorkers {
 			g.wg.Go(g.dedupeLoop)
@@ -143,6 +145,12 @@ func (g *group) run() {
 				batch = append(batch, e)
 			case kafka.Error:
 				g.onError(e)
+			case kafka.OffsetsCommitted:
+				g.metricsCommit(e.Error, e.Offsets)
+			case *kafka.Stats:
+				if g.m.onStats != nil {
+					g.m.onStats(g.settings.Group, e.String())
+				}
 			}
 			if len(batch) >= pollBatch {
 				break
@@ -176,6 +184,7 @@ func (g *group) add(msgs []*kafka.Message) {
 	if g.m.dd != nil {
 		idHeader = g.m.dd.IDHeader
 	}
+	fetched := g.m.now().UnixNano()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	added := 0
@@ -191,6 +200,7 @@ func (g *group) add(msgs []*kafka.Message) {
 			value:     msg.Value,
 			timestamp: msg.Timestamp,
 			size:      len(msg.Key) + len(msg.Value),
+			fetched:   fetched,
 		}
 		var altID string
 		for _, h := range msg.Headers {
@@ -325,7 +335,9 @@ func (g *group) pinLatest(c *kafka.Consumer, tps []kafka.TopicPartition) {
 			commit = append(commit, tps[i])
 		}
 	}
-	if _, err := c.CommitOffsets(commit); err != nil {
+	_, err = c.CommitOffsets(commit)
+	g.metricsCommit(err, nil)
+	if err != nil {
 		g.logger.Warn("commit the pinned start offsets", "err", err)
 	}
 	g.logger.Info("start position pinned (latest, no committed offset)", "partitions", len(commit))
@@ -346,7 +358,7 @@ func (g *group) assign(tps []kafka.TopicPartition) {
 		frame.Assigned = append(frame.Assigned, TopicPartition{Topic: k.topic, Partition: k.partition})
 	}
 	g.logger.Info("partitions assigned", "partitions", frame.Assigned)
-	g.m.metricsRebalance()
+	g.metricsRebalance()
 	for _, s := range g.streams {
 		s.pushAssignment(frame)
 	}
@@ -397,12 +409,14 @@ func (g *group) revoke(tps []kafka.TopicPartition, lost bool) {
 	case lost:
 		g.logger.Warn("partitions lost (not committed; their new owner redelivers unacked records)", "partitions", frame.Revoked)
 	case len(commit) > 0 && !g.closing.Load():
-		if _, err := g.consumer.CommitOffsets(commit); err != nil && !isNoOffset(err) {
+		_, err := g.consumer.CommitOffsets(commit)
+		g.metricsCommit(err, nil)
+		if err != nil && !isNoOffset(err) {
 			g.logger.Warn("commit on revoke", "err", err)
 		}
 	}
 	g.logger.Info("partitions revoked", "partitions", frame.Revoked, "lost", lost)
-	g.m.metricsRebalance()
+	g.metricsRebalance()
 }
 
 // undeliverLocked takes back a delivery of a revoking partition that its
@@ -574,6 +588,7 @@ func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Ti
 	r.state = stateInflight
 	r.attempt++
 	r.delivered = true
+	g.metricsDelivered(r.attempt)
 	r.stream = s
 	r.deadline = now.Add(g.settings.AckTimeout)
 	l.inflight++
@@ -648,7 +663,7 @@ func (g *group) ack(ids []AckID) ([]<-chan struct{}, error) {
 		}
 	}
 	g.storeLocked(logs)
-	g.m.metricsAcked(len(ids))
+	g.metricsAcked(len(ids))
 	g.dispatchLocked()
 	return waits, nil
 }
@@ -706,7 +721,7 @@ func (g *group) nack(ids []AckID, opts NackOptions) error {
 			l.markReady(r)
 		}
 	}
-	g.m.metricsNacked(len(ids))
+	g.metricsNacked(len(ids))
 	g.dispatchLocked()
 	return nil
 }
@@ -771,7 +786,7 @@ func (g *group) deadLetterLocked(l *partitionLog, r *record, reason string) {
 				g.finishLocked(l, r)
 			}
 			g.storeLocked([]*partitionLog{l})
-			g.m.metricsDeadLettered()
+			g.metricsDeadLettered()
 			g.dispatchLocked()
 		}
 	})
@@ -821,7 +836,7 @@ func (g *group) onTimer() {
 		}
 		switch r.state {
 		case stateInflight:
-			g.m.metricsTimedOut()
+			g.metricsTimedOut()
 			if int(r.attempt) >= g.settings.MaxAttempts {
 				g.deadLetterLocked(l, r, fmt.Sprintf("not acknowledged within %v, %d times", g.settings.AckTimeout, r.attempt))
 				continue
@@ -925,7 +940,9 @@ func (g *group) shutdown() {
 	g.timer.Stop()
 	g.mu.Unlock()
 	if len(commit) > 0 {
-		if _, err := g.consumer.CommitOffsets(commit); err != nil && !isNoOffset(err) {
+		_, err := g.consumer.CommitOffsets(commit)
+		g.metricsCommit(err, nil)
+		if err != nil && !isNoOffset(err) {
 			g.logger.Warn("final commit", "err", err)
 		}
 	}

@@ -43,19 +43,6 @@ type SubscribeRequest struct {
 	DeliveryRate *rate.Limiter
 }
 
-// Stats are counters of the consumer side, for tests and metrics.
-type Stats struct {
-	Rebalances   int64
-	Acked        int64
-	Nacked       int64
-	TimedOut     int64
-	DeadLettered int64
-	// Dedupe: deliveries claimed, duplicates dropped without delivery,
-	// holds because another owner had the claim, failed Redis batches, and
-	// done markers that found another owner's claim (a lapsed lease).
-	Claims, Duplicates, Held, RedisErrors, LostClaims int64
-}
-
 // Manager owns every consumer group of this gateway.
 type Manager struct {
 	cfg             Config
@@ -68,15 +55,13 @@ type Manager struct {
 	now             func() time.Time
 
 	buffered atomic.Int64 // bytes of fetched, unfinished records, all groups
-	stats    struct {
-		rebalances, acked, nacked, timedOut, deadLettered atomic.Int64
-		claims, duplicates, held, redisErrors, lostClaims atomic.Int64
-	}
+	onStats  func(group, json string)
 
-	mu     sync.Mutex
-	groups map[string]*group
-	closed bool
-	wg     sync.WaitGroup // group goroutines
+	mu       sync.Mutex
+	groups   map[string]*group
+	counters map[string]*counters // every group run since start, by name
+	closed   bool
+	wg       sync.WaitGroup // group goroutines
 }
 
 // New creates the manager. messageIDHeader names the header holding a
@@ -84,7 +69,11 @@ type Manager struct {
 // on consumer-side dedupe.
 func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader string, dd *Dedupe, logger *slog.Logger) (*Manager, error) {
 	cm := kc.ConfigMap(nil, nil)
-	cm["log_level"] = 3
+	// An admin client cannot route its logs into slog (the Go client has no
+	// logs channel for it) and would print them to stderr, breaking JSON
+	// logs; its connection errors are the producer's and consumers' too,
+	// which are routed, and admin calls return their own errors.
+	cm["log_level"] = 0
 	admin, err := kafka.NewAdminClient(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("create admin client: %w", err)
@@ -99,6 +88,7 @@ func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader s
 		dd:              dd,
 		now:             time.Now,
 		groups:          make(map[string]*group),
+		counters:        make(map[string]*counters),
 	}, nil
 }
 
@@ -322,22 +312,6 @@ func (m *Manager) Nack(group string, ackIDs []string, opts NackOptions) error {
 	return g.nack(ids, opts)
 }
 
-// Stats returns the counters.
-func (m *Manager) Stats() Stats {
-	return Stats{
-		Rebalances:   m.stats.rebalances.Load(),
-		Acked:        m.stats.acked.Load(),
-		Nacked:       m.stats.nacked.Load(),
-		TimedOut:     m.stats.timedOut.Load(),
-		DeadLettered: m.stats.deadLettered.Load(),
-		Claims:       m.stats.claims.Load(),
-		Duplicates:   m.stats.duplicates.Load(),
-		Held:         m.stats.held.Load(),
-		RedisErrors:  m.stats.redisErrors.Load(),
-		LostClaims:   m.stats.lostClaims.Load(),
-	}
-}
-
 // Degraded reports whether some group cannot reach Redis for dedupe.
 func (m *Manager) Degraded() bool {
 	m.mu.Lock()
@@ -348,14 +322,6 @@ func (m *Manager) Degraded() bool {
 		}
 	}
 	return false
-}
-
-func (m *Manager) metricsRebalance()   { m.stats.rebalances.Add(1) }
-func (m *Manager) metricsAcked(n int)  { m.stats.acked.Add(int64(n)) }
-func (m *Manager) metricsNacked(n int) { m.stats.nacked.Add(int64(n)) }
-func (m *Manager) metricsTimedOut()    { m.stats.timedOut.Add(1) }
-func (m *Manager) metricsDeadLettered() {
-	m.stats.deadLettered.Add(1)
 }
 
 // writeDeadLetter writes rec to topic, retrying with backoff until the

@@ -29,6 +29,7 @@ type record struct {
 	timestamp time.Time
 	messageID string
 	size      int
+	fetched   int64 // unix nanoseconds, when the poll returned it
 
 	state   recState
 	attempt int32   // deliveries so far

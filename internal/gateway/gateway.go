@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -31,13 +30,6 @@ import (
 	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
-// services lists the gRPC services whose health is reported, besides the
-// overall "" entry.
-var services = []string{
-	gatewayv1.ProducerService_ServiceDesc.ServiceName,
-	gatewayv1.ConsumerService_ServiceDesc.ServiceName,
-}
-
 // Gateway is a configured gateway with its listeners bound. Create it with
 // New, then call Run once.
 type Gateway struct {
@@ -56,9 +48,9 @@ type Gateway struct {
 	limitsStore *ratelimit.Store // the limits document in Redis; nil unless limits.redis
 	server      *grpc.Server
 	health      *health.Server
-	healthNames []string // services whose health is reported, besides ""
 	listeners   []net.Listener
 	draining    chan struct{}
+	observability
 }
 
 // New validates nothing (call cfg.Validate first) and builds the gateway:
@@ -87,6 +79,9 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	if err := g.listen(); err != nil {
 		return nil, err
 	}
+	if err := g.observe(); err != nil {
+		return nil, err
+	}
 	g.producer, err = produce.New(g.cfg.Kafka, g.cfg.Producer, logger.With("component", "producer"))
 	if err != nil {
 		return nil, err
@@ -106,7 +101,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	}
 	guard := grpcapi.Guard{Limits: g.limits, Identity: cfg.Identity}
 
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes)}
+	opts := append(g.serverOptions(), grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes))
 	if cfg.Server.TLS.Enabled() {
 		creds, err := serverCredentials(cfg.Server.TLS)
 		if err != nil {
@@ -118,7 +113,6 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	gatewayv1.RegisterProducerServiceServer(g.server,
 		grpcapi.NewProducerServer(g.producer, guard, logger.With("component", "grpc"), cfg.Server.MaxStreamInflight, g.draining))
 	gatewayv1.RegisterConsumerServiceServer(g.server, grpcapi.NewConsumerServer(g.consumers, guard, logger.With("component", "grpc")))
-	g.healthNames = services
 	if cfg.Admin.Enabled {
 		if err := g.registerAdmin(); err != nil {
 			return nil, err
@@ -129,6 +123,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	if cfg.Server.Reflection {
 		reflection.Register(g.server)
 	}
+	g.instrument()
 	return g, nil
 }
 
@@ -149,7 +144,6 @@ func (g *Gateway) registerAdmin() error {
 		return err
 	}
 	gatewayv1.RegisterAdminServiceServer(g.server, grpcapi.NewAdminServer(g.admin, g.cfg.Admin, g.cfg.Identity, g.draining, g.logger.With("component", "grpc")))
-	g.healthNames = append(slices.Clip(g.healthNames), gatewayv1.AdminService_ServiceDesc.ServiceName)
 	return nil
 }
 
@@ -296,7 +290,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	prodCtx, stopProducer := context.WithCancel(context.Background())
 	defer stopProducer()
 	var wg sync.WaitGroup
-	failed := make(chan error, 1+len(g.listeners))
+	failed := make(chan error, 3+len(g.listeners))
 	prodDone := make(chan struct{})
 	wg.Go(func() {
 		defer close(prodDone)
@@ -323,12 +317,38 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		})
 	}
-	g.setServing(healthpb.HealthCheckResponse_SERVING)
+	if g.http != nil {
+		wg.Go(func() {
+			if err := g.http.Serve(); err != nil {
+				failed <- err
+			}
+		})
+	}
+	// Health follows the readiness checks (their first round ran in New).
+	readyCtx, stopReadiness := context.WithCancel(context.Background())
+	defer stopReadiness()
+	readinessDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(readinessDone)
+		g.readiness.run(readyCtx)
+	})
+	canaryCtx, stopCanary := context.WithCancel(context.Background())
+	defer stopCanary()
+	canaryDone := make(chan struct{})
+	if g.canary != nil {
+		wg.Go(func() {
+			defer close(canaryDone)
+			_ = g.canary.Run(canaryCtx)
+		})
+	} else {
+		close(canaryDone)
+	}
 	addrs := make([]string, len(g.listeners))
 	for i, ln := range g.listeners {
 		addrs[i] = ln.Addr().String()
 	}
-	g.logger.Info("gateway serving", "addrs", addrs, "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil)
+	g.logger.Info("gateway serving", "addrs", addrs, "metrics", g.MetricsAddr(), "kafka", g.cfg.Kafka.BootstrapServers, "embedded", g.embedded != nil,
+		"ready", g.readiness.err() == nil)
 
 	var runErr error
 	healthTick := time.NewTicker(time.Second)
@@ -343,12 +363,17 @@ serve:
 			g.logger.Error("shutting down after failure", "err", runErr)
 			break serve
 		case <-healthTick.C:
-			g.reportConsumerHealth()
+			g.reportHealth()
 		}
 	}
 
-	// 1. Lame duck.
+	// 1. Lame duck; the canary stops writing.
+	g.readiness.stop()
+	stopReadiness()
+	<-readinessDone // its checks use the producer's client
 	g.health.Shutdown()
+	stopCanary()
+	<-canaryDone
 	if grace := g.cfg.Server.ShutdownGrace; grace > 0 {
 		time.Sleep(grace)
 	}
@@ -373,28 +398,13 @@ serve:
 	g.server.Stop()
 	<-stopped
 	stopLimits()
+	if g.http != nil {
+		g.http.Shutdown()
+	}
 	wg.Wait()
 	g.limits.Close()
 	g.logger.Info("gateway stopped")
 	return runErr
-}
-
-// reportConsumerHealth shows dedupe's degraded state (Redis unreachable:
-// deliveries paused or undeduplicated) as NOT_SERVING of the consumer
-// service; the gateway as a whole still serves.
-func (g *Gateway) reportConsumerHealth() {
-	st := healthpb.HealthCheckResponse_SERVING
-	if g.consumers.Degraded() {
-		st = healthpb.HealthCheckResponse_NOT_SERVING
-	}
-	g.health.SetServingStatus(gatewayv1.ConsumerService_ServiceDesc.ServiceName, st)
-}
-
-func (g *Gateway) setServing(st healthpb.HealthCheckResponse_ServingStatus) {
-	g.health.SetServingStatus("", st)
-	for _, s := range g.healthNames {
-		g.health.SetServingStatus(s, st)
-	}
 }
 
 // closeResources releases what New created and Run does not close itself.
@@ -404,6 +414,9 @@ func (g *Gateway) closeResources() {
 	}
 	if g.admin != nil {
 		g.admin.Close()
+	}
+	if g.http != nil {
+		g.http.Shutdown() // a no-op when Run has shut it down
 	}
 	if g.redis != nil {
 		g.redis.Close()

@@ -37,6 +37,7 @@ func startGateway(t *testing.T, mutate func(*config.Config)) *harness {
 	cfg := config.Default()
 	cfg.Embedded.Enabled = false
 	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.Producer.FlushTimeout = 5 * time.Second
 	if mutate != nil {
 		mutate(&cfg)

@@ -154,10 +154,26 @@ func CheckConsumerProperties(path string, cm kafka.ConfigMap) error {
 
 // RouteLogs forwards librdkafka log events from ch to logger until ch is
 // closed. The caller owns the goroutine that runs it.
-func RouteLogs(logger *slog.Logger, ch <-chan kafka.LogEvent) {
+func RouteLogs(logger *slog.Logger, ch <-chan kafka.LogEvent) { RouteLogsFunc(logger, ch, nil) }
+
+// RouteLogsFunc is RouteLogs that also shows each event to seen (when not
+// nil) first, for counters such as IsOffsetReset.
+func RouteLogsFunc(logger *slog.Logger, ch <-chan kafka.LogEvent, seen func(kafka.LogEvent)) {
 	for ev := range ch {
+		if seen != nil {
+			seen(ev)
+		}
 		logger.Log(context.Background(), syslogLevel(ev.Level), ev.Message, "facility", ev.Tag, "client", ev.Name)
 	}
+}
+
+// IsOffsetReset reports whether ev is librdkafka's warning that it reset a
+// consumer's position by auto.offset.reset because the position was not
+// available on the broker (deleted by retention before it was consumed,
+// for example): records were skipped, or will be read again. librdkafka
+// reports this only in its log.
+func IsOffsetReset(ev kafka.LogEvent) bool {
+	return ev.Tag == "OFFSET" && strings.Contains(ev.Message, "offset reset")
 }
 
 // syslogLevel maps librdkafka's syslog levels (0 emergency … 7 debug) to slog.

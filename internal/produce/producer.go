@@ -54,6 +54,7 @@ type Header struct {
 // Result is the fate of one record.
 type Result struct {
 	Partition int32
+	size      int32 // Bytes; here it takes what was padding
 	Offset    int64
 	Timestamp time.Time
 	MessageID string
@@ -72,11 +73,16 @@ type Batch struct {
 	Results   []Result
 	remaining atomic.Int32
 	notify    chan<- *Batch
+	start     time.Time
+	obs       BatchObserver // nil: not observed
 }
 
 // finish accounts for n finished records and notifies when none remain.
 func (b *Batch) finish(n int32) {
 	if b.remaining.Add(-n) == 0 {
+		if b.obs != nil {
+			b.obs.BatchDone(b.Results, time.Since(b.start))
+		}
 		b.notify <- b
 	}
 }
@@ -91,6 +97,10 @@ type Producer struct {
 
 	idem       IdempotencyStore // nil: idempotency keys only name messages
 	idemWindow time.Duration
+
+	observer       Observer // nil: no metrics
+	topicObservers sync.Map // topic → BatchObserver
+	onStats        func(json string)
 
 	// stopping is closed when shutdown begins; queue-full waits end on it.
 	stopping  chan struct{}
@@ -185,6 +195,10 @@ func (p *Producer) handleEvents(fatal chan<- error) {
 				r.Offset = int64(e.TopicPartition.Offset)
 			}
 			r.batch.finish(1)
+		case *kafka.Stats:
+			if p.onStats != nil {
+				p.onStats(e.String())
+			}
 		case kafka.Error:
 			switch {
 			case e.IsFatal():
@@ -204,6 +218,7 @@ func (p *Producer) handleEvents(fatal chan<- error) {
 		default:
 			if brokersDown {
 				brokersDown = false
+				p.logger.Info("Kafka brokers reachable again")
 			}
 		}
 	}
@@ -258,13 +273,18 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 		return nil, err
 	}
 
+	obs := p.batchObserver(topic)
+
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return nil, ErrClosed
 	}
 
-	b := &Batch{Tag: tag, Results: make([]Result, len(records)), notify: notify}
+	b := &Batch{Tag: tag, Results: make([]Result, len(records)), notify: notify, obs: obs}
+	if obs != nil {
+		b.start = time.Now()
+	}
 	b.remaining.Store(int32(len(records)))
 	wait := p.queueWait(ctx)
 	// librdkafka's delivery reports do not carry the timestamp through the Go
@@ -283,9 +303,12 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 			res.MessageID = p.ids.Next()
 		}
 		headers = append(headers[:0], kafka.Header{Key: p.cfg.MessageIDHeader, Value: []byte(res.MessageID)})
+		size := len(rec.Key) + len(rec.Value)
 		for _, h := range rec.Headers {
 			headers = append(headers, kafka.Header{Key: h.Key, Value: h.Value})
+			size += len(h.Key) + len(h.Value)
 		}
+		res.size = int32(size)
 		msg.TopicPartition.Partition = rec.Partition
 		msg.Key, msg.Value, msg.Headers = rec.Key, rec.Value, headers
 		msg.Timestamp = received
@@ -301,6 +324,7 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 				b.Results[j].Err = err
 				if j > i {
 					b.Results[j].MessageID = records[j].IdempotencyKey
+					b.Results[j].size = int32(recordBytes(&records[j]))
 				}
 			}
 			b.finish(int32(len(records) - i))

@@ -1,0 +1,215 @@
+package consume
+
+import (
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkagate/gateway/internal/kafkaclient"
+)
+
+// Stats are counters of the consumer side, for tests and metrics. They
+// count from the gateway's start, across restarts of a group's consumer.
+type Stats struct {
+	// Rebalances counts assignment changes: each assigned and each revoked
+	// callback.
+	Rebalances int64
+	// Delivered counts records handed to app streams; Redelivered those of
+	// them delivered after a nack or an ack timeout (attempt > 1).
+	Delivered, Redelivered int64
+	// Acked and Nacked count the ack IDs named by successful Ack and Nack
+	// calls.
+	Acked, Nacked int64
+	// TimedOut counts deliveries not acknowledged within the ack timeout.
+	TimedOut int64
+	// DeadLettered counts records written to a dead-letter topic.
+	DeadLettered int64
+	// Commits and CommitFailures count offset commits: librdkafka's periodic
+	// ones and the gateway's own at revoke and shutdown. A commit with
+	// nothing to commit counts as neither.
+	Commits, CommitFailures int64
+	// OffsetResets counts positions librdkafka reset by auto.offset.reset
+	// because they were not available on the broker.
+	OffsetResets int64
+	// Dedupe: deliveries claimed, duplicates dropped without delivery,
+	// holds because another owner had the claim, failed Redis batches, and
+	// done markers that found another owner's claim (a lapsed lease).
+	Claims, Duplicates, Held, RedisErrors, LostClaims int64
+}
+
+func (s *Stats) add(o Stats) {
+	s.Rebalances += o.Rebalances
+	s.Delivered += o.Delivered
+	s.Redelivered += o.Redelivered
+	s.Acked += o.Acked
+	s.Nacked += o.Nacked
+	s.TimedOut += o.TimedOut
+	s.DeadLettered += o.DeadLettered
+	s.Commits += o.Commits
+	s.CommitFailures += o.CommitFailures
+	s.OffsetResets += o.OffsetResets
+	s.Claims += o.Claims
+	s.Duplicates += o.Duplicates
+	s.Held += o.Held
+	s.RedisErrors += o.RedisErrors
+	s.LostClaims += o.LostClaims
+}
+
+// counters are one group's Stats, updated without locks.
+type counters struct {
+	rebalances, delivered, redelivered, acked, nacked, timedOut, deadLettered atomic.Int64
+	commits, commitFailures, offsetResets                                     atomic.Int64
+	claims, duplicates, held, redisErrors, lostClaims                         atomic.Int64
+}
+
+func (c *counters) load() Stats {
+	return Stats{
+		Rebalances:     c.rebalances.Load(),
+		Delivered:      c.delivered.Load(),
+		Redelivered:    c.redelivered.Load(),
+		Acked:          c.acked.Load(),
+		Nacked:         c.nacked.Load(),
+		TimedOut:       c.timedOut.Load(),
+		DeadLettered:   c.deadLettered.Load(),
+		Commits:        c.commits.Load(),
+		CommitFailures: c.commitFailures.Load(),
+		OffsetResets:   c.offsetResets.Load(),
+		Claims:         c.claims.Load(),
+		Duplicates:     c.duplicates.Load(),
+		Held:           c.held.Load(),
+		RedisErrors:    c.redisErrors.Load(),
+		LostClaims:     c.lostClaims.Load(),
+	}
+}
+
+// GroupStats are one consumer group's counters and current state on this
+// gateway.
+type GroupStats struct {
+	Group string
+	Stats
+	// Running is true while the group's consumer runs on this gateway; the
+	// fields below are zero otherwise.
+	Running bool
+	// Partitions are the partitions assigned (not being revoked); Streams
+	// the app streams attached.
+	Partitions, Streams int
+	// InFlight are records delivered (or being claimed) and not settled;
+	// Buffered are records fetched and not done.
+	InFlight, Buffered int
+	// OldestUnacked is the age, since it was fetched, of the oldest record
+	// not done (acked, dead-lettered or dropped as a duplicate): the record
+	// holding a commit point back. Zero when none is pending.
+	OldestUnacked time.Duration
+	// Degraded is true while the group's dedupe cannot reach Redis.
+	Degraded bool
+}
+
+// Stats returns the counters of every group together.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var s Stats
+	for _, c := range m.counters {
+		s.add(c.load())
+	}
+	return s
+}
+
+// Groups returns every group this gateway has run since it started, sorted
+// by name, with the state of those running now. It takes each running
+// group's lock briefly; call it at scrape time, not per record.
+func (m *Manager) Groups() []GroupStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]GroupStats, 0, len(m.counters))
+	now := m.now()
+	for name, c := range m.counters {
+		gs := GroupStats{Group: name, Stats: c.load()}
+		if g := m.groups[name]; g != nil {
+			g.snapshot(&gs, now)
+		}
+		out = append(out, gs)
+	}
+	slices.SortFunc(out, func(a, b GroupStats) int { return strings.Compare(a.Group, b.Group) })
+	return out
+}
+
+// SetStatsHandler makes every group's consumer emit librdkafka statistics
+// (when statistics.interval.ms is set in its properties) and hands each
+// JSON document to h, on the group's poll goroutine. Call it before Run.
+func (m *Manager) SetStatsHandler(h func(group, json string)) { m.onStats = h }
+
+// countersFor returns the counters of the named group, creating them.
+// Callers hold m.mu.
+func (m *Manager) countersFor(group string) *counters {
+	c := m.counters[group]
+	if c == nil {
+		c = &counters{}
+		m.counters[group] = c
+	}
+	return c
+}
+
+func (g *group) snapshot(gs *GroupStats, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gs.Running = true
+	gs.Streams = len(g.streams)
+	var oldest int64
+	for _, l := range g.order {
+		if !l.revoking {
+			gs.Partitions++
+		}
+		gs.InFlight += l.inflight
+		gs.Buffered += len(l.recs)
+		if len(l.recs) > 0 && (oldest == 0 || l.recs[0].fetched < oldest) {
+			oldest = l.recs[0].fetched
+		}
+	}
+	if oldest != 0 {
+		gs.OldestUnacked = max(0, now.Sub(time.Unix(0, oldest)))
+	}
+	gs.Degraded = g.dd != nil && g.dd.degraded.Load()
+}
+
+func (g *group) metricsRebalance()    { g.stats.rebalances.Add(1) }
+func (g *group) metricsAcked(n int)   { g.stats.acked.Add(int64(n)) }
+func (g *group) metricsNacked(n int)  { g.stats.nacked.Add(int64(n)) }
+func (g *group) metricsTimedOut()     { g.stats.timedOut.Add(1) }
+func (g *group) metricsDeadLettered() { g.stats.deadLettered.Add(1) }
+
+func (g *group) metricsDelivered(attempt int32) {
+	g.stats.delivered.Add(1)
+	if attempt > 1 {
+		g.stats.redelivered.Add(1)
+	}
+}
+
+// onLog sees every librdkafka log event of the group's consumer.
+func (g *group) onLog(ev kafka.LogEvent) {
+	if kafkaclient.IsOffsetReset(ev) {
+		g.stats.offsetResets.Add(1)
+	}
+}
+
+// metricsCommit counts the result of an offset commit: err is the commit's
+// error, offsets its per-partition results (if any).
+func (g *group) metricsCommit(err error, offsets []kafka.TopicPartition) {
+	switch {
+	case err != nil && isNoOffset(err):
+		return // nothing to commit
+	case err != nil:
+		g.stats.commitFailures.Add(1)
+		return
+	}
+	for _, tp := range offsets {
+		if tp.Error != nil {
+			g.stats.commitFailures.Add(1)
+			return
+		}
+	}
+	g.stats.commits.Add(1)
+}
