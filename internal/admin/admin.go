@@ -99,7 +99,10 @@ type Options struct {
 // background).
 func New(o Options) (*Service, error) {
 	cm := o.Kafka.ConfigMap(nil, nil)
-	cm["log_level"] = 3
+	// The Go client's admin client has no log channel: with any log level
+	// librdkafka would print its own lines to stderr, between the
+	// gateway's JSON logs. Its failures reach the callers as errors.
+	cm["log_level"] = 0
 	client, err := kafka.NewAdminClient(&cm)
 	if err != nil {
 		return nil, fmt.Errorf("create admin client: %w", err)

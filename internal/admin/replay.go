@@ -148,12 +148,13 @@ func (s *Service) replay(ctx context.Context, req ReplayRequest, assign []kafka.
 		"enable.auto.commit":   "false",
 		"enable.partition.eof": "true",
 	})
-	cm["log_level"] = 3
+	cm["go.logs.channel.enable"] = true // into the gateway's logs, not stderr
 	c, err := kafka.NewConsumer(&cm)
 	if err != nil {
 		return fmt.Errorf("create dead-letter reader: %w", err)
 	}
 	defer c.Close()
+	go kafkaclient.RouteLogs(s.logger.With("component", "librdkafka", "replay", req.DeadLetterTopic), c.Logs())
 	if err := c.Assign(assign); err != nil {
 		return fmt.Errorf("assign %s: %w", req.DeadLetterTopic, kafkaclient.Classify(err))
 	}
