@@ -40,9 +40,14 @@ func (r *redisFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.prefix, "key-prefix", envOr("GATEWAYCTL_KEY_PREFIX", "gateway:"), "key prefix, as the gateways' dedupe.key_prefix (env GATEWAYCTL_KEY_PREFIX)")
 }
 
-func (r *redisFlags) store() (*ratelimit.Store, func()) {
+// withStore runs fn with the limits store in Redis and a context bounded
+// by --timeout.
+func (r *redisFlags) withStore(ctx context.Context, e *env, fn func(ctx context.Context, s *ratelimit.Store) error) error {
 	rdb := redis.NewClient(&redis.Options{Addr: r.addr, Username: r.username, Password: r.password, DB: r.db})
-	return ratelimit.NewStore(rdb, r.prefix), func() { _ = rdb.Close() }
+	defer rdb.Close()
+	cctx, cancel := e.callCtx(ctx, true)
+	defer cancel()
+	return fn(cctx, ratelimit.NewStore(rdb, r.prefix))
 }
 
 // readDocument reads a limits document from a file, or stdin for "-".
@@ -79,19 +84,17 @@ other). deploy/limits.yaml documents the format.`,
 					*by = u.Username
 				}
 			}
-			s, done := rf.store()
-			defer done()
-			cctx, cancel := e.callCtx(ctx, true)
-			defer cancel()
-			v, err := s.Set(cctx, data, *by, *ifVersion)
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				return e.printJSONLine(map[string]any{"version": v, "in_force_as": ratelimit.RedisVersion(v)})
-			}
-			fmt.Fprintf(e.stdout, "stored limits version %d; gateways report it in force as %q\n", v, ratelimit.RedisVersion(v))
-			return nil
+			return rf.withStore(ctx, e, func(ctx context.Context, s *ratelimit.Store) error {
+				v, err := s.Set(ctx, data, *by, *ifVersion)
+				if err != nil {
+					return err
+				}
+				if e.json() {
+					return e.printJSONLine(map[string]any{"version": v, "in_force_as": ratelimit.RedisVersion(v)})
+				}
+				fmt.Fprintf(e.stdout, "stored limits version %d; gateways report it in force as %q\n", v, ratelimit.RedisVersion(v))
+				return nil
+			})
 		}
 	},
 }
@@ -107,40 +110,45 @@ var limitsGetCmd = &command{
 			if len(args) > 0 {
 				return usageErr("unexpected arguments %q", args)
 			}
-			s, done := rf.store()
-			defer done()
-			cctx, cancel := e.callCtx(ctx, true)
-			defer cancel()
-			st, ok, err := s.Get(cctx)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				return errors.New("no limits document is stored (gateways with limits.redis apply no limits)")
-			}
-			if *version != 0 && *version != st.Version {
-				h, err := s.History(cctx, 1000)
+			return rf.withStore(ctx, e, func(ctx context.Context, s *ratelimit.Store) error {
+				st, err := storedVersion(ctx, s, *version)
 				if err != nil {
 					return err
 				}
-				found := false
-				for _, old := range h {
-					if old.Version == *version {
-						st, found = old, true
-					}
+				if e.json() {
+					return e.printJSONLine(st)
 				}
-				if !found {
-					return fmt.Errorf("version %d is not in the history (the current version is %d; the history keeps the last %d)", *version, st.Version, len(h))
-				}
-			}
-			if e.json() {
-				return e.printJSONLine(st)
-			}
-			fmt.Fprintf(e.stderr, "# version %d, stored %s by %s\n", st.Version, st.UpdatedAt.Format(time.RFC3339), st.UpdatedBy)
-			_, err = io.WriteString(e.stdout, st.Document)
-			return err
+				fmt.Fprintf(e.stderr, "# version %d, stored %s by %s\n", st.Version, st.UpdatedAt.Format(time.RFC3339), st.UpdatedBy)
+				_, err = io.WriteString(e.stdout, st.Document)
+				return err
+			})
 		}
 	},
+}
+
+// storedVersion returns the current document, or version v from the
+// history (v ≠ 0).
+func storedVersion(ctx context.Context, s *ratelimit.Store, v int64) (ratelimit.Stored, error) {
+	st, ok, err := s.Get(ctx)
+	if err != nil {
+		return st, err
+	}
+	if !ok {
+		return st, errors.New("no limits document is stored (gateways with limits.redis apply no limits)")
+	}
+	if v == 0 || v == st.Version {
+		return st, nil
+	}
+	h, err := s.History(ctx, 1000)
+	if err != nil {
+		return st, err
+	}
+	for _, old := range h {
+		if old.Version == v {
+			return old, nil
+		}
+	}
+	return st, fmt.Errorf("version %d is not in the history (the current version is %d; the history keeps the last %d)", v, st.Version, len(h))
 }
 
 var limitsListCmd = &command{
@@ -153,35 +161,33 @@ var limitsListCmd = &command{
 			if len(args) > 0 {
 				return usageErr("unexpected arguments %q", args)
 			}
-			s, done := rf.store()
-			defer done()
-			cctx, cancel := e.callCtx(ctx, true)
-			defer cancel()
-			h, err := s.History(cctx, 1000)
-			if err != nil {
-				return err
-			}
-			if e.json() {
+			return rf.withStore(ctx, e, func(ctx context.Context, s *ratelimit.Store) error {
+				h, err := s.History(ctx, 1000)
+				if err != nil {
+					return err
+				}
+				if e.json() {
+					for _, st := range h {
+						if err := e.printJSONLine(st); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				t := e.table("VERSION", "STORED", "BY", "LABEL", "RULES")
 				for _, st := range h {
-					if err := e.printJSONLine(st); err != nil {
-						return err
+					label, rules := "-", "invalid"
+					if d, err := ratelimit.ParseDocument([]byte(st.Document)); err == nil {
+						rules = fmt.Sprint(len(d.Rules))
+						if d.Version != "" {
+							label = d.Version
+						}
 					}
+					t.row(st.Version, st.UpdatedAt.Format(time.RFC3339), st.UpdatedBy, label, rules)
 				}
+				t.flush()
 				return nil
-			}
-			t := e.table("VERSION", "STORED", "BY", "LABEL", "RULES")
-			for _, st := range h {
-				label, rules := "-", "invalid"
-				if d, err := ratelimit.ParseDocument([]byte(st.Document)); err == nil {
-					rules = fmt.Sprint(len(d.Rules))
-					if d.Version != "" {
-						label = d.Version
-					}
-				}
-				t.row(st.Version, st.UpdatedAt.Format(time.RFC3339), st.UpdatedBy, label, rules)
-			}
-			t.flush()
-			return nil
+			})
 		}
 	},
 }
