@@ -453,6 +453,13 @@ func (r *Report) analysis() []string {
 			nwall := none.CPU.Wall.Seconds()
 			line += fmt.Sprintf("; dedupe adds %.1f µs of CPU per record in all (the gateway's share: %+.1f µs per record) and reaches %.2f× gateway-consume-none's records/s",
 				cpuPerRecord(dd)-cpuPerRecord(none), perRec(dd.CPU.Gateway)-none.CPU.Gateway.Seconds()/nwall/none.Value*1e6, dd.Value/none.Value)
+			// What the machine's cores allow at this CPU cost, every process
+			// sharing them: the ceiling any tuning of the pipeline meets.
+			if cores := float64(runtime.NumCPU()); cores > 0 {
+				ceiling := cores / cpuPerRecord(dd) * 1e6
+				line += fmt.Sprintf("; at %.1f µs of CPU per record, %.0f cores shared by all processes cap the rate at %s records/s, %.2f× gateway-consume-none",
+					cpuPerRecord(dd), cores, thousands(int64(ceiling)), ceiling/none.Value)
+			}
 		}
 		out = append(out, line+".")
 	}
