@@ -69,12 +69,12 @@ type pendingConfirm struct {
 //   - a late Ack writes the done marker (if the claim is still this
 //     delivery's), and the new owner drops its copy as a duplicate: the
 //     Ack succeeds, though the offset is committed by the new owner;
-//   - a late Nack, or the stream's end, releases the claim, and the new
-//     owner delivers its copy at once;
+//   - a late Nack releases the claim, and the new owner delivers its copy
+//     at once (the stream's end does not: the app may live on, as after
+//     any stream break with dedupe on);
 //   - else the lease runs out in Redis, and the entry here is pruned.
 type retainedClaim struct {
 	key       dedupe.Key
-	stream    *Stream
 	expires   time.Time
 	confirmed chan struct{} // made by the first Ack, closed when its done marker is written
 }
@@ -83,7 +83,7 @@ type retainedClaim struct {
 // forgotten.
 func (g *group) retainLocked(l *partitionLog, r *record) {
 	id := AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch}
-	g.dd.retained[id] = &retainedClaim{key: g.dedupeKey(l, r, r.attempt), stream: r.stream, expires: r.deadline}
+	g.dd.retained[id] = &retainedClaim{key: g.dedupeKey(l, r, r.attempt), expires: r.deadline}
 }
 
 // retainedLocked returns the retained claim of id, or nil.
@@ -137,20 +137,6 @@ func (g *group) releaseRetainedLocked(ids []AckID, which []int) {
 	}
 }
 
-// releaseStreamRetainedLocked releases the retained claims of records s
-// held: it ended without settling them.
-func (g *group) releaseStreamRetainedLocked(s *Stream) {
-	if g.dd == nil {
-		return
-	}
-	for id, e := range g.dd.retained {
-		if e.stream == s && e.confirmed == nil {
-			g.dd.releases = append(g.dd.releases, e.key)
-			delete(g.dd.retained, id)
-			g.wakeDedupe()
-		}
-	}
-}
 
 // dedupeKey is the key of r's current delivery attempt.
 // The record's identity is built once and reused by its claim, confirm and

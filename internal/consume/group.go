@@ -444,7 +444,7 @@ func (g *group) undeliverLocked(s *Stream, d Delivery) {
 // retained here, so that their late Ack or Nack still settles them.
 func (g *group) forgetLocked(l *partitionLog) {
 	for _, r := range l.recs {
-		if g.dd != nil && r.state == stateInflight && !r.unclaimed && r.stream != nil {
+		if g.dd != nil && r.state == stateInflight && !r.unclaimed {
 			g.retainLocked(l, r)
 		}
 		if (r.state == stateInflight || r.state == stateClaiming) && r.stream != nil {
@@ -890,15 +890,19 @@ func (g *group) detach(s *Stream) {
 			switch {
 			case r.state == stateClaiming && r.stream == s:
 				r.stream = nil // the claim's answer puts it back
+			case r.state == stateInflight && r.stream == s && g.dd != nil:
+				// With dedupe, the app may still be working on it (a stream
+				// can break while its app lives on): it stays in flight under
+				// its claim until its ack timeout, so that no other app gets
+				// it meanwhile, and a late Ack still settles it.
+				r.stream = nil
 			case r.state == stateInflight && r.stream == s:
 				g.releaseLocked(l, r)
-				g.releaseClaimLocked(l, r)
 				r.attempt-- // redelivery reports the same attempt number again
 				l.markReady(r)
 			}
 		}
 	}
-	g.releaseStreamRetainedLocked(s)
 	s.inflight = 0
 	if len(g.streams) == 0 {
 		g.idleAt = g.m.now()

@@ -13,6 +13,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -170,7 +171,10 @@ func TestWithDedupeARecordOfACancelledStreamIsProcessedOnce(t *testing.T) {
 	produceRecords(t, h, topic, 50, 5)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req := &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_NONE, MaxInFlight: 20}
+	// With dedupe, a broken stream's records stay with it until the ack
+	// timeout (its app may live on); a short one brings them back soon.
+	req := &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_NONE, MaxInFlight: 20,
+		AckTimeout: durationpb.New(2 * time.Second)}
 
 	// The app "crashes" after receiving, before acking.
 	crashCtx, crash := context.WithCancel(ctx)
@@ -325,5 +329,79 @@ func TestConcurrentProducesWithOneIdempotencyKeyWriteOnce(t *testing.T) {
 	}
 	if msgs := testenv.ReadTopic(t, bootstrap, topic); len(msgs) != 1 {
 		t.Fatalf("topic holds %d records, want exactly one", len(msgs))
+	}
+}
+
+// TestWithDedupeABrokenStreamKeepsItsRecordsUntilItsAppsLateAck: a stream
+// breaks while its app still works on its batch (the app lives on). Another
+// stream of the group must not get those records meanwhile; the app's late
+// Ack succeeds, and the records are never delivered again.
+func TestWithDedupeABrokenStreamKeepsItsRecordsUntilItsAppsLateAck(t *testing.T) {
+	t.Parallel()
+	bootstrap, redisAddr := testenv.Kafka(t), testenv.Redis(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	group := testenv.UniqueName("g")
+	h := dedupeGateway(t, redisAddr, nil)
+	produceRecords(t, h, topic, 10, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req := &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_NONE,
+		MaxInFlight: 10, AckTimeout: durationpb.New(30 * time.Second)}
+
+	// Stream A takes the whole batch.
+	actx, breakA := context.WithCancel(ctx)
+	a, err := h.consumer().Subscribe(actx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []*gatewayv1.Delivery
+	for len(batch) < 10 {
+		resp, err := a.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, resp.GetDeliveries().GetDeliveries()...)
+	}
+	// Stream B of another app joins; A's stream breaks mid-batch.
+	b, err := h.consumer().Subscribe(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotB := make(chan *gatewayv1.Delivery, 100)
+	go func() {
+		for {
+			resp, err := b.Recv()
+			if err != nil {
+				return
+			}
+			for _, d := range resp.GetDeliveries().GetDeliveries() {
+				gotB <- d
+			}
+		}
+	}()
+	breakA()
+	select {
+	case d := <-gotB:
+		t.Fatalf("stream B got %s/%d while A's app still held it", d.GetTopic(), d.GetOffset())
+	case <-time.After(2 * time.Second):
+	}
+	// A's app finishes and acks through a new connection's call: accepted.
+	if _, err := h.consumer().Ack(ctx, &gatewayv1.AckRequest{Group: group, AckIds: ackIDs(batch)}); err != nil {
+		t.Fatalf("the late ack of the broken stream's batch: %v", err)
+	}
+	// B is live, and gets the next record only.
+	produceRecords(t, h, topic, 1, 1)
+	select {
+	case d := <-gotB:
+		if d.GetOffset() != 10 {
+			t.Fatalf("stream B got offset %d, want only the new record (10)", d.GetOffset())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("stream B got nothing")
+	}
+	select {
+	case d := <-gotB:
+		t.Fatalf("stream B got %d as well", d.GetOffset())
+	case <-time.After(time.Second):
 	}
 }
