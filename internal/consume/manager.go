@@ -237,7 +237,12 @@ func (m *Manager) lookup(name string) (*group, error) {
 		if m.closed {
 			return nil, ErrClosed
 		}
-		return nil, invalid.Field("group", "%q has no subscription on this gateway", name)
+		// Not a bad request: this gateway may have restarted since it
+		// delivered the records (their ack IDs carry an epoch of before),
+		// or the group stopped here. Like any ack of a partition this
+		// gateway no longer owns, it moves nothing, and the records are
+		// redelivered by their owner.
+		return nil, fmt.Errorf("group %q does not run on this gateway: %w", name, ErrStaleAck)
 	}
 	return g, nil
 }

@@ -487,7 +487,7 @@ func TestConsumerBadInputGetsPreciseErrors(t *testing.T) {
 		ids   []string
 		code  codes.Code
 	}{
-		{"unknown group", testenv.UniqueName("nobody"), []string{d.GetAckId()}, codes.InvalidArgument},
+		{"group not running here", testenv.UniqueName("nobody"), []string{d.GetAckId()}, codes.FailedPrecondition},
 		{"empty ack ids", group, nil, codes.InvalidArgument},
 		{"malformed ack id", group, []string{"not-an-ack-id"}, codes.InvalidArgument},
 		{"never delivered", group, []string{fmt.Sprintf("%s/0/999/%s", topic, epochOf(d.GetAckId()))}, codes.InvalidArgument},

@@ -94,12 +94,13 @@ class ConsumerServiceServicer:
         partition, even after the stream that received the record has closed.
 
         Errors (the whole call fails; no ID of it is applied):
-        INVALID_ARGUMENT    empty group or ack_ids, an unknown group, a
-        malformed ack ID or one this gateway never issued;
-        the message names it.
+        INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID or one
+        this gateway never issued; the message names it.
         FAILED_PRECONDITION the record's partition is no longer owned by this
-        gateway (revoked since delivery): the ack moves no
-        offset; the record is redelivered to its new owner.
+        gateway (revoked since delivery), or the group does
+        not run here (the gateway restarted since, or the
+        group stopped): the ack moves no offset; the record
+        is redelivered to its owner.
         With dedupe on, an ack of a revoked record that the
         app still held succeeds within its ack timeout: its
         done marker is written, and the new owner drops its
