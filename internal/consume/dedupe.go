@@ -137,7 +137,6 @@ func (g *group) releaseRetainedLocked(ids []AckID, which []int) {
 	}
 }
 
-
 // dedupeKey is the key of r's current delivery attempt.
 // The record's identity is built once and reused by its claim, confirm and
 // release.
