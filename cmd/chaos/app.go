@@ -35,6 +35,7 @@ import (
 // Ledger lines, one event each, fields separated by spaces:
 //
 //	P time msgID partition offset attempt   processed (the effect, before the ack)
+//	S time msgID partition offset           an Ack is being sent (a kill now leaves its fate unknown)
 //	A time msgID partition offset           the Ack returned OK
 //	F time msgID partition offset           the Ack was refused (FAILED_PRECONDITION)
 //	U time msgID partition offset           the Ack's fate is unknown (gateway gone)
@@ -45,6 +46,7 @@ import (
 // the machine.
 const (
 	evProcessed = 'P'
+	evAckSent   = 'S'
 	evAcked     = 'A'
 	evRefused   = 'F'
 	evUnknown   = 'U'
@@ -305,6 +307,7 @@ func (a *app) ack(ds []*gatewayv1.Delivery) {
 	for i, d := range ds {
 		ids[i] = d.GetAckId()
 	}
+	a.events(evAckSent, ds)
 	deadline := time.Now().Add(30 * time.Second)
 	for try := 0; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)

@@ -253,6 +253,24 @@ type services struct {
 }
 
 func (s services) run(args ...string) error {
+	if args[0] != "start" {
+		return s.runOnce(args...)
+	}
+	// A restart can lose a race for its port: while the port is closed a
+	// client's connection attempt to it may take it as its own ephemeral
+	// port (a TCP self-connect), when the port is inside the local port
+	// range. That socket goes away when the client gives up; try again.
+	var err error
+	for range 5 {
+		if err = s.runOnce(args...); err == nil {
+			return nil
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return err
+}
+
+func (s services) runOnce(args ...string) error {
 	cmd := exec.Command(s.script, args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
