@@ -14,7 +14,7 @@
 #
 # Environment (defaults in brackets): CLUSTER_PORT_BASE [29100] (node N's
 # broker listens on base+N, its controller on base+10+N),
-# SERVICES_CACHE_DIR [<repo>/.cache], CLUSTER_RUN_DIR [<cache>/cluster],
+# SERVICES_CACHE_DIR [<repo>/.cache], CLUSTER_RUN_DIR [<services run dir>/cluster],
 # KAFKA_VERSION [4.3.1], CLUSTER_HEAP_OPTS [-Xms128m -Xmx512m],
 # SERVICES_READY_TIMEOUT [120], SERVICES_STOP_TIMEOUT [30]
 set -euo pipefail
@@ -25,7 +25,7 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.3.1}"
 BASE="${CLUSTER_PORT_BASE:-29100}"
 HOST=127.0.0.1
 CACHE_DIR="${SERVICES_CACHE_DIR:-$REPO_ROOT/.cache}"
-RUN_DIR="${CLUSTER_RUN_DIR:-$CACHE_DIR/cluster}"
+RUN_DIR="${CLUSTER_RUN_DIR:-${SERVICES_RUN_DIR:-$CACHE_DIR/run}/cluster}"
 KAFKA_LIBS="${KAFKA_LIBS:-$CACHE_DIR/kafka/$KAFKA_VERSION/libs}"
 KAFKA_LOG4J="$SCRIPT_DIR/kafka/log4j2.properties"
 HEAP="${CLUSTER_HEAP_OPTS:--Xms128m -Xmx512m}"

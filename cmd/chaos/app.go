@@ -134,6 +134,7 @@ type app struct {
 	ledger   *os.File
 
 	crash     atomic.Bool  // SIGKILL self after processing the next batch, before its ack
+	lateAck   atomic.Bool  // drop the stream of the next batch, then ack the batch anyway
 	slowUntil atomic.Int64 // hold acks until this Unix nanosecond time
 
 	mu            sync.Mutex
@@ -153,6 +154,8 @@ func (a *app) commands(in *os.File) {
 		switch f[0] {
 		case "crash":
 			a.crash.Store(true)
+		case "late-ack":
+			a.lateAck.Store(true)
 		case "cancel":
 			a.mu.Lock()
 			a.cancelSession()
@@ -277,6 +280,16 @@ func (a *app) subscribeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.
 		}
 		if until := a.slowUntil.Load(); until > time.Now().UnixNano() {
 			time.Sleep(time.Duration(until - time.Now().UnixNano()))
+		}
+		if a.lateAck.CompareAndSwap(true, false) {
+			// The stream breaks while the batch is being processed; the
+			// app finishes and acks it: an ack stays valid after its
+			// stream closes, as long as the partition did not move.
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				a.ack(process)
+			}()
+			return errDropped
 		}
 		if rng.Float64() < a.cfg.pDisconnect {
 			return errDropped

@@ -25,6 +25,7 @@ const (
 	faultAppKill           = "app-kill"             // SIGKILL an app process
 	faultAppCrashBeforeAck = "app-crash-before-ack" // an app SIGKILLs itself between processing and ack
 	faultSlowApp           = "slow-app"             // an app holds its acks past max.poll.interval.ms
+	faultAppLateAck        = "app-late-ack"         // an app's stream breaks mid-batch; it acks the batch afterwards
 )
 
 // gatewayKills are the faults after which a group without dedupe may
@@ -126,6 +127,11 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 			a.kill() // it got no batch to crash on
 			ev.detail += " (no batch within 30s: killed)"
 		}
+	case faultAppLateAck:
+		a := h.appsA[s.rng.IntN(len(h.appsA))]
+		ev.detail = a.name
+		err = a.command("late-ack")
+		sleep(ctx, 2*time.Second)
 	case faultSlowApp:
 		// Quiet first: a rebalance still settling from the previous fault
 		// is not the slow app's.
