@@ -353,9 +353,9 @@ func check(r *report, attempts []*attempt, topic []topicRecord, ledgers map[stri
 	if r.topicOrder > 0 {
 		r.violate("%d per-key sequence numbers out of order in the topic", r.topicOrder)
 	}
-	gatewayKilled := false
+	redeliveryExpected := false
 	for _, ev := range events {
-		gatewayKilled = gatewayKilled || slices.Contains(gatewayKills, ev.kind)
+		redeliveryExpected = redeliveryExpected || slices.Contains(mayRedeliver, ev.kind)
 	}
 	for _, gr := range r.groups {
 		if gr.lost > 0 {
@@ -367,7 +367,7 @@ func check(r *report, attempts []*attempt, topic []topicRecord, ledgers map[stri
 		if gr.orderViol > 0 {
 			r.violate("group %s: %d order violations", gr.name, gr.orderViol)
 		}
-		if gr.duplicates+gr.afterAck > 0 && (r.dedupe || !gatewayKilled) {
+		if gr.duplicates+gr.afterAck > 0 && (r.dedupe || !redeliveryExpected) {
 			r.violate("group %s: %d duplicate acks, %d records processed again after their ack", gr.name, gr.duplicates, gr.afterAck)
 		}
 	}

@@ -28,9 +28,11 @@ const (
 	faultAppLateAck        = "app-late-ack"         // an app's stream breaks mid-batch; it acks the batch afterwards
 )
 
-// gatewayKills are the faults after which a group without dedupe may
-// legitimately deliver acked records again (at-least-once).
-var gatewayKills = []string{faultGatewayKill, faultGatewayJoinKill}
+// mayRedeliver are the faults after which a group without dedupe may
+// legitimately deliver acked records again (at-least-once): a member dies
+// before its acked offsets are committed, or it loses its assignment
+// because its coordinator is gone for longer than the session timeout.
+var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill}
 
 // faultEvent is one injected fault.
 type faultEvent struct {
