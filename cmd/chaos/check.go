@@ -176,6 +176,8 @@ type groupResult struct {
 
 // report is the whole verdict.
 type report struct {
+	runID      string
+	seed       uint64
 	profile    string
 	dedupe     bool
 	attempts   map[outcome]int
@@ -385,7 +387,7 @@ func check(r *report, attempts []*attempt, topic []topicRecord, ledgers map[stri
 
 // print writes the summary table.
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\nchaos summary: profile %s, dedupe %v, wall time %s\n\n", r.profile, r.dedupe, r.wall.Round(time.Second))
+	fmt.Fprintf(w, "\nchaos summary: run %s, profile %s, dedupe %v, seed %d, wall time %s\n\n", r.runID, r.profile, r.dedupe, r.seed, r.wall.Round(time.Second))
 	row := func(k string, v any) { fmt.Fprintf(w, "  %-44s %v\n", k, v) }
 	total := r.attempts[outcomeOK] + r.attempts[outcomeError] + r.attempts[outcomeUnknown]
 	row("records attempted", total)

@@ -288,7 +288,7 @@ func runHarness(argv []string) (bool, error) {
 	})
 	logf("topic read back: %d records; waiting for the apps to drain it (at most %v after the last heal)", len(topic), *drainLimit)
 
-	rep := &report{profile: *profName, dedupe: *dedupeOn, drainLimit: *drainLimit}
+	rep := &report{runID: runID, seed: *seed, profile: *profName, dedupe: *dedupeOn, drainLimit: *drainLimit}
 	var ledgers map[string]*groupLedger
 	for {
 		ledgers, err = readLedgers(h.dir, h.appGroup)

@@ -256,18 +256,25 @@ func (s services) run(args ...string) error {
 	if args[0] != "start" {
 		return s.runOnce(args...)
 	}
-	// A restart can lose a race for its port: while the port is closed a
-	// client's connection attempt to it may take it as its own ephemeral
-	// port (a TCP self-connect), when the port is inside the local port
-	// range. That socket goes away when the client gives up; try again.
-	var err error
-	for range 5 {
-		if err = s.runOnce(args...); err == nil {
-			return nil
+	// A restart can lose its port: while the port is closed, a client's
+	// connection attempt to it may take it as its own ephemeral port (a
+	// TCP self-connect) when the port lies inside the local port range,
+	// and the socket then lingers in TIME_WAIT for a minute. Keep trying
+	// for two minutes.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := s.runOnce(args...)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
-		time.Sleep(2 * time.Second)
+		fmt.Fprintf(os.Stderr, "chaos: %s %s failed, trying again: %v\n", filepath.Base(s.script), strings.Join(args, " "), firstLine(err))
+		time.Sleep(3 * time.Second)
 	}
-	return err
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 func (s services) runOnce(args ...string) error {
