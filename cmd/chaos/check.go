@@ -24,6 +24,7 @@ type msgLedger struct {
 	acked      int // A
 	unknown    int // U
 	refused    int // F
+	invalid    int // I
 	nacked     int // N
 	wrongPlace int // P events whose partition/offset is not the topic's for this ID
 	partition  int32
@@ -136,6 +137,9 @@ func readLedger(path string, gl *groupLedger) error {
 		case evRefused:
 			delete(sent, fs[2])
 			m.refused++
+		case evInvalid:
+			delete(sent, fs[2])
+			m.invalid++
 		case evNacked:
 			m.nacked++
 		}
@@ -170,6 +174,7 @@ type groupResult struct {
 	phantom        int
 	ackUnknown     int
 	refused        int
+	invalidAcks    int // acks of IDs the gateway issued, refused as invalid
 	nacked         int
 	examples       []string
 }
@@ -304,6 +309,7 @@ func check(r *report, attempts []*attempt, topic []topicRecord, ledgers map[stri
 				gr.ackUnknown++
 			}
 			gr.refused += m.refused
+			gr.invalidAcks += m.invalid
 			gr.nacked += m.nacked
 		}
 		for _, tr := range topic {
@@ -420,6 +426,7 @@ func (r *report) print(w io.Writer) {
 		row("    phantom ledger entries", g.phantom)
 		row("    retried (nack/crash/disconnect)", g.reprocessed)
 		row("    acks refused / of unknown fate", fmt.Sprintf("%d / %d", g.refused, g.ackUnknown))
+		row("    acks refused as invalid (see reliability.md)", g.invalidAcks)
 		row("    nacks", g.nacked)
 	}
 	row("revocations during slow-app", r.slowRebal)
