@@ -56,6 +56,7 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 	var err error
 	switch kind {
 	case faultGatewayKill:
+		ev.detail = h.state()
 		h.gwA.kill()
 		sleep(ctx, time.Duration(500+s.rng.IntN(1500))*time.Millisecond)
 		err = h.gwA.start(ctx)
@@ -65,6 +66,7 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 		}
 		sleep(ctx, time.Duration(10+s.rng.IntN(6))*time.Second)
 		if kind == faultGatewayJoinKill {
+			ev.detail = h.state()
 			h.gwB.kill()
 		} else {
 			h.gwB.stop(30 * time.Second)
@@ -197,4 +199,28 @@ func (h *harness) waitNoAssignments(ctx context.Context, quiet, limit time.Durat
 		}
 		sleep(ctx, 500*time.Millisecond)
 	}
+}
+
+// state describes what a gateway kill hits: records in unanswered produce
+// calls, records delivered and not yet acked, and records acked within the
+// last commit interval (most of them not committed yet).
+func (h *harness) state() string {
+	produce := h.load.inflight.Load()
+	ledgers, err := readLedgers(h.dir, h.appGroup)
+	if err != nil {
+		return ""
+	}
+	since := time.Now().Add(-h.commitInterval).UnixNano()
+	var inflight, recent int
+	for _, gl := range ledgers {
+		for _, m := range gl.msgs {
+			switch {
+			case len(m.processed) > 0 && m.acked+m.unknown+m.refused+m.invalid == 0:
+				inflight++
+			case m.firstA >= since:
+				recent++
+			}
+		}
+	}
+	return fmt.Sprintf("produce %d, unacked %d, acked<%v %d", produce, inflight, h.commitInterval, recent)
 }

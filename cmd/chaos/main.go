@@ -92,6 +92,8 @@ type harness struct {
 	dir                         string
 	maxPollInterval             time.Duration
 	appGroup                    map[string]string
+	load                        *workload
+	commitInterval              time.Duration
 }
 
 func runHarness(argv []string) (bool, error) {
@@ -138,6 +140,7 @@ func runHarness(argv []string) (bool, error) {
 	}
 	runID := fmt.Sprintf("%s-%d", time.Now().UTC().Format("20060102-150405"), *seed%100000)
 	h := &harness{
+		commitInterval:  2 * time.Second,
 		cluster:         prof.cluster,
 		redis:           services{script: *servicesScript},
 		kafka:           services{script: *servicesScript},
@@ -179,7 +182,7 @@ func runHarness(argv []string) (bool, error) {
 	gwArgs := []string{
 		"--embedded.enabled=false",
 		"--kafka.bootstrap_servers=" + h.bootstrap,
-		"--consumer.commit_interval=2s",
+		"--consumer.commit_interval=" + h.commitInterval.String(),
 		"--consumer.revoke_grace=3s",
 		"--consumer.drain_timeout=3s",
 		"--consumer.properties.session.timeout.ms=6000",
@@ -241,6 +244,7 @@ func runHarness(argv []string) (bool, error) {
 	}
 	defer conn.Close()
 	wl := &workload{topic: h.topic, writers: 4, keys: 48, batch: 5, rate: prof.rate, client: gatewayv1.NewProducerServiceClient(conn)}
+	h.load = wl
 	wlCtx, stopLoad := context.WithCancel(ctx)
 	wlDone := make(chan struct{})
 	go func() { wl.run(wlCtx); close(wlDone) }()

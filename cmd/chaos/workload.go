@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -74,6 +75,8 @@ type workload struct {
 	rate    float64 // records per second, all writers together
 	client  gatewayv1.ProducerServiceClient
 
+	inflight atomic.Int64 // records in Produce calls not yet answered
+
 	mu       sync.Mutex
 	attempts []*attempt
 }
@@ -125,7 +128,9 @@ func (w *workload) writer(ctx context.Context, n int) {
 		w.mu.Unlock()
 		// Calls are not canceled by ctx: the last one gets its outcome.
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		w.inflight.Add(int64(len(recs)))
 		resp, err := w.client.Produce(cctx, &gatewayv1.ProduceRequest{Topic: w.topic, Records: recs})
+		w.inflight.Add(-int64(len(recs)))
 		cancel()
 		w.mu.Lock()
 		if err != nil {
