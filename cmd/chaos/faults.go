@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -87,12 +88,14 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 		if err != nil {
 			break
 		}
+		release := reservePorts(h.brokerPorts(node)...)
 		sleep(ctx, time.Duration(1+s.rng.IntN(3))*time.Second)
 		if h.cluster {
 			err = h.kafka.run("start", node)
 		} else {
 			err = h.kafka.run("start", "kafka")
 		}
+		release()
 	case faultLeaderKill:
 		var leaders map[int32]int32
 		leaders, err = partitionLeaders(h.bootstrap, h.topic)
@@ -105,14 +108,18 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 		if err = h.kafka.run("kill", node); err != nil {
 			break
 		}
+		release := reservePorts(h.brokerPorts(node)...)
 		sleep(ctx, time.Duration(2+s.rng.IntN(4))*time.Second)
 		err = h.kafka.run("start", node)
+		release()
 	case faultRedisKill:
 		if err = h.redis.run("kill", "redis"); err != nil {
 			break
 		}
+		release := reservePorts(portOf(h.redisAddr))
 		sleep(ctx, time.Duration(1+s.rng.IntN(3))*time.Second)
 		err = h.redis.run("start", "redis")
+		release()
 	case faultAppCancel:
 		a := h.appsA[s.rng.IntN(len(h.appsA))]
 		ev.detail = a.name
@@ -223,4 +230,23 @@ func (h *harness) state() string {
 		}
 	}
 	return fmt.Sprintf("produce %d, unacked %d, acked<%v %d", produce, inflight, h.commitInterval, recent)
+}
+
+// brokerPorts are the listener and controller ports of a broker: the
+// single broker's (KAFKA_PORT, KAFKA_CONTROLLER_PORT as scripts/services.sh
+// reads them), or cluster node's (CLUSTER_PORT_BASE as scripts/cluster.sh
+// reads it).
+func (h *harness) brokerPorts(node string) []int {
+	env := func(name string, def int) int {
+		if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+			return n
+		}
+		return def
+	}
+	if !h.cluster {
+		return []int{portOf(h.bootstrap), env("KAFKA_CONTROLLER_PORT", 19093)}
+	}
+	n, _ := strconv.Atoi(node)
+	base := env("CLUSTER_PORT_BASE", 29100)
+	return []int{base + n, base + 10 + n}
 }

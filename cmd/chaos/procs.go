@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -285,4 +286,44 @@ func (s services) runOnce(args ...string) error {
 		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(s.script), strings.Join(args, " "), err, out.String())
 	}
 	return nil
+}
+
+// reservePorts binds (without listening) a socket to each loopback port,
+// with SO_REUSEADDR, until release is called. While a service is down its
+// clients keep connecting to its port; when the port lies inside the local
+// port range, the kernel may hand a client that very port as its source
+// port (a TCP self-connect), and the restarted service cannot bind. A port
+// bound this way is never handed out as a source port, connections to it
+// are refused as if nothing were there, and the service (which binds with
+// SO_REUSEADDR too) can still bind and listen.
+func reservePorts(ports ...int) (release func()) {
+	var fds []int
+	for _, p := range ports {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) != nil ||
+			syscall.Bind(fd, &syscall.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}) != nil {
+			syscall.Close(fd)
+			fmt.Fprintf(os.Stderr, "chaos: could not reserve port %d while its service is down\n", p)
+			continue
+		}
+		fds = append(fds, fd)
+	}
+	return func() {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+	}
+}
+
+// portOf returns the port of a host:port address, or 0.
+func portOf(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
