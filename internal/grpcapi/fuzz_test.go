@@ -110,8 +110,8 @@ func FuzzRequests(f *testing.F) {
 	seed(4, &gatewayv1.NackRequest{Group: "g", AckIds: []string{"orders/0/5/1"}, RetryAfter: &durationpb.Duration{Nanos: -5}, Reason: "x"})
 	f.Add(uint8(0), []byte{0x0a, 0x80})
 	logger := slog.New(slog.DiscardHandler)
-	ps := NewProducerServer(fuzzProducer{}, logger, 4, make(chan struct{}))
-	cs := NewConsumerServer(fuzzConsumer{}, logger)
+	ps := NewProducerServer(fuzzProducer{}, Guard{}, logger, 4, make(chan struct{}))
+	cs := NewConsumerServer(fuzzConsumer{}, Guard{}, logger)
 	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
 		ctx := context.Background()
 		var err error
