@@ -343,9 +343,14 @@ func (a *app) ack(ds []*gatewayv1.Delivery) {
 			return
 		case code == codes.InvalidArgument:
 			// The gateway issued these IDs: INVALID_ARGUMENT breaks its
-			// contract. The checker counts these apart.
+			// contract. The checker counts these apart. After an earlier
+			// try failed (the gateway died during the call), that try may
+			// have been applied: the ack's fate is unknown.
 			fmt.Fprintln(os.Stderr, "ack refused as invalid:", err)
 			a.events(evInvalid, ds)
+			if try > 0 {
+				a.events(evUnknown, ds)
+			}
 			return
 		case time.Now().After(deadline):
 			a.events(evUnknown, ds)
