@@ -273,6 +273,9 @@ func runHarness(argv []string) (bool, error) {
 	loadStopped := time.Now()
 	attempts := wl.snapshot()
 	logf("workload stopped: %d records attempted", len(attempts))
+	if err := writeProduceLog(filepath.Join(h.dir, "produce.log"), attempts); err != nil {
+		return false, err
+	}
 	if harnessErr != nil {
 		return false, harnessErr
 	}

@@ -6,8 +6,10 @@ package main
 // order), and log the outcome of every record: ok, error or unknown.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -183,4 +185,27 @@ func (w *workload) snapshot() []*attempt {
 		out[i] = &c
 	}
 	return out
+}
+
+// writeProduceLog writes one line per attempt: workload ID, key, sequence
+// number, outcome, and partition, offset and message ID when ok (or the
+// status code otherwise).
+func writeProduceLog(path string, attempts []*attempt) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, a := range attempts {
+		if a.outcome == outcomeOK {
+			fmt.Fprintf(w, "%s %s %d ok %d %d %s\n", a.id, a.key, a.seq, a.partition, a.offset, a.messageID)
+		} else {
+			fmt.Fprintf(w, "%s %s %d %s %s\n", a.id, a.key, a.seq, a.outcome, a.detail)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
