@@ -121,7 +121,7 @@ func (w *workload) writer(ctx context.Context, n int) {
 			ki++
 			seqs[k]++
 			count++
-			a := &attempt{id: fmt.Sprintf("%d-%d", n, count), key: keys[k], seq: seqs[k]}
+			a := &attempt{id: fmt.Sprintf("%d-%d", n, count), key: keys[k], seq: seqs[k], outcome: outcomeUnknown}
 			batch[i] = a
 			recs[i] = &gatewayv1.Record{Key: []byte(a.key), Value: []byte(recordValue(a.id, a.key, a.seq))}
 		}
