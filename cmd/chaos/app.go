@@ -296,7 +296,14 @@ func (a *app) subscribeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.
 		if rng.Float64() < a.cfg.pDisconnect {
 			return errDropped
 		}
-		a.ack(process)
+		if ev := a.ack(process); ev == evUnknown || ev == evInvalid {
+			// The gateway is gone (or restarted). Deliveries it sent before dying may
+			// still sit in this stream's buffer; processing them now, after
+			// their claims lapse and another gateway redelivers them, would
+			// process them twice (the "lease lapsed" case of DESIGN.md). A
+			// well-behaved app drops the stream and subscribes again.
+			return errDropped
+		}
 	}
 }
 
@@ -313,17 +320,18 @@ func (a *app) nack(ctx context.Context, ds []*gatewayv1.Delivery) {
 	}
 }
 
-// ack acks a processed batch and records the outcome. UNAVAILABLE means the
-// ack is applied but its dedupe done markers are not yet written: the API
-// says to repeat it, which the app does for a while; if the gateway is
-// gone meanwhile the ack's fate stays unknown.
-func (a *app) ack(ds []*gatewayv1.Delivery) {
+// ack acks a processed batch, records the outcome and returns its event.
+// UNAVAILABLE means the ack is applied but its dedupe done markers are not
+// yet written: the API says to repeat it, which the app does for a while
+// (less than the ack timeout); if the gateway is gone meanwhile the ack's
+// fate stays unknown.
+func (a *app) ack(ds []*gatewayv1.Delivery) byte {
 	ids := make([]string, len(ds))
 	for i, d := range ds {
 		ids[i] = d.GetAckId()
 	}
 	a.events(evAckSent, ds)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(a.cfg.ackTimeout / 2)
 	for try := 0; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
 		_, err := a.client.Ack(ctx, &gatewayv1.AckRequest{Group: a.cfg.group, AckIds: ids})
@@ -332,15 +340,15 @@ func (a *app) ack(ds []*gatewayv1.Delivery) {
 		switch {
 		case err == nil:
 			a.events(evAcked, ds)
-			return
+			return evAcked
 		case code == codes.FailedPrecondition && try == 0:
 			a.events(evRefused, ds)
-			return
+			return evRefused
 		case code == codes.FailedPrecondition:
 			// An earlier try may have been applied before the gateway
 			// lost the partition.
 			a.events(evUnknown, ds)
-			return
+			return evUnknown
 		case code == codes.InvalidArgument:
 			// The gateway issued these IDs: INVALID_ARGUMENT breaks its
 			// contract. The checker counts these apart. After an earlier
@@ -350,11 +358,12 @@ func (a *app) ack(ds []*gatewayv1.Delivery) {
 			a.events(evInvalid, ds)
 			if try > 0 {
 				a.events(evUnknown, ds)
+				return evUnknown
 			}
-			return
+			return evInvalid
 		case time.Now().After(deadline):
 			a.events(evUnknown, ds)
-			return
+			return evUnknown
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
