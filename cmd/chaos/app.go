@@ -296,6 +296,11 @@ func (a *app) subscribeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.
 		if rng.Float64() < a.cfg.pDisconnect {
 			return errDropped
 		}
+		if ctx.Err() != nil {
+			// The app cancelled its streams ("cancel"): it abandons the
+			// batch in hand, unacked. (Acking it anyway is app-late-ack.)
+			return ctx.Err()
+		}
 		if ev := a.ack(process); ev == evUnknown || ev == evInvalid {
 			// The gateway is gone (or restarted). Deliveries it sent before dying may
 			// still sit in this stream's buffer; processing them now, after

@@ -22,7 +22,7 @@ const (
 	faultBrokerStop        = "broker-stop"          // stop a broker (SIGTERM), restart it
 	faultLeaderKill        = "leader-kill"          // SIGKILL the leader of a workload partition (cluster)
 	faultRedisKill         = "redis-kill"           // SIGKILL Redis, restart it
-	faultAppCancel         = "app-cancel"           // an app cancels its streams and subscribes again
+	faultAppCancel         = "app-cancel"           // an app cancels its streams (abandoning the batch in hand) and subscribes again
 	faultAppKill           = "app-kill"             // SIGKILL an app process
 	faultAppCrashBeforeAck = "app-crash-before-ack" // an app SIGKILLs itself between processing and ack
 	faultSlowApp           = "slow-app"             // an app holds its acks past max.poll.interval.ms
