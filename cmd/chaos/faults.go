@@ -31,9 +31,12 @@ const (
 
 // mayRedeliver are the faults after which a group without dedupe may
 // legitimately deliver acked records again (at-least-once): a member dies
-// before its acked offsets are committed, or it loses its assignment
-// because its coordinator is gone for longer than the session timeout.
-var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill}
+// before its acked offsets are committed, or loses its assignment because
+// its coordinator is gone for longer than the session timeout, or hands
+// partitions over in a rebalance while records acked out of order lie
+// beyond the first unfinished one (the commit is the contiguous acked
+// prefix, and the new owner starts there).
+var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill}
 
 // faultEvent is one injected fault.
 type faultEvent struct {
