@@ -59,6 +59,10 @@ lint: check-generate ## gofmt, go vet, buf lint and buf format.
 	$(TOOL) buf lint
 	$(TOOL) buf format --exit-code --diff > /dev/null
 
+.PHONY: chaos
+chaos: ## Fault-injection runs against real services (PROFILE=short|long|cluster|all, default long); see docs/reliability.md.
+	scripts/chaos.sh $(or $(PROFILE),long)
+
 .PHONY: bench
 bench: ## Benchmarks against direct librdkafka on a real broker; writes BENCHMARKS.md.
 	scripts/bench.sh

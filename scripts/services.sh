@@ -19,7 +19,8 @@
 #
 # Environment (defaults in brackets):
 #   KAFKA_VERSION [4.3.1]  KAFKA_PORT [19092]  KAFKA_CONTROLLER_PORT [19093]
-#   REDIS_PORT [16379]  SERVICES_CACHE_DIR [<repo>/.cache]
+#   REDIS_PORT [16379]  REDIS_PERSIST [0] (1: append-only file, fsync always)
+#   SERVICES_CACHE_DIR [<repo>/.cache]
 #   SERVICES_RUN_DIR [<cache>/run]  KAFKA_LIBS [<cache>/kafka/<version>/libs]
 #   KAFKA_HEAP_OPTS [-Xms256m -Xmx768m]  KAFKA_EXTRA_PROPERTIES [] (key=value lines)
 #   KAFKA_CDS [1] (0: no class-data-sharing archive)
@@ -423,8 +424,12 @@ start_redis() {
     wait_port_free "$REDIS_PORT" 5 || die "port $HOST:$REDIS_PORT is already in use by another process"
     mkdir -p "$REDIS_RUN"
     rm -f "$REDIS_RUN/redis.pid"
-    # In-memory only (no RDB/AOF); daemonizes and writes its own pid file.
-    redis-server --bind "$HOST" --port "$REDIS_PORT" --save "" --appendonly no \
+    # In-memory only (no RDB/AOF) unless REDIS_PERSIST=1: then an append-only
+    # file synced on every write, so a SIGKILL loses no acknowledged write.
+    # Daemonizes and writes its own pid file.
+    local aof=(--appendonly no)
+    if [[ "${REDIS_PERSIST:-0}" == 1 ]]; then aof=(--appendonly yes --appendfsync always); fi
+    redis-server --bind "$HOST" --port "$REDIS_PORT" --save "" "${aof[@]}" \
       --daemonize yes --pidfile "$REDIS_RUN/redis.pid" --dir "$REDIS_RUN" \
       --logfile "$REDIS_RUN/redis.log" 9>&- \
       || die "redis-server failed to start (see $REDIS_RUN/redis.log)"

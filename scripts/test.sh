@@ -2,9 +2,13 @@
 # The whole test suite, as CI runs it: lint, then unit, integration and
 # end-to-end tests against a real Kafka broker and a real Redis server (the
 # Go, Python and TypeScript example apps included, and the deploy/ manifests'
-# validation). It installs and starts the services, and stops them again
-# afterwards, even when a test fails; services that were already running are
-# left running.
+# validation), a short fuzz run of every fuzz target, and the short chaos
+# profile (faults against those same services). It installs and starts the
+# services, and stops them again afterwards, even when a test fails; services
+# that were already running are left running.
+#
+# FUZZ_TIME [15s] is the fuzzing time per target; CHAOS_PROFILE [short] the
+# chaos profile (none skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +27,18 @@ export GATEWAY_TEST_REQUIRE_SERVICES=1
 
 make --no-print-directory lint
 go test -race -count=1 -timeout 20m ./...
+
+# Fuzzing: one target per invocation (go test allows no more).
+for target in \
+  internal/consume:FuzzParseAckID \
+  internal/consume:FuzzPartitionLogCommitRule \
+  internal/produce:FuzzValidate \
+  internal/grpcapi:FuzzRequests \
+  internal/config:FuzzLoad; do
+  go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZ_TIME:-15s}" "./${target%%:*}"
+done
+
+# Last, because it kills and restarts the services.
+if [[ "${CHAOS_PROFILE:-short}" != none ]]; then
+  scripts/chaos.sh "${CHAOS_PROFILE:-short}"
+fi

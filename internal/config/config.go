@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -52,6 +53,25 @@ type ServerConfig struct {
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
 	// MaxStreamInflight bounds the unanswered batches of one ProduceStream.
 	MaxStreamInflight int `yaml:"max_stream_inflight"`
+	// MaxStreams bounds the open Subscribe and ProduceStream calls of the
+	// whole gateway; more are refused with RESOURCE_EXHAUSTED.
+	MaxStreams int `yaml:"max_streams"`
+	// MaxConcurrentStreams bounds the concurrent calls of one HTTP/2
+	// connection (SETTINGS_MAX_CONCURRENT_STREAMS); clients queue beyond it.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// StreamWindowBytes and ConnWindowBytes are the HTTP/2 flow-control
+	// windows of one call and of one connection: what a client may send
+	// before the gateway has read it.
+	StreamWindowBytes int `yaml:"stream_window_bytes"`
+	ConnWindowBytes   int `yaml:"conn_window_bytes"`
+	// KeepaliveMinTime is the shortest interval between client pings the
+	// gateway tolerates; a client pinging more often is disconnected.
+	KeepaliveMinTime time.Duration `yaml:"keepalive_min_time"`
+	// KeepaliveTime is how long a connection may be silent before the
+	// gateway pings it; KeepaliveTimeout how long it waits for the answer
+	// before closing it.
+	KeepaliveTime    time.Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout time.Duration `yaml:"keepalive_timeout"`
 	// Reflection turns on gRPC server reflection.
 	Reflection bool `yaml:"reflection"`
 	// ShutdownGrace is how long the gateway reports NOT_SERVING before it
@@ -102,9 +122,17 @@ func Default() Config {
 			UnixSocketMode:    "0660",
 			MaxRecvBytes:      16 << 20,
 			MaxStreamInflight: 256,
-			Reflection:        true,
-			ShutdownGrace:     0,
-			DrainTimeout:      15 * time.Second,
+			MaxStreams:        1024,
+			// Per connection; a sidecar's app needs a handful.
+			MaxConcurrentStreams: 256,
+			StreamWindowBytes:    1 << 20,
+			ConnWindowBytes:      8 << 20,
+			KeepaliveMinTime:     10 * time.Second,
+			KeepaliveTime:        time.Minute,
+			KeepaliveTimeout:     20 * time.Second,
+			Reflection:           true,
+			ShutdownGrace:        0,
+			DrainTimeout:         15 * time.Second,
 		},
 		Log:      LogConfig{Level: "info", Format: "text"},
 		Kafka:    kafkaclient.DefaultConfig(),
@@ -192,6 +220,16 @@ func (s ServerConfig) validate(maxRecordBytes int) error {
 		return fmt.Errorf("server.max_recv_bytes: %d is too small for producer.max_record_bytes (%d) plus 64 KiB of framing", s.MaxRecvBytes, maxRecordBytes)
 	case s.MaxStreamInflight <= 0:
 		return errors.New("server.max_stream_inflight: must be > 0")
+	case s.MaxStreams <= 0:
+		return errors.New("server.max_streams: must be > 0")
+	case s.MaxConcurrentStreams <= 0 || s.MaxConcurrentStreams > math.MaxUint32:
+		return errors.New("server.max_concurrent_streams: must be > 0")
+	case s.StreamWindowBytes < 64<<10 || s.StreamWindowBytes > math.MaxInt32:
+		return fmt.Errorf("server.stream_window_bytes: %d is outside 64 KiB .. 2 GiB", s.StreamWindowBytes)
+	case s.ConnWindowBytes < s.StreamWindowBytes || s.ConnWindowBytes > math.MaxInt32:
+		return fmt.Errorf("server.conn_window_bytes: %d must be at least server.stream_window_bytes (%d) and below 2 GiB", s.ConnWindowBytes, s.StreamWindowBytes)
+	case s.KeepaliveMinTime <= 0 || s.KeepaliveTime <= 0 || s.KeepaliveTimeout <= 0:
+		return errors.New("server: keepalive_min_time, keepalive_time and keepalive_timeout must be > 0")
 	case s.ShutdownGrace < 0:
 		return errors.New("server.shutdown_grace: must not be negative")
 	case s.DrainTimeout < 0:

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
@@ -101,7 +102,9 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	}
 	guard := grpcapi.Guard{Limits: g.limits, Identity: cfg.Identity}
 
-	opts := append(g.serverOptions(), grpc.MaxRecvMsgSize(cfg.Server.MaxRecvBytes))
+	// Metrics and request logging first: the outermost interceptors, so
+	// they see the calls the server's bounds refuse too.
+	opts := append(g.serverOptions(), serverOptions(cfg.Server, logger.With("component", "grpc"))...)
 	if cfg.Server.TLS.Enabled() {
 		creds, err := serverCredentials(cfg.Server.TLS)
 		if err != nil {
@@ -423,5 +426,21 @@ func (g *Gateway) closeResources() {
 	}
 	if g.embedded != nil {
 		g.embedded.Close()
+	}
+}
+
+// serverOptions bound what one client can make the gateway hold: the size
+// of a request message, the open streams (per connection and in all),
+// the bytes in flight per call and per connection, and the pings it must
+// answer; idle or dead connections are probed and closed.
+func serverOptions(c config.ServerConfig, logger *slog.Logger) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(c.MaxRecvBytes),
+		grpc.MaxConcurrentStreams(uint32(c.MaxConcurrentStreams)),
+		grpc.InitialWindowSize(int32(c.StreamWindowBytes)),
+		grpc.InitialConnWindowSize(int32(c.ConnWindowBytes)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: c.KeepaliveTime, Timeout: c.KeepaliveTimeout}),
+		grpc.ChainStreamInterceptor(grpcapi.LimitStreams(c.MaxStreams, logger)),
 	}
 }

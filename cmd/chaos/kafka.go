@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// createTopic creates the workload topic and waits until every partition
+// has a leader.
+func createTopic(bootstrap, topic string, partitions, replicas int, minISR int) error {
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 3})
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spec := kafka.TopicSpecification{Topic: topic, NumPartitions: partitions, ReplicationFactor: replicas}
+	if minISR > 0 {
+		spec.Config = map[string]string{"min.insync.replicas": strconv.Itoa(minISR)}
+	}
+	res, err := admin.CreateTopics(ctx, []kafka.TopicSpecification{spec}, kafka.SetAdminOperationTimeout(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	if e := res[0].Error; e.Code() != kafka.ErrNoError {
+		return fmt.Errorf("create topic %s: %w", topic, e)
+	}
+	for ctx.Err() == nil {
+		md, err := admin.GetMetadata(&topic, false, 5_000)
+		if err == nil {
+			tm := md.Topics[topic]
+			ready := tm.Error.Code() == kafka.ErrNoError && len(tm.Partitions) == partitions
+			for _, p := range tm.Partitions {
+				ready = ready && p.Leader >= 0 && p.Error.Code() == kafka.ErrNoError
+			}
+			if ready {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("topic %s has no leader for every partition after 60s", topic)
+}
+
+// partitionLeaders returns the leader broker of each partition of topic.
+func partitionLeaders(bootstrap, topic string) (map[int32]int32, error) {
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 3})
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	md, err := admin.GetMetadata(&topic, false, 10_000)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int32{}
+	for _, p := range md.Topics[topic].Partitions {
+		out[p.ID] = p.Leader
+	}
+	return out, nil
+}
+
+// topicRecord is one record read back from the topic.
+type topicRecord struct {
+	partition int32
+	offset    int64
+	key       string
+	messageID string
+	value     string
+}
+
+// readTopic reads every record of topic from the beginning up to the high
+// watermarks of the moment it is called, with a consumer that commits
+// nothing.
+func readTopic(bootstrap, topic string, timeout time.Duration) ([]topicRecord, error) {
+	c, err := kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers":  bootstrap,
+		"group.id":           "chaos-reader-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		"enable.auto.commit": false,
+		"auto.offset.reset":  "earliest",
+		"isolation.level":    "read_committed",
+		"log_level":          3,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	md, err := c.GetMetadata(&topic, false, 10_000)
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var assign kafka.TopicPartitions
+	ends := map[int32]int64{}
+	for _, p := range md.Topics[topic].Partitions {
+		_, high, err := c.QueryWatermarkOffsets(topic, p.ID, 10_000)
+		if err != nil {
+			return nil, fmt.Errorf("watermarks of %s/%d: %w", topic, p.ID, err)
+		}
+		if high > 0 {
+			ends[p.ID] = high
+			assign = append(assign, kafka.TopicPartition{Topic: &topic, Partition: p.ID, Offset: kafka.OffsetBeginning})
+		}
+	}
+	if len(assign) == 0 {
+		return nil, nil
+	}
+	if err := c.Assign(assign); err != nil {
+		return nil, err
+	}
+	var out []topicRecord
+	deadline := time.Now().Add(timeout)
+	for len(ends) > 0 {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("reading %s: partitions %v not read to their end within %v", topic, ends, timeout)
+		}
+		m, err := c.ReadMessage(time.Second)
+		if err != nil {
+			var kerr kafka.Error
+			if errors.As(err, &kerr) && kerr.IsTimeout() {
+				continue
+			}
+			return nil, fmt.Errorf("reading %s: %w", topic, err)
+		}
+		r := topicRecord{partition: m.TopicPartition.Partition, offset: int64(m.TopicPartition.Offset), key: string(m.Key), value: string(m.Value)}
+		for _, h := range m.Headers {
+			if h.Key == "message-id" {
+				r.messageID = string(h.Value)
+			}
+		}
+		out = append(out, r)
+		if r.offset+1 >= ends[r.partition] {
+			delete(ends, r.partition)
+		}
+	}
+	return out, nil
+}
