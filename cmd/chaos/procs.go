@@ -70,7 +70,7 @@ func (g *gatewayProc) start(ctx context.Context) error {
 		g.mu.Unlock()
 		return err
 	}
-	args := append([]string{"--log.format=json", "--server.listen=" + g.addr}, g.args...)
+	args := append([]string{"--log.format=json", "--server.listen=" + g.addr, "--metrics.listen=127.0.0.1:0"}, g.args...)
 	cmd := exec.Command(g.bin, args...)
 	cmd.Env = append(os.Environ(), "GATEWAY_CONFIG=")
 	cmd.Stdout, cmd.Stderr = logf, logf
