@@ -43,6 +43,8 @@ export REDIS_PERSIST=${REDIS_PERSIST:-1}
 aof=$(redis-cli -h "${GATEWAY_TEST_REDIS%:*}" -p "${GATEWAY_TEST_REDIS##*:}" config get appendonly | tail -n 1)
 if [[ "$REDIS_PERSIST" == 1 && "$aof" != yes ]] || [[ "$REDIS_PERSIST" != 1 && "$aof" == yes ]]; then
   "$services" restart redis
+  # Leave Redis as it was found (an fsync on every write slows other tests).
+  cleanup=("REDIS_PERSIST=$([[ $aof == yes ]] && echo 1 || echo 0) $services restart redis" "${cleanup[@]}")
 fi
 
 run_cluster() {
