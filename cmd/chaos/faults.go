@@ -35,8 +35,9 @@ const (
 // its coordinator is gone for longer than the session timeout, or hands
 // partitions over in a rebalance while records acked out of order lie
 // beyond the first unfinished one (the commit is the contiguous acked
-// prefix, and the new owner starts there).
-var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill}
+// prefix, and the new owner starts there); or an app acks a batch after its
+// stream broke, which without dedupe another stream was given at once.
+var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill, faultAppLateAck}
 
 // faultEvent is one injected fault.
 type faultEvent struct {
