@@ -236,7 +236,13 @@ func (l *Limiter) check(p *policy, op Operation, identity, topic string) error {
 	if !p.acl {
 		return nil
 	}
-	if r := p.match(identity, topic); r == nil || !r.allows(op) {
+	return l.allowed(p, p.match(identity, topic), op, identity, topic)
+}
+
+// allowed applies the ACL to op by identity on topic, r being the rule
+// that applies (nil: none).
+func (l *Limiter) allowed(p *policy, r *Rule, op Operation, identity, topic string) error {
+	if p.acl && (r == nil || !r.allows(op)) {
 		l.denied.Add(1)
 		return &DeniedError{Op: op, Identity: identity, Topic: topic}
 	}
@@ -255,9 +261,8 @@ func (l *Limiter) Admit(ctx context.Context, identity, topic string, records, by
 		return nil
 	}
 	r := p.match(identity, topic)
-	if p.acl && (r == nil || !r.allows(Produce)) {
-		l.denied.Add(1)
-		return &DeniedError{Op: Produce, Identity: identity, Topic: topic}
+	if err := l.allowed(p, r, Produce, identity, topic); err != nil {
+		return err
 	}
 	if r == nil || r.Records == nil && r.Bytes == nil {
 		return nil
