@@ -594,16 +594,17 @@ func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record, now time.Ti
 	l.inflight++
 	g.scheduleLocked(r, l)
 	s.add(Delivery{
-		AckID:     AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch}.String(),
-		Topic:     l.topic,
-		Partition: l.partition,
-		Offset:    r.offset,
-		Key:       r.key,
-		Value:     r.value,
-		Headers:   r.headers,
-		Timestamp: r.timestamp,
-		MessageID: r.messageID,
-		Attempt:   r.attempt,
+		AckID:       AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch}.String(),
+		Topic:       l.topic,
+		Partition:   l.partition,
+		Offset:      r.offset,
+		Key:         r.key,
+		Value:       r.value,
+		Headers:     r.headers,
+		Timestamp:   r.timestamp,
+		MessageID:   r.messageID,
+		Attempt:     r.attempt,
+		AckDeadline: r.deadline,
 	})
 }
 

@@ -36,6 +36,9 @@ type Delivery struct {
 	Timestamp time.Time
 	MessageID string
 	Attempt   int32
+	// AckDeadline is when the delivery's lease ends (see the proto's
+	// Delivery.ack_deadline).
+	AckDeadline time.Time
 }
 
 // Frame is what a stream sends next: either deliveries or an assignment.

@@ -112,6 +112,9 @@ func toProtoFrame(f consume.Frame) *gatewayv1.SubscribeResponse {
 			MessageId: d.MessageID,
 			Attempt:   d.Attempt,
 		}
+		if !d.AckDeadline.IsZero() {
+			pd.AckDeadline = timestamppb.New(d.AckDeadline)
+		}
 		if len(d.Headers) > 0 {
 			pd.Headers = make([]*gatewayv1.Header, len(d.Headers))
 			for j, h := range d.Headers {

@@ -510,7 +510,13 @@ type Delivery struct {
 	// "topic/partition/offset".
 	MessageId string `protobuf:"bytes,9,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// Delivery attempt of this record, starting at 1.
-	Attempt       int32 `protobuf:"varint,10,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,10,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// When this delivery's lease ends: an Ack or Nack must reach the gateway
+	// before then. Past it the record may be delivered again (to this app or
+	// another), and an Ack of this delivery is refused with FAILED_PRECONDITION
+	// once another delivery of the record has begun. An app that cannot finish
+	// in time should not start, or should stop, processing the record.
+	AckDeadline   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +619,13 @@ func (x *Delivery) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *Delivery) GetAckDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AckDeadline
+	}
+	return nil
 }
 
 // AckRequest acknowledges records.
@@ -860,7 +873,7 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\n" +
 	"Assignment\x126\n" +
 	"\bassigned\x18\x01 \x03(\v2\x1a.gateway.v1.TopicPartitionR\bassigned\x124\n" +
-	"\arevoked\x18\x02 \x03(\v2\x1a.gateway.v1.TopicPartitionR\arevoked\"\xb6\x02\n" +
+	"\arevoked\x18\x02 \x03(\v2\x1a.gateway.v1.TopicPartitionR\arevoked\"\xf5\x02\n" +
 	"\bDelivery\x12\x15\n" +
 	"\x06ack_id\x18\x01 \x01(\tR\x05ackId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
@@ -873,7 +886,8 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\n" +
 	"message_id\x18\t \x01(\tR\tmessageId\x12\x18\n" +
 	"\aattempt\x18\n" +
-	" \x01(\x05R\aattempt\";\n" +
+	" \x01(\x05R\aattempt\x12=\n" +
+	"\fack_deadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadline\";\n" +
 	"\n" +
 	"AckRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
@@ -944,18 +958,19 @@ var file_gateway_v1_consumer_proto_depIdxs = []int32{
 	2,  // 7: gateway.v1.Assignment.revoked:type_name -> gateway.v1.TopicPartition
 	13, // 8: gateway.v1.Delivery.headers:type_name -> gateway.v1.Header
 	14, // 9: gateway.v1.Delivery.timestamp:type_name -> google.protobuf.Timestamp
-	12, // 10: gateway.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	3,  // 11: gateway.v1.ConsumerService.Subscribe:input_type -> gateway.v1.SubscribeRequest
-	8,  // 12: gateway.v1.ConsumerService.Ack:input_type -> gateway.v1.AckRequest
-	10, // 13: gateway.v1.ConsumerService.Nack:input_type -> gateway.v1.NackRequest
-	4,  // 14: gateway.v1.ConsumerService.Subscribe:output_type -> gateway.v1.SubscribeResponse
-	9,  // 15: gateway.v1.ConsumerService.Ack:output_type -> gateway.v1.AckResponse
-	11, // 16: gateway.v1.ConsumerService.Nack:output_type -> gateway.v1.NackResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	14, // 10: gateway.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
+	12, // 11: gateway.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	3,  // 12: gateway.v1.ConsumerService.Subscribe:input_type -> gateway.v1.SubscribeRequest
+	8,  // 13: gateway.v1.ConsumerService.Ack:input_type -> gateway.v1.AckRequest
+	10, // 14: gateway.v1.ConsumerService.Nack:input_type -> gateway.v1.NackRequest
+	4,  // 15: gateway.v1.ConsumerService.Subscribe:output_type -> gateway.v1.SubscribeResponse
+	9,  // 16: gateway.v1.ConsumerService.Ack:output_type -> gateway.v1.AckResponse
+	11, // 17: gateway.v1.ConsumerService.Nack:output_type -> gateway.v1.NackResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_consumer_proto_init() }

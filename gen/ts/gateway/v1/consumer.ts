@@ -227,6 +227,14 @@ export interface Delivery {
   messageId: string;
   /** Delivery attempt of this record, starting at 1. */
   attempt: number;
+  /**
+   * When this delivery's lease ends: an Ack or Nack must reach the gateway
+   * before then. Past it the record may be delivered again (to this app or
+   * another), and an Ack of this delivery is refused with FAILED_PRECONDITION
+   * once another delivery of the record has begun. An app that cannot finish
+   * in time should not start, or should stop, processing the record.
+   */
+  ackDeadline: Date | undefined;
 }
 
 /** AckRequest acknowledges records. */
@@ -798,6 +806,7 @@ function createBaseDelivery(): Delivery {
     timestamp: undefined,
     messageId: "",
     attempt: 0,
+    ackDeadline: undefined,
   };
 }
 
@@ -832,6 +841,9 @@ export const Delivery: MessageFns<Delivery> = {
     }
     if (message.attempt !== 0) {
       writer.uint32(80).int32(message.attempt);
+    }
+    if (message.ackDeadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.ackDeadline), writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -929,6 +941,14 @@ export const Delivery: MessageFns<Delivery> = {
             message.attempt = reader.int32();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.ackDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -961,6 +981,11 @@ export const Delivery: MessageFns<Delivery> = {
         ? globalThis.String(object.message_id)
         : "",
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
+      ackDeadline: isSet(object.ackDeadline)
+        ? fromJsonTimestamp(object.ackDeadline)
+        : isSet(object.ack_deadline)
+        ? fromJsonTimestamp(object.ack_deadline)
+        : undefined,
     };
   },
 
@@ -996,6 +1021,9 @@ export const Delivery: MessageFns<Delivery> = {
     if (message.attempt !== 0) {
       obj.attempt = Math.round(message.attempt);
     }
+    if (message.ackDeadline !== undefined) {
+      obj.ackDeadline = message.ackDeadline.toISOString();
+    }
     return obj;
   },
 
@@ -1014,6 +1042,7 @@ export const Delivery: MessageFns<Delivery> = {
     message.timestamp = object.timestamp ?? undefined;
     message.messageId = object.messageId ?? "";
     message.attempt = object.attempt ?? 0;
+    message.ackDeadline = object.ackDeadline ?? undefined;
     return message;
   },
 };
