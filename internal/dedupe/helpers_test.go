@@ -95,7 +95,7 @@ func warmUp(t testing.TB, s *Store) {
 	if err := s.LoadScripts(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Release(ctx, []Key{{Group: "warm-up", MessageID: "warm-up"}}); err != nil {
+	if err := s.Release(ctx, []Key{{Group: "warm-up", Topic: "warm-up", MessageID: "warm-up"}}); err != nil {
 		t.Fatal(err)
 	}
 }

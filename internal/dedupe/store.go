@@ -12,14 +12,16 @@
 //
 // # Keys and values
 //
-//	<prefix>dedupe:<group>:<messageID>   "c|<owner>|<attempt>|<record>"  a claim, PX lease
-//	                                     "d"                             done, PX done TTL
+//	<prefix>dedupe:<group>:<topic>:<messageID>  "c|<owner>|<delivery>|<record>"  a claim, PX lease
+//	                                            "d"                               done, PX done TTL
 //	<prefix>produce:<topic>:<key>        "p|<owner>|<nonce>"             a reservation, PX pending TTL
 //	                                     "r|<partition>|<offset>|<ns>|<messageID>"  a result, PX window
 //
-// In <group> and <topic>, '%' and ':' are escaped as %25 and %3A, so a
-// group name holding a colon cannot collide with another group's keys
-// (Kafka topic names never need it). The owner identifies one gateway
+// A message ID is processed once per group and source topic: the same ID in
+// two topics (a copy of the record, a reused ID) is two messages. In <group>
+// and <topic>, '%' and ':' are escaped as %25 and %3A, so a group name
+// holding a colon cannot collide with another group's keys (Kafka topic
+// names never need it). The owner identifies one gateway
 // process ([NewOwner]); '%' and '|' in it are escaped likewise.
 //
 // Every operation takes a batch and costs one pipelined round trip
@@ -154,23 +156,32 @@ func (o Outcome) String() string {
 
 // Key names one delivery of a message in a group.
 type Key struct {
-	Group     string
+	Group string
+	// Topic is the record's source topic: part of the message's identity.
+	Topic     string
 	MessageID string
-	// Attempt is the delivery attempt of the record (1 for the first).
-	Attempt int32
-	// Record identifies the record within this owner, stable across its
-	// attempts, e.g. "topic/partition/offset". Two records carrying the
-	// same message ID (a producer's retry written twice) must have
-	// different Records: a claim by this owner is taken over only for the
-	// same Record; otherwise both copies could be delivered at once.
+	// Delivery numbers the delivery of the record (one per claim; never
+	// reused for the same Record), so that a confirm or release of one
+	// delivery never matches another's claim.
+	Delivery uint32
+	// Record identifies the record and the assignment holding it within
+	// this owner, stable across its deliveries in that assignment, e.g.
+	// "topic/partition/offset/epoch". A claim by this owner is taken over
+	// only for the same Record (an earlier delivery whose release was lost).
+	// So two records carrying the same message ID (a producer's retry
+	// written twice) must have different Records, or both copies could be
+	// delivered at once; and so must one record in two assignments of its
+	// partition, or a claim this owner still retains for an app that holds
+	// the record would be taken over when the partition comes back.
 	Record string
 }
 
 // Claim asks for one delivery of a message.
 type Claim struct {
 	Group     string
+	Topic     string
 	MessageID string
-	Attempt   int32
+	Delivery  uint32
 	Record    string // see Key.Record
 	// Lease is how long the claim holds without Confirm or Release (the
 	// ack timeout, plus a margin); then another owner may claim it.
@@ -179,7 +190,7 @@ type Claim struct {
 
 // Key returns the key of c's delivery, for Confirm and Release.
 func (c Claim) Key() Key {
-	return Key{Group: c.Group, MessageID: c.MessageID, Attempt: c.Attempt, Record: c.Record}
+	return Key{Group: c.Group, Topic: c.Topic, MessageID: c.MessageID, Delivery: c.Delivery, Record: c.Record}
 }
 
 // Claim claims each item for this owner, in one pipelined round trip (two
@@ -260,8 +271,8 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 	}
 	calls := make([]call, 0, len(b.Claims)+len(b.Releases)+(len(b.Confirms)+chunk-1)/chunk)
 	for _, it := range b.Releases {
-		calls = append(calls, call{deleteIfScript, []string{s.claimKey(it.Group, it.MessageID)},
-			[]any{s.claimValue(it.Attempt, it.Record)}})
+		calls = append(calls, call{deleteIfScript, []string{s.claimKey(it.Group, it.Topic, it.MessageID)},
+			[]any{s.claimValue(it.Delivery, it.Record)}})
 	}
 	confirmsAt := len(calls)
 	ttl := millis(s.doneTTL)
@@ -271,15 +282,15 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 		args := make([]any, 1+len(items))
 		args[0] = ttl
 		for i, it := range items {
-			keys[i] = s.claimKey(it.Group, it.MessageID)
-			args[1+i] = s.claimValue(it.Attempt, it.Record)
+			keys[i] = s.claimKey(it.Group, it.Topic, it.MessageID)
+			args[1+i] = s.claimValue(it.Delivery, it.Record)
 		}
 		calls = append(calls, call{confirmScript, keys, args})
 	}
 	claimsAt := len(calls)
 	for _, it := range b.Claims {
-		calls = append(calls, call{nil, []string{s.claimKey(it.Group, it.MessageID)},
-			[]any{s.claimValue(it.Attempt, it.Record), millis(it.Lease)}})
+		calls = append(calls, call{nil, []string{s.claimKey(it.Group, it.Topic, it.MessageID)},
+			[]any{s.claimValue(it.Delivery, it.Record), millis(it.Lease)}})
 	}
 	op := batchOp(b)
 	cmds, err := s.run(ctx, op, calls)
@@ -324,8 +335,8 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 	calls = calls[:0]
 	for _, i := range taken {
 		it := b.Claims[i]
-		calls = append(calls, call{claimScript, []string{s.claimKey(it.Group, it.MessageID)},
-			[]any{s.claimValue(it.Attempt, it.Record), millis(it.Lease), s.claimPrefix, it.Record}})
+		calls = append(calls, call{claimScript, []string{s.claimKey(it.Group, it.Topic, it.MessageID)},
+			[]any{s.claimValue(it.Delivery, it.Record), millis(it.Lease), s.claimPrefix, it.Record}})
 	}
 	if cmds, err = s.run(ctx, "claim", calls); err != nil {
 		return BatchResult{}, err
@@ -342,7 +353,7 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 
 func checkBatch(b Batch) error {
 	for i, it := range b.Claims {
-		if err := checkMessage(it.Group, it.MessageID); err != nil {
+		if err := checkMessage(it.Group, it.Topic, it.MessageID); err != nil {
 			return fmt.Errorf("%w: claim[%d]: %s", ErrInvalid, i, err)
 		}
 		if it.Lease <= 0 {
@@ -350,12 +361,12 @@ func checkBatch(b Batch) error {
 		}
 	}
 	for i, it := range b.Confirms {
-		if err := checkMessage(it.Group, it.MessageID); err != nil {
+		if err := checkMessage(it.Group, it.Topic, it.MessageID); err != nil {
 			return fmt.Errorf("%w: confirm[%d]: %s", ErrInvalid, i, err)
 		}
 	}
 	for i, it := range b.Releases {
-		if err := checkMessage(it.Group, it.MessageID); err != nil {
+		if err := checkMessage(it.Group, it.Topic, it.MessageID); err != nil {
 			return fmt.Errorf("%w: release[%d]: %s", ErrInvalid, i, err)
 		}
 	}
@@ -376,20 +387,22 @@ func batchOp(b Batch) string {
 	return "sync"
 }
 
-// claimKey returns <prefix>dedupe:<group>:<messageID>.
-func (s *Store) claimKey(group, messageID string) string {
-	return s.prefix + "dedupe:" + nameEscaper.Replace(group) + ":" + messageID
+// claimKey returns <prefix>dedupe:<group>:<topic>:<messageID>.
+func (s *Store) claimKey(group, topic, messageID string) string {
+	return s.prefix + "dedupe:" + nameEscaper.Replace(group) + ":" + nameEscaper.Replace(topic) + ":" + messageID
 }
 
-// claimValue returns "c|<owner>|<attempt>|<record>".
-func (s *Store) claimValue(attempt int32, record string) string {
-	return s.claimPrefix + strconv.FormatInt(int64(attempt), 10) + "|" + record
+// claimValue returns "c|<owner>|<delivery>|<record>".
+func (s *Store) claimValue(delivery uint32, record string) string {
+	return s.claimPrefix + strconv.FormatUint(uint64(delivery), 10) + "|" + record
 }
 
-func checkMessage(group, messageID string) error {
+func checkMessage(group, topic, messageID string) error {
 	switch {
 	case group == "":
 		return errors.New("empty group")
+	case topic == "":
+		return errors.New("empty topic")
 	case messageID == "":
 		return errors.New("empty message ID")
 	}

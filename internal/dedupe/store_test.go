@@ -32,7 +32,7 @@ func TestClaimOutcomes(t *testing.T) {
 		}
 		type step struct {
 			owner   string
-			attempt int32
+			attempt uint32
 			record  string
 			confirm bool // confirm after claiming
 		}
@@ -58,7 +58,7 @@ func TestClaimOutcomes(t *testing.T) {
 				t.Parallel()
 				msg := "m-" + strconv.Itoa(int(time.Now().UnixNano()))
 				mk := func(s step) Claim {
-					return Claim{Group: "g", MessageID: msg, Attempt: s.attempt, Record: s.record, Lease: time.Minute}
+					return Claim{Group: "g", Topic: "t", MessageID: msg, Delivery: s.attempt, Record: s.record, Lease: time.Minute}
 				}
 				for _, p := range tc.prior {
 					if got := claim1(t, stores[p.owner], mk(p)); got != Claimed {
@@ -88,9 +88,9 @@ func TestTakeoverReplacesAttemptAndLease(t *testing.T) {
 		prefix := testPrefix(t, rdb)
 		a := NewStore(rdb, prefix, week, "gw-a")
 		b := NewStore(rdb, prefix, week, "gw-b")
-		first := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/7", Lease: 100 * time.Millisecond}
+		first := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/7", Lease: 100 * time.Millisecond}
 		second := first
-		second.Attempt, second.Lease = 2, time.Minute
+		second.Delivery, second.Lease = 2, time.Minute
 		if got := claim1(t, a, first); got != Claimed {
 			t.Fatal(got)
 		}
@@ -100,7 +100,7 @@ func TestTakeoverReplacesAttemptAndLease(t *testing.T) {
 		// A late Release of attempt 1 leaves attempt 2's claim alone.
 		release1(t, a, first.Key())
 		time.Sleep(300 * time.Millisecond) // past the first lease
-		if got := claim1(t, b, Claim{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Minute}); got != HeldElsewhere {
+		if got := claim1(t, b, Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Minute}); got != HeldElsewhere {
 			t.Fatalf("other owner after the first lease: got %v, want held (the takeover's lease holds)", got)
 		}
 		if !confirm1(t, a, second.Key()) {
@@ -115,8 +115,8 @@ func TestLeaseExpiry(t *testing.T) {
 		prefix := testPrefix(t, rdb)
 		a := NewStore(rdb, prefix, week, "gw-a")
 		b := NewStore(rdb, prefix, week, "gw-b")
-		ca := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/1", Lease: 300 * time.Millisecond}
-		cb := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/3/9", Lease: time.Minute}
+		ca := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1", Lease: 300 * time.Millisecond}
+		cb := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/3/9", Lease: time.Minute}
 		start := time.Now()
 		if got := claim1(t, a, ca); got != Claimed {
 			t.Fatal(got)
@@ -137,7 +137,7 @@ func TestLeaseExpiry(t *testing.T) {
 		if !confirm1(t, b, cb.Key()) {
 			t.Fatal("b's confirm: false")
 		}
-		if got := claim1(t, a, Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/1", Lease: time.Minute}); got != Duplicate {
+		if got := claim1(t, a, Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1", Lease: time.Minute}); got != Duplicate {
 			t.Fatalf("after b's confirm: %v", got)
 		}
 	})
@@ -149,7 +149,7 @@ func TestConfirm(t *testing.T) {
 		prefix := testPrefix(t, rdb)
 		a := NewStore(rdb, prefix, week, "gw-a")
 		b := NewStore(rdb, prefix, week, "gw-b")
-		own := Claim{Group: "g", MessageID: "", Attempt: 2, Record: "t/0/1", Lease: time.Minute}
+		own := Claim{Group: "g", Topic: "t", MessageID: "", Delivery: 2, Record: "t/0/1", Lease: time.Minute}
 		tests := []struct {
 			name  string
 			prior func(t *testing.T, c Claim) // sets the key's state
@@ -186,7 +186,7 @@ func TestConfirm(t *testing.T) {
 			},
 			{
 				name:  "own claim of another attempt",
-				prior: func(t *testing.T, c Claim) { c.Attempt = 3; claim1(t, a, c) },
+				prior: func(t *testing.T, c Claim) { c.Delivery = 3; claim1(t, a, c) },
 				key:   Claim.Key,
 				want:  false, after: HeldElsewhere,
 			},
@@ -200,12 +200,12 @@ func TestConfirm(t *testing.T) {
 				if got := confirm1(t, a, tc.key(c)); got != tc.want {
 					t.Fatalf("confirm: got %v, want %v", got, tc.want)
 				}
-				cb := Claim{Group: c.Group, MessageID: c.MessageID, Attempt: 1, Record: "t/5/5", Lease: time.Minute}
+				cb := Claim{Group: c.Group, Topic: "t", MessageID: c.MessageID, Delivery: 1, Record: "t/5/5", Lease: time.Minute}
 				if got := claim1(t, b, cb); got != tc.after {
 					t.Fatalf("claim by b afterwards: got %v, want %v", got, tc.after)
 				}
 				if tc.want {
-					ttl, err := rdb.PTTL(testCtx(t), a.claimKey(c.Group, c.MessageID)).Result()
+					ttl, err := rdb.PTTL(testCtx(t), a.claimKey(c.Group, "t", c.MessageID)).Result()
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -224,14 +224,14 @@ func TestRelease(t *testing.T) {
 		prefix := testPrefix(t, rdb)
 		a := NewStore(rdb, prefix, week, "gw-a")
 		b := NewStore(rdb, prefix, week, "gw-b")
-		base := Claim{Group: "g", Attempt: 1, Record: "t/0/1", Lease: time.Minute}
+		base := Claim{Group: "g", Topic: "t", Delivery: 1, Record: "t/0/1", Lease: time.Minute}
 		tests := []struct {
 			name    string
 			release func(t *testing.T, c Claim) // after a claimed c
 			want    Outcome                     // b's claim afterwards
 		}{
 			{"own claim", func(t *testing.T, c Claim) { release1(t, a, c.Key()) }, Claimed},
-			{"other attempt", func(t *testing.T, c Claim) { c.Attempt++; release1(t, a, c.Key()) }, HeldElsewhere},
+			{"other attempt", func(t *testing.T, c Claim) { c.Delivery++; release1(t, a, c.Key()) }, HeldElsewhere},
 			{"other record", func(t *testing.T, c Claim) { c.Record = "t/0/2"; release1(t, a, c.Key()) }, HeldElsewhere},
 			{"other owner", func(t *testing.T, c Claim) { release1(t, b, c.Key()) }, HeldElsewhere},
 			{"after done", func(t *testing.T, c Claim) { confirm1(t, a, c.Key()); release1(t, a, c.Key()) }, Duplicate},
@@ -245,7 +245,7 @@ func TestRelease(t *testing.T) {
 					t.Fatal(got)
 				}
 				tc.release(t, c)
-				if got := claim1(t, b, Claim{Group: "g", MessageID: c.MessageID, Attempt: 1, Lease: time.Minute}); got != tc.want {
+				if got := claim1(t, b, Claim{Group: "g", Topic: "t", MessageID: c.MessageID, Delivery: 1, Lease: time.Minute}); got != tc.want {
 					t.Fatalf("b afterwards: got %v, want %v", got, tc.want)
 				}
 			})
@@ -253,19 +253,22 @@ func TestRelease(t *testing.T) {
 	})
 }
 
-func TestGroupsAreNamespaced(t *testing.T) {
+// Finding 12 of the review: keys were <group>:<messageID>, so a message ID
+// seen in one topic made the group drop a record of another topic that
+// reused it as a duplicate. A message is a (topic, message ID) per group.
+func TestGroupsAndTopicsAreNamespaced(t *testing.T) {
 	t.Parallel()
 	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
 		prefix := testPrefix(t, rdb)
 		a := NewStore(rdb, prefix, week, "gw-a")
 		ctx := testCtx(t)
 		items := []Claim{
-			{Group: "g1", MessageID: "m", Attempt: 1, Lease: time.Minute},
-			{Group: "g2", MessageID: "m", Attempt: 1, Lease: time.Minute},
+			{Group: "g1", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Minute},
+			{Group: "g2", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Minute},
 			// Without escaping, both would be "<prefix>dedupe:a:b:c".
-			{Group: "a:b", MessageID: "c", Attempt: 1, Lease: time.Minute},
-			{Group: "a", MessageID: "b:c", Attempt: 1, Lease: time.Minute},
-			{Group: "a%3Ab", MessageID: "c", Attempt: 1, Lease: time.Minute},
+			{Group: "a:b", Topic: "t", MessageID: "c", Delivery: 1, Lease: time.Minute},
+			{Group: "a", Topic: "t", MessageID: "b:c", Delivery: 1, Lease: time.Minute},
+			{Group: "a%3Ab", Topic: "t", MessageID: "c", Delivery: 1, Lease: time.Minute},
 		}
 		out, err := a.Claim(ctx, items)
 		if err != nil {
@@ -280,8 +283,8 @@ func TestGroupsAreNamespaced(t *testing.T) {
 			t.Fatal("confirm g1")
 		}
 		out, err = a.Claim(ctx, []Claim{
-			{Group: "g1", MessageID: "m", Attempt: 1, Record: "other", Lease: time.Minute},
-			{Group: "g2", MessageID: "m", Attempt: 1, Record: "other", Lease: time.Minute},
+			{Group: "g1", Topic: "t", MessageID: "m", Delivery: 1, Record: "other", Lease: time.Minute},
+			{Group: "g2", Topic: "t", MessageID: "m", Delivery: 1, Record: "other", Lease: time.Minute},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -289,7 +292,12 @@ func TestGroupsAreNamespaced(t *testing.T) {
 		if out[0] != Duplicate || out[1] != HeldElsewhere {
 			t.Fatalf("after confirming in g1: %v", out)
 		}
-		if got, want := a.claimKey("g1", "m"), prefix+"dedupe:g1:m"; got != want {
+		// The same message ID in another topic of the same group is another
+		// message: not a duplicate of the one done in topic t.
+		if got := claim1(t, a, Claim{Group: "g1", Topic: "t2", MessageID: "m", Delivery: 1, Record: "t2/0/0", Lease: time.Minute}); got != Claimed {
+			t.Fatalf("message m of topic t2, after m of topic t was done in the same group: %v, want claimed", got)
+		}
+		if got, want := a.claimKey("g1", "t", "m"), prefix+"dedupe:g1:t:m"; got != want {
 			t.Fatalf("key %q, want %q", got, want)
 		}
 	})
@@ -308,7 +316,7 @@ func TestBatchIsOneRoundTrip(t *testing.T) {
 		items := make([]Claim, n)
 		keys := make([]Key, n)
 		for i := range items {
-			items[i] = Claim{Group: "g", MessageID: fmt.Sprintf("m-%04d", i), Attempt: 1, Record: strconv.Itoa(i), Lease: time.Minute}
+			items[i] = Claim{Group: "g", Topic: "t", MessageID: fmt.Sprintf("m-%04d", i), Delivery: 1, Record: strconv.Itoa(i), Lease: time.Minute}
 			keys[i] = items[i].Key()
 		}
 		check := func(what string, pipelines, commands int64) {
@@ -359,7 +367,7 @@ func TestDoMixesOperations(t *testing.T) {
 		ctx := testCtx(t)
 		warmUp(t, s)
 		claim := func(id string) Claim {
-			return Claim{Group: "g", MessageID: id, Attempt: 1, Record: "r-" + id, Lease: time.Minute}
+			return Claim{Group: "g", Topic: "t", MessageID: id, Delivery: 1, Record: "r-" + id, Lease: time.Minute}
 		}
 		// Set the scene: "done" is done, "mine" and "gone" are claimed by
 		// s, "theirs" by another gateway.
@@ -392,10 +400,10 @@ func TestDoMixesOperations(t *testing.T) {
 		if p := h.pipelines.Load(); p != 2 {
 			t.Fatalf("%d pipelines, want 2 (the batch, then the claims of taken keys)", p)
 		}
-		if v, _ := rdb.Get(ctx, s.claimKey("g", "mine")).Result(); v != "d" {
+		if v, _ := rdb.Get(ctx, s.claimKey("g", "t", "mine")).Result(); v != "d" {
 			t.Fatalf("mine holds %q after confirm, want d", v)
 		}
-		if v, _ := rdb.Get(ctx, s.claimKey("g", "theirs")).Result(); v != other.claimValue(1, "r-theirs") {
+		if v, _ := rdb.Get(ctx, s.claimKey("g", "t", "theirs")).Result(); v != other.claimValue(1, "r-theirs") {
 			t.Fatalf("theirs holds %q after a foreign confirm, want their claim", v)
 		}
 		if _, err := s.Do(ctx, Batch{Confirms: []Key{{Group: "g"}}}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "confirm[0]") {
@@ -426,8 +434,8 @@ func TestNoScriptRecovery(t *testing.T) {
 				}
 				h.reset()
 				items := []Claim{
-					{Group: "g", MessageID: fmt.Sprintf("a%d", round), Attempt: 1, Lease: time.Minute},
-					{Group: "g", MessageID: fmt.Sprintf("b%d", round), Attempt: 1, Lease: time.Minute},
+					{Group: "g", Topic: "t", MessageID: fmt.Sprintf("a%d", round), Delivery: 1, Lease: time.Minute},
+					{Group: "g", Topic: "t", MessageID: fmt.Sprintf("b%d", round), Delivery: 1, Lease: time.Minute},
 				}
 				out, err := s.Claim(ctx, items)
 				if err != nil || out[0] != Claimed || out[1] != Claimed {
@@ -474,7 +482,7 @@ func TestNoScriptRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.reset()
-			if _, err := s.Confirm(ctx, []Key{{Group: "g", MessageID: "c", Attempt: 1}}); err != nil {
+			if _, err := s.Confirm(ctx, []Key{{Group: "g", Topic: "t", MessageID: "c", Delivery: 1}}); err != nil {
 				t.Fatal(err)
 			}
 			if p := h.pipelines.Load(); p != 1 {
@@ -499,11 +507,11 @@ func TestUnavailable(t *testing.T) {
 		do   func() error
 	}{
 		{"claim", func() error {
-			_, err := s.Claim(t.Context(), []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+			_, err := s.Claim(t.Context(), []Claim{{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Second}})
 			return err
 		}},
-		{"confirm", func() error { _, err := s.Confirm(t.Context(), []Key{{Group: "g", MessageID: "m"}}); return err }},
-		{"release", func() error { return s.Release(t.Context(), []Key{{Group: "g", MessageID: "m"}}) }},
+		{"confirm", func() error { _, err := s.Confirm(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}}); return err }},
+		{"release", func() error { return s.Release(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}}) }},
 		{"reserve", func() error { _, err := s.ReserveProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
 		{"wait", func() error { _, err := s.WaitProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
 		{"complete", func() error {
@@ -555,7 +563,7 @@ func TestUnavailableTimeout(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
 	start := time.Now()
-	_, err = s.Claim(t.Context(), []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	_, err = s.Claim(t.Context(), []Claim{{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Second}})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
@@ -571,7 +579,7 @@ func TestUnavailableTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	_, err = s.Claim(ctx, []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	_, err = s.Claim(ctx, []Claim{{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Second}})
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want ErrUnavailable and DeadlineExceeded", err)
 	}
@@ -586,7 +594,7 @@ func TestCanceledContext(t *testing.T) {
 	s := NewStore(rdb, "x:", week, "gw-a")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	_, err := s.Claim(ctx, []Claim{{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Second}})
 	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("got %v, want context.Canceled (not ErrUnavailable)", err)
 	}
@@ -611,10 +619,10 @@ func TestInvalidArguments(t *testing.T) {
 			return err
 		}},
 		{"claim without message ID", func() error {
-			_, err := s.Claim(ctx, []Claim{{Group: "g", Lease: time.Second}})
+			_, err := s.Claim(ctx, []Claim{{Group: "g", Topic: "t", Lease: time.Second}})
 			return err
 		}},
-		{"claim without lease", func() error { _, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "m"}}); return err }},
+		{"claim without lease", func() error { _, err := s.Claim(ctx, []Claim{{Group: "g", Topic: "t", MessageID: "m"}}); return err }},
 		{"confirm without group", func() error { _, err := s.Confirm(ctx, []Key{{MessageID: "m"}}); return err }},
 		{"release without message ID", func() error { return s.Release(ctx, []Key{{Group: "g"}}) }},
 		{"reserve without topic", func() error { _, err := s.ReserveProduce(ctx, "", []string{"k"}, time.Second); return err }},
@@ -685,10 +693,10 @@ func TestForeignValue(t *testing.T) {
 	rdb := miniClient(t)
 	s := NewStore(rdb, "x:", week, "gw-a")
 	ctx := testCtx(t)
-	if err := rdb.HSet(ctx, s.claimKey("g", "m"), "f", "v").Err(); err != nil {
+	if err := rdb.HSet(ctx, s.claimKey("g", "t", "m"), "f", "v").Err(); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Claim(ctx, []Claim{{Group: "g", MessageID: "m", Attempt: 1, Lease: time.Second}})
+	_, err := s.Claim(ctx, []Claim{{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Second}})
 	if err == nil || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("claim over a hash: got %v, want a plain error", err)
 	}
@@ -729,7 +737,7 @@ func BenchmarkClaim(b *testing.B) {
 	run := func(b *testing.B, base string) {
 		items := make([]Claim, batch)
 		for i := range items {
-			items[i] = Claim{Group: "g", Attempt: 1, Lease: 30 * time.Second}
+			items[i] = Claim{Group: "g", Topic: "t", Delivery: 1, Lease: 30 * time.Second}
 		}
 		n := 0
 		for b.Loop() {
@@ -754,7 +762,7 @@ func BenchmarkClaim(b *testing.B) {
 			base := testenv.UniqueName("p")
 			items := make([]Claim, batch)
 			for i := range items {
-				items[i] = Claim{Group: "g", Attempt: 1, Lease: 30 * time.Second}
+				items[i] = Claim{Group: "g", Topic: "t", Delivery: 1, Lease: 30 * time.Second}
 			}
 			n := 0
 			for pb.Next() {
@@ -782,7 +790,7 @@ func TestRedisGoesAwayAndBack(t *testing.T) {
 	rdb := cfg.NewClient()
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
-	c := Claim{Group: "g", MessageID: "m", Attempt: 1, Record: "t/0/1", Lease: time.Minute}
+	c := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1", Lease: time.Minute}
 	if got := claim1(t, s, c); got != Claimed {
 		t.Fatal(got)
 	}
