@@ -510,7 +510,10 @@ func TestUnavailable(t *testing.T) {
 			_, err := s.Claim(t.Context(), []Claim{{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Lease: time.Second}})
 			return err
 		}},
-		{"confirm", func() error { _, err := s.Confirm(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}}); return err }},
+		{"confirm", func() error {
+			_, err := s.Confirm(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}})
+			return err
+		}},
 		{"release", func() error { return s.Release(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}}) }},
 		{"reserve", func() error { _, err := s.ReserveProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
 		{"wait", func() error { _, err := s.WaitProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
