@@ -86,7 +86,7 @@ func TestWithDedupeAGatewayKilledWithAckedUncommittedRecordsDeliversThemNoMore(t
 	defer rdb.Close()
 	keys := make([]string, 0, len(ids))
 	for _, id := range ids {
-		keys = append(keys, prefix+"dedupe:"+group+":"+id) // package dedupe's key layout
+		keys = append(keys, prefix+"dedupe:"+group+":"+topic+":"+id) // package dedupe's key layout
 	}
 	var progress string
 	defer func() {

@@ -80,6 +80,13 @@ type Config struct {
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	// MaxAttempts is the default number of deliveries before dead-lettering.
 	MaxAttempts int `yaml:"max_attempts"`
+	// MinAckTimeout and MaxAckTimeout bound the ack_timeout a Subscribe
+	// may ask for; MaxAttemptsLimit its max_attempts; MaxRetryAfter a
+	// Nack's retry_after.
+	MinAckTimeout    time.Duration `yaml:"min_ack_timeout"`
+	MaxAckTimeout    time.Duration `yaml:"max_ack_timeout"`
+	MaxAttemptsLimit int           `yaml:"max_attempts_limit"`
+	MaxRetryAfter    time.Duration `yaml:"max_retry_after"`
 	// DeadLetterSuffix makes the dead-letter topic of a topic: orders →
 	// orders.dlq.
 	DeadLetterSuffix string `yaml:"dead_letter_suffix"`
@@ -125,6 +132,10 @@ func DefaultConfig() Config {
 		MaxInFlight:          100,
 		AckTimeout:           30 * time.Second,
 		MaxAttempts:          5,
+		MinAckTimeout:        100 * time.Millisecond,
+		MaxAckTimeout:        time.Hour,
+		MaxAttemptsLimit:     1000,
+		MaxRetryAfter:        time.Hour,
 		DeadLetterSuffix:     ".dlq",
 		DeadLetterAutoCreate: true,
 		CommitInterval:       time.Second,
@@ -148,10 +159,18 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 	switch {
 	case c.MaxInFlight <= 0:
 		return fmt.Errorf("consumer.max_in_flight: must be > 0")
-	case c.AckTimeout < 10*time.Millisecond:
-		return fmt.Errorf("consumer.ack_timeout: must be at least 10ms")
-	case c.MaxAttempts <= 0:
-		return fmt.Errorf("consumer.max_attempts: must be > 0")
+	case c.MinAckTimeout < 10*time.Millisecond:
+		return fmt.Errorf("consumer.min_ack_timeout: must be at least 10ms")
+	case c.MaxAckTimeout < c.MinAckTimeout || c.MaxAckTimeout > 24*time.Hour:
+		return fmt.Errorf("consumer.max_ack_timeout: must lie between consumer.min_ack_timeout and 24h")
+	case c.AckTimeout < c.MinAckTimeout || c.AckTimeout > c.MaxAckTimeout:
+		return fmt.Errorf("consumer.ack_timeout: must lie between consumer.min_ack_timeout (%v) and consumer.max_ack_timeout (%v)", c.MinAckTimeout, c.MaxAckTimeout)
+	case c.MaxAttemptsLimit <= 0:
+		return fmt.Errorf("consumer.max_attempts_limit: must be > 0")
+	case c.MaxAttempts <= 0 || c.MaxAttempts > c.MaxAttemptsLimit:
+		return fmt.Errorf("consumer.max_attempts: must lie between 1 and consumer.max_attempts_limit (%d)", c.MaxAttemptsLimit)
+	case c.MaxRetryAfter <= 0 || c.MaxRetryAfter > 24*time.Hour:
+		return fmt.Errorf("consumer.max_retry_after: must lie between 1ns and 24h")
 	case c.DeadLetterSuffix == "":
 		return fmt.Errorf("consumer.dead_letter_suffix: must not be empty")
 	case c.CommitInterval < 10*time.Millisecond:
@@ -277,11 +296,11 @@ func (c Config) settings(path, group string, topics []string, ordering, start st
 	if s.MaxAttempts == 0 {
 		s.MaxAttempts = c.MaxAttempts
 	}
-	if s.AckTimeout < 0 {
-		return s, invalid.Field(field("ack_timeout"), "must not be negative")
+	if s.AckTimeout < c.MinAckTimeout || s.AckTimeout > c.MaxAckTimeout {
+		return s, invalid.Field(field("ack_timeout"), "is %v; it must lie between consumer.min_ack_timeout (%v) and consumer.max_ack_timeout (%v)", s.AckTimeout, c.MinAckTimeout, c.MaxAckTimeout)
 	}
-	if s.MaxAttempts < 0 {
-		return s, invalid.Field(field("max_attempts"), "must not be negative")
+	if s.MaxAttempts < 0 || s.MaxAttempts > c.MaxAttemptsLimit {
+		return s, invalid.Field(field("max_attempts"), "is %d; it must lie between 1 and consumer.max_attempts_limit (%d)", s.MaxAttempts, c.MaxAttemptsLimit)
 	}
 	return s, nil
 }

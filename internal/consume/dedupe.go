@@ -2,6 +2,10 @@ package consume
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
@@ -28,167 +32,209 @@ type Dedupe struct {
 	IDHeader string
 }
 
-// The dedupe protocol, per record (DESIGN.md, "Dedupe"):
+// errLostClaim answers an Ack whose done marker found another delivery's
+// claim: the ack's lease had lapsed and the message was claimed again, so
+// the Ack is not applied.
+var errLostClaim = fmt.Errorf("its dedupe claim was taken by another delivery after its lease lapsed: %w", ErrStaleAck)
+
+// dedupeSettlement is the settlement with consumer-side dedupe: a message
+// ID is processed once per group and source topic (DESIGN.md, "Dedupe"):
 //
-//   - dispatch picks a record for a stream and marks it claiming (it holds
-//     the stream's credit and the ordering slot); the group's dedupe worker
-//     claims a batch of them in one pipelined round trip;
-//   - Claimed: delivered. Duplicate: done at once, never delivered.
-//     HeldElsewhere: back off for hold_retry (another gateway works on it).
-//   - Ack: confirming; the worker writes the done markers (one round trip
-//     per batch), and only then is the record done for the commit rule, so
-//     a commit never passes a record whose done marker is not written.
-//   - Nack, ack timeout, stream gone: the claim is released (best effort;
-//     the lease expires anyway).
+//   - dispatch picks a record for a stream (claiming: it holds the stream's
+//     credit and the ordering slot); a worker claims a batch of them in one
+//     pipelined round trip. Claimed: delivered. Duplicate: done at once,
+//     never delivered. HeldElsewhere: back off for hold_retry.
+//   - Ack: confirming; a worker writes the done markers, and only then is
+//     the record done for the commit rule, and the Ack answered OK. A done
+//     marker that finds another delivery's claim answers the Ack
+//     FAILED_PRECONDITION and the record goes out again (it is then held
+//     or found done).
+//   - Nack, ack deadline, taken back unsent: the claim is released (best
+//     effort; the lease expires anyway).
+//   - Stream gone: the record stays in flight under its claim until its
+//     ack deadline (the app may still work on it); its late Ack settles it.
+//   - Partition revoked or lost while an app holds a record: its claim is
+//     retained here (by ack ID, until the ack deadline) and stays in Redis,
+//     so the partition's next owner holds its copy; the late Ack writes the
+//     done marker, a late Nack releases the claim.
+//
+// A claim's Record is "topic/partition/offset/epoch": this gateway takes
+// over its own claim only within the same assignment of the partition (a
+// release that was lost), never one it retains for an app from an earlier
+// assignment.
 //
 // When Redis fails, claims back off (pause) or deliver without a claim
 // (deliver), confirms are retried until they land, and the state flips to
 // degraded, logged once per transition.
+type dedupeSettlement struct {
+	g   *group
+	cfg *Dedupe
+
+	wake       chan struct{}
+	quit       chan struct{}
+	stopOnce   sync.Once
+	workers    sync.WaitGroup
+	isDegraded atomic.Bool
+
+	// Guarded by g.mu.
+	claims   []pendingClaim
+	confirms []pendingConfirm
+	releases []dedupe.Key
+	kept     map[AckID]*retainedClaim
+}
 
 type pendingClaim struct {
-	r     *record
-	l     *partitionLog
-	epoch uint64
-	claim dedupe.Claim
+	l        *partitionLog
+	r        *record
+	delivery uint32
+	claim    dedupe.Claim
 }
 
 type pendingConfirm struct {
-	r          *record
+	key  dedupe.Key
+	conf *confirmation // nil: best effort, nobody waits
+	// For a record of a live log (nil for a retained claim): the record to
+	// finish once its marker is written.
 	l          *partitionLog
-	epoch      uint64
-	key        dedupe.Key
-	bestEffort bool
-	retained   *retainedClaim // instead of r and l: the Ack of a revoked record
+	r          *record
+	deadLetter bool // the record was dead-lettered: done even if the claim was lost
 }
 
 // retainedClaim is the claim of a record that its app held unacknowledged
-// when the record's partition was revoked. The claim stays in Redis until
-// the app settles the record or the ack timeout passes, so the partition's
-// new owner holds its copy meanwhile (never two apps at once):
-//
-//   - a late Ack writes the done marker (if the claim is still this
-//     delivery's), and the new owner drops its copy as a duplicate: the
-//     Ack succeeds, though the offset is committed by the new owner;
-//   - a late Nack releases the claim, and the new owner delivers its copy
-//     at once (the stream's end does not: the app may live on, as after
-//     any stream break with dedupe on);
-//   - else the lease runs out in Redis, and the entry here is pruned.
+// when the record's partition was forgotten (see dedupeSettlement).
 type retainedClaim struct {
-	key       dedupe.Key
-	expires   time.Time
-	confirmed chan struct{} // made by the first Ack, closed when its done marker is written
+	key     dedupe.Key
+	expires time.Time
+	confirm *confirmation // made by the first Ack
 }
 
-// retainLocked keeps the claim of r, in flight on a partition being
-// forgotten.
-func (g *group) retainLocked(l *partitionLog, r *record) {
-	id := AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch}
-	g.dd.retained[id] = &retainedClaim{key: g.dedupeKey(l, r, r.attempt), expires: r.deadline}
+func newDedupeSettlement(g *group, cfg *Dedupe) *dedupeSettlement {
+	return &dedupeSettlement{g: g, cfg: cfg, wake: make(chan struct{}, 1), quit: make(chan struct{}), kept: make(map[AckID]*retainedClaim)}
 }
 
-// retainedLocked returns the retained claim of id, or nil.
-func (g *group) retainedLocked(id AckID) *retainedClaim {
-	if g.dd == nil {
+// key names the claim of r's delivery.
+func (d *dedupeSettlement) key(l *partitionLog, r *record, delivery uint32) dedupe.Key {
+	rec := make([]byte, 0, len(l.topic)+48)
+	rec = append(rec, l.topic...)
+	rec = append(rec, '/')
+	rec = strconv.AppendInt(rec, int64(l.partition), 10)
+	rec = append(rec, '/')
+	rec = strconv.AppendInt(rec, r.offset, 10)
+	rec = append(rec, '/')
+	rec = strconv.AppendUint(rec, l.epoch, 10)
+	return dedupe.Key{Group: d.g.settings.Group, Topic: l.topic, MessageID: r.messageID, Delivery: delivery, Record: string(rec)}
+}
+
+// leaseOf is how long a claim holds without a confirm or release: the ack
+// timeout and a margin, so that it outlasts the delivery's ack deadline.
+func (d *dedupeSettlement) lease() time.Duration {
+	t := d.g.settings.AckTimeout
+	return t + max(t/2, 5*time.Second)
+}
+
+func (d *dedupeSettlement) dispatch(s *Stream, l *partitionLog, r *record) {
+	l.pick(r, s)
+	k := d.key(l, r, r.delivery)
+	d.claims = append(d.claims, pendingClaim{l: l, r: r, delivery: r.delivery, claim: dedupe.Claim{
+		Group: k.Group, Topic: k.Topic, MessageID: k.MessageID, Delivery: k.Delivery, Record: k.Record, Lease: d.lease(),
+	}})
+	d.kick()
+}
+
+func (d *dedupeSettlement) processed(l *partitionLog, r *record) *confirmation {
+	k := d.key(l, r, r.delivery)
+	if r.unclaimed {
+		// Delivered without a claim (Redis was down): the marker is best
+		// effort, and the commit does not wait for Redis.
+		d.confirms = append(d.confirms, pendingConfirm{key: k})
+		l.finish(r)
+		d.kick()
 		return nil
 	}
-	e := g.dd.retained[id]
-	if e != nil && e.confirmed == nil && g.m.now().After(e.expires) {
-		delete(g.dd.retained, id)
+	dl := r.state == stateDeadLetter
+	c := l.confirming(r)
+	d.confirms = append(d.confirms, pendingConfirm{key: k, conf: c, l: l, r: r, deadLetter: dl})
+	d.kick()
+	return c
+}
+
+func (d *dedupeSettlement) abandoned(l *partitionLog, r *record) {
+	if r.state == stateInflight && !r.unclaimed {
+		d.release(d.key(l, r, r.delivery))
+	}
+}
+
+func (d *dedupeSettlement) release(k dedupe.Key) {
+	d.releases = append(d.releases, k)
+	d.kick()
+}
+
+func (d *dedupeSettlement) streamGone(l *partitionLog, r *record) {
+	// Claiming: the claim's answer gives it back. In flight: it stays under
+	// its claim until its deadline; a late Ack of the app settles it.
+	l.orphan(r)
+}
+
+func (d *dedupeSettlement) forgetting(l *partitionLog, r *record, retain bool) {
+	switch {
+	case r.state != stateInflight || r.unclaimed:
+		// Claiming: the claim's answer finds the log gone and releases it.
+		// Confirming: its marker is on its way. Dead-lettering: the dead
+		// letter's marker is written when it lands.
+	case retain:
+		now := d.g.m.now()
+		for id, e := range d.kept {
+			if now.After(e.expires) && e.confirm == nil {
+				delete(d.kept, id)
+			}
+		}
+		id := AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch, Delivery: r.delivery}
+		d.kept[id] = &retainedClaim{key: d.key(l, r, r.delivery), expires: r.deadline}
+	default:
+		d.release(d.key(l, r, r.delivery))
+	}
+}
+
+func (d *dedupeSettlement) retained(id AckID) *retainedClaim {
+	e := d.kept[id]
+	if e != nil && e.confirm == nil && d.g.m.now().After(e.expires) {
+		delete(d.kept, id)
 		return nil
 	}
 	return e
 }
 
-// pruneRetainedLocked forgets retained claims past their ack timeout.
-func (g *group) pruneRetainedLocked() {
-	now := g.m.now()
-	for id, e := range g.dd.retained {
-		if now.After(e.expires) {
-			delete(g.dd.retained, id)
-		}
+func (d *dedupeSettlement) ackRetained(_ AckID, rc *retainedClaim) *confirmation {
+	if rc.confirm == nil {
+		rc.confirm = newConfirmation()
+		d.confirms = append(d.confirms, pendingConfirm{key: rc.key, conf: rc.confirm})
+		d.kick()
 	}
+	return rc.confirm
 }
 
-// confirmRetainedLocked queues the done markers of the retained claims of
-// ids[i] for each i in which, and returns what to wait for.
-func (g *group) confirmRetainedLocked(ids []AckID, which []int) []<-chan struct{} {
-	var waits []<-chan struct{}
-	for _, i := range which {
-		e := g.dd.retained[ids[i]]
-		if e.confirmed == nil {
-			e.confirmed = make(chan struct{})
-			g.dd.confirms = append(g.dd.confirms, pendingConfirm{key: e.key, retained: e})
-			g.wakeDedupe()
-		}
-		waits = append(waits, e.confirmed)
-	}
-	return waits
+func (d *dedupeSettlement) nackRetained(id AckID, rc *retainedClaim) {
+	d.release(rc.key)
+	delete(d.kept, id)
 }
 
-// releaseRetainedLocked queues the release of the retained claims of
-// ids[i] for each i in which.
-func (g *group) releaseRetainedLocked(ids []AckID, which []int) {
-	for _, i := range which {
-		g.dd.releases = append(g.dd.releases, g.dd.retained[ids[i]].key)
-		delete(g.dd.retained, ids[i])
-	}
-	if len(which) > 0 {
-		g.wakeDedupe()
-	}
-}
-
-// dedupeKey is the key of r's current delivery attempt.
-// The record's identity is built once and reused by its claim, confirm and
-// release.
-func (g *group) dedupeKey(l *partitionLog, r *record, attempt int32) dedupe.Key {
-	if r.dedupeID == "" {
-		r.dedupeID = messageIDFallback(l.topic, l.partition, r.offset)
-	}
-	return dedupe.Key{Group: g.settings.Group, MessageID: r.messageID, Attempt: attempt, Record: r.dedupeID}
-}
-
-// claimLocked reserves s's credit and r's ordering slot and queues r's claim.
-func (g *group) claimLocked(s *Stream, l *partitionLog, r *record) {
-	r.state = stateClaiming
-	r.stream = s
-	l.inflight++
-	s.inflight++
-	k := g.dedupeKey(l, r, r.attempt+1)
-	g.dd.claims = append(g.dd.claims, pendingClaim{r: r, l: l, epoch: l.epoch, claim: dedupe.Claim{
-		Group: k.Group, MessageID: k.MessageID, Attempt: k.Attempt, Record: k.Record,
-		Lease: g.settings.AckTimeout + max(g.settings.AckTimeout/2, 5*time.Second),
-	}})
-	g.wakeDedupe()
-}
-
-// confirmLocked marks r processed and queues its done marker.
-func (g *group) confirmLocked(l *partitionLog, r *record) {
-	g.releaseLocked(l, r)
-	bestEffort := r.unclaimed
-	if bestEffort {
-		g.finishLocked(l, r) // delivered without a claim: do not hold the commit for Redis
-	} else {
-		r.state = stateConfirming
-		r.confirmed = make(chan struct{})
-		l.confirming++
-		l.settle(r) // processed: the next record of its key may go
-	}
-	g.dd.confirms = append(g.dd.confirms, pendingConfirm{r: r, l: l, epoch: l.epoch, key: g.dedupeKey(l, r, r.attempt), bestEffort: bestEffort})
-	g.wakeDedupe()
-}
-
-// releaseClaimLocked queues the release of r's claim for its last attempt.
-func (g *group) releaseClaimLocked(l *partitionLog, r *record) {
-	if g.dd == nil || r.unclaimed || r.attempt == 0 {
+func (d *dedupeSettlement) deadLettered(l *partitionLog, r *record, delivery uint32) {
+	if !l.gone && r.state == stateDeadLetter && r.delivery == delivery {
+		d.processed(l, r)
 		return
 	}
-	g.dd.releases = append(g.dd.releases, g.dedupeKey(l, r, r.attempt))
-	g.wakeDedupe()
+	// Forgotten while its dead letter was being written: the done marker
+	// still makes the partition's next owner drop its copy instead of
+	// delivering it again.
+	d.confirms = append(d.confirms, pendingConfirm{key: d.key(l, r, delivery)})
+	d.kick()
 }
 
-func (g *group) wakeDedupe() {
+func (d *dedupeSettlement) degraded() bool { return d.isDegraded.Load() }
+
+func (d *dedupeSettlement) kick() {
 	select {
-	case g.dd.wake <- struct{}{}:
+	case d.wake <- struct{}{}:
 	default:
 	}
 }
@@ -203,27 +249,80 @@ const dedupeWorkers = 2
 // going out as one long pipeline while the other worker idles.
 const maxDedupeBatch = 2048
 
-// dedupeLoop is one of the group's dedupe workers: it takes the queued
-// claims, confirms and releases and sends them in one pipelined round trip.
-func (g *group) dedupeLoop() {
+func (d *dedupeSettlement) start() {
+	for range dedupeWorkers {
+		d.workers.Add(1)
+		d.g.wg.Go(func() {
+			defer d.workers.Done()
+			d.loop()
+		})
+	}
+}
+
+// stop stops the workers, then sends what is still queued (releases and
+// done markers: claims of a stopping group are moot) in one last bounded
+// round trip, so that the partitions' next owner need not wait out leases,
+// and Acks waiting for their markers get their answer.
+func (d *dedupeSettlement) stop() {
+	d.stopOnce.Do(func() { close(d.quit) })
+	d.workers.Wait()
+	g := d.g
+	g.mu.Lock()
+	confirms, releases := d.confirms, d.releases
+	d.claims, d.confirms, d.releases = nil, nil, nil
+	g.mu.Unlock()
+	if len(confirms)+len(releases) == 0 {
+		return
+	}
+	b := dedupe.Batch{Releases: releases, Confirms: make([]dedupe.Key, len(confirms))}
+	for i, c := range confirms {
+		b.Confirms[i] = c.key
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	res, err := d.cfg.Claims.Do(ctx, b)
+	cancel()
+	if err != nil {
+		g.logger.Warn("final dedupe batch failed; the next owner waits for the leases", "releases", len(releases), "confirms", len(confirms), "err", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, c := range confirms {
+		if c.conf == nil {
+			continue
+		}
+		switch {
+		case err != nil:
+			c.conf.settle(fmt.Errorf("%w: %w", ErrConfirmPending, err))
+		case !res.Confirmed[i]:
+			c.conf.settle(errLostClaim)
+		default:
+			c.conf.settle(nil)
+		}
+	}
+}
+
+// loop is one of the group's dedupe workers: it takes the queued claims,
+// confirms and releases and sends them in one pipelined round trip.
+func (d *dedupeSettlement) loop() {
 	backoff := 100 * time.Millisecond
 	for {
 		select {
-		case <-g.dd.quit:
+		case <-d.quit:
 			return
-		case <-g.dd.wake:
+		case <-d.wake:
 		}
 		for {
+			g := d.g
 			g.mu.Lock()
-			claims, confirms, releases := takeBatch(&g.dd.claims), takeBatch(&g.dd.confirms), g.dd.releases
-			g.dd.releases = nil
-			more := len(g.dd.claims)+len(g.dd.confirms) > 0
+			claims, confirms, releases := takeBatch(&d.claims), takeBatch(&d.confirms), d.releases
+			d.releases = nil
+			more := len(d.claims)+len(d.confirms) > 0
 			g.mu.Unlock()
 			if len(claims)+len(confirms)+len(releases) == 0 {
 				break
 			}
 			if more {
-				g.wakeDedupe() // the other worker takes the rest meanwhile
+				d.kick() // the other worker takes the rest meanwhile
 			}
 			b := dedupe.Batch{Releases: releases}
 			if len(claims) > 0 {
@@ -239,23 +338,23 @@ func (g *group) dedupeLoop() {
 				}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			res, err := g.m.dd.Claims.Do(ctx, b)
+			res, err := d.cfg.Claims.Do(ctx, b)
 			cancel()
 			if len(confirms) > 0 {
-				g.applyConfirms(confirms, res.Confirmed, err)
+				d.applyConfirms(confirms, res.Confirmed, err)
 			}
 			if len(claims) > 0 {
-				g.applyClaims(claims, res.Outcomes, err, backoff)
+				d.applyClaims(claims, res.Outcomes, err, backoff)
 			}
 			// Releases are best effort: a failed one is not retried (the
 			// lease expires anyway).
-			g.setDegraded(err)
+			d.setDegraded(err)
 			if err == nil {
 				backoff = 100 * time.Millisecond
 				continue
 			}
 			select {
-			case <-g.dd.quit:
+			case <-d.quit:
 				return
 			case <-time.After(backoff):
 			}
@@ -279,103 +378,101 @@ func takeBatch[T any](q *[]T) []T {
 	return out
 }
 
-// applyConfirms finishes confirmed records; on error it queues the confirms
-// again (the records stay unfinished, so uncommitted).
-func (g *group) applyConfirms(confirms []pendingConfirm, oks []bool, err error) {
+// applyConfirms settles confirmations; on error it queues the confirms
+// again (their records stay confirming, so uncommitted).
+func (d *dedupeSettlement) applyConfirms(confirms []pendingConfirm, oks []bool, err error) {
+	g := d.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err != nil {
 		g.stats.redisErrors.Add(1)
 		for _, c := range confirms {
-			if !c.bestEffort {
-				g.dd.confirms = append(g.dd.confirms, c)
+			if c.conf != nil {
+				d.confirms = append(d.confirms, c)
 			}
 		}
 		return
 	}
 	var touched []*partitionLog
 	for i, c := range confirms {
-		if c.retained != nil {
-			if !oks[i] {
-				g.stats.lostClaims.Add(1)
-			}
-			close(c.retained.confirmed)
-			continue
-		}
 		if !oks[i] {
-			// Another owner claimed it after our lease lapsed: it may have
-			// been processed twice. Count it; the record is done here.
+			// Another delivery claimed the message after this one's lease
+			// lapsed (an app slower than its lease while the gateway could
+			// not reach Redis, say): it may be processed twice. Counted.
 			g.stats.lostClaims.Add(1)
 		}
-		if ch := c.r.confirmed; ch != nil && !c.bestEffort {
-			close(ch) // the Ack that made it waits for this
-			c.r.confirmed = nil
-		}
-		if c.bestEffort || g.parts[tpKey{c.l.topic, c.l.partition}] != c.l || c.l.epoch != c.epoch || c.r.state != stateConfirming {
+		if c.conf == nil {
 			continue
 		}
-		c.l.confirming--
-		g.finishLocked(c.l, c.r)
-		touched = append(touched, c.l)
+		l, r := c.l, c.r
+		lost := !oks[i] && !c.deadLetter
+		if lost {
+			c.conf.settle(errLostClaim)
+		} else {
+			c.conf.settle(nil)
+		}
+		if l == nil || l.gone || r.state != stateConfirming || r.confirm != c.conf {
+			continue
+		}
+		r.confirm = nil
+		if lost {
+			// Not this delivery's to settle: deliver it again; its claim is
+			// then held elsewhere or found done.
+			r.ackedBy = 0
+			l.requeue(r, time.Time{})
+			continue
+		}
+		l.finish(r)
+		touched = append(touched, l)
 	}
-	g.storeLocked(touched)
+	g.storeLocked(touched...)
 	g.dispatchLocked()
 }
 
 // applyClaims delivers claimed records, drops duplicates, holds records
 // claimed elsewhere, and on error applies the Redis failure policy.
-func (g *group) applyClaims(claims []pendingClaim, outcomes []dedupe.Outcome, err error, backoff time.Duration) {
+func (d *dedupeSettlement) applyClaims(claims []pendingClaim, outcomes []dedupe.Outcome, err error, backoff time.Duration) {
+	g := d.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.m.now()
 	var touched []*partitionLog
 	for i, c := range claims {
-		r, l := c.r, c.l
-		current := g.parts[tpKey{l.topic, l.partition}] == l && l.epoch == c.epoch && r.state == stateClaiming
-		if !current {
-			// Revoked, acked or given back meanwhile: do not keep a claim.
+		l, r := c.l, c.r
+		if l.gone || r.state != stateClaiming || r.delivery != c.delivery {
+			// Forgotten or taken back meanwhile: do not keep a claim.
 			if err == nil && outcomes[i] == dedupe.Claimed {
-				g.dd.releases = append(g.dd.releases, c.claim.Key())
+				d.release(c.claim.Key())
 			}
 			continue
 		}
 		s := r.stream
-		g.releaseLocked(l, r) // back to not-in-flight; each branch sets the new state
 		switch {
-		case err != nil && g.m.dd.Deliver && s != nil:
+		case err != nil && d.cfg.Deliver && s != nil:
 			r.unclaimed = true
-			g.deliverLocked(s, l, r, now)
+			g.deliverLocked(s, l, r)
 		case err != nil:
-			r.state = stateBackoff
-			r.deadline = now.Add(backoff)
-			g.scheduleLocked(r, l)
+			l.requeue(r, now.Add(backoff))
 		case outcomes[i] == dedupe.Duplicate:
 			g.stats.duplicates.Add(1)
-			// Released above: finishing must not count it out of flight
-			// again. (It did: the partition's in-flight count drifted
-			// below the truth, so a stream's end could skip giving its
-			// records back, and revoke and drain waits ended early.)
-			r.state = stateReady
-			g.finishLocked(l, r)
+			l.finish(r)
 			touched = append(touched, l)
 		case outcomes[i] == dedupe.HeldElsewhere:
 			g.stats.held.Add(1)
-			r.state = stateBackoff
-			r.deadline = now.Add(g.m.dd.HoldRetry)
-			g.scheduleLocked(r, l)
+			l.requeue(r, now.Add(d.cfg.HoldRetry))
 		case s == nil: // the stream went away while claiming
-			g.dd.releases = append(g.dd.releases, c.claim.Key())
-			l.markReady(r)
+			d.release(c.claim.Key())
+			l.requeue(r, time.Time{})
 		default:
 			g.stats.claims.Add(1)
 			r.unclaimed = false
-			g.deliverLocked(s, l, r, now)
+			g.deliverLocked(s, l, r)
 		}
 	}
 	if err != nil {
 		g.stats.redisErrors.Add(1)
 	}
-	g.storeLocked(touched)
+	g.storeLocked(touched...)
 	for _, s := range g.streams {
 		s.flush()
 	}
@@ -383,16 +480,16 @@ func (g *group) applyClaims(claims []pendingClaim, outcomes []dedupe.Outcome, er
 }
 
 // setDegraded records whether Redis is failing, logging transitions only.
-func (g *group) setDegraded(err error) {
-	was := g.dd.degraded.Swap(err != nil)
+func (d *dedupeSettlement) setDegraded(err error) {
+	was := d.isDegraded.Swap(err != nil)
 	switch {
 	case err != nil && !was:
 		policy := "delivery paused until it answers"
-		if g.m.dd.Deliver {
+		if d.cfg.Deliver {
 			policy = "delivering without dedupe until it answers"
 		}
-		g.logger.Warn("redis unavailable for dedupe; "+policy, "err", err)
+		d.g.logger.Warn("redis unavailable for dedupe; "+policy, "err", err)
 	case err == nil && was:
-		g.logger.Info("redis answers again; dedupe resumed")
+		d.g.logger.Info("redis answers again; dedupe resumed")
 	}
 }

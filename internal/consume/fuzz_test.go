@@ -8,19 +8,24 @@ import (
 	"github.com/kafkagate/gateway/internal/invalid"
 )
 
-// FuzzParseAckID: any text either parses into an ID whose text form parses
-// back to the same ID, or fails as bad input naming the field; it never
-// panics.
+// FuzzParseAckID: any text either parses into an ID whose signed text form
+// parses back to the same ID and verifies, or fails as bad input naming the
+// field; it never panics. An ID that parses verifies only with the MAC the
+// gateway made for it (for its group).
 func FuzzParseAckID(f *testing.F) {
+	signer := newAckSigner()
 	for _, s := range []string{
-		"orders/0/0/1", "orders/3/12345/1732412345000000", "a.b-c_d/2147483647/9223372036854775807/18446744073709551615",
-		"", "/", "orders", "orders/0/0", "orders/0/0/0", "/0/0/1", "orders/-1/0/1", "orders/0/-1/1",
-		"orders/x/0/1", "or/ders/1/2/3", "orders/2147483648/0/1", "orders/0/0/18446744073709551616", "orders/+1/0/1",
+		"orders/0/0/1/1/000000000000000000000000", "orders/3/12345/1732412345000000/7/0123456789abcdef01234567",
+		"a.b-c_d/2147483647/9223372036854775807/18446744073709551615/4294967295/ffffffffffffffffffffffff",
+		signer.format("g", AckID{Topic: "orders", Partition: 1, Offset: 2, Epoch: 3, Delivery: 4}),
+		"", "/", "orders", "orders/0/0", "orders/0/0/1", "orders/0/0/1/1", "orders/0/0/0/1/00", "/0/0/1/1/00",
+		"orders/-1/0/1/1/00", "orders/0/-1/1/1/00", "orders/x/0/1/1/00", "or/ders/1/2/3/4/00", "orders/2147483648/0/1/1/00",
+		"orders/0/0/18446744073709551616/1/00", "orders/+1/0/1/1/00", "orders/0/0/1/4294967296/00", "orders/0/0/1/1/zz",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		id, err := ParseAckID("ack_ids[0]", s)
+		id, mac, err := ParseAckID("ack_ids[0]", s)
 		if err != nil {
 			var inv *invalid.Error
 			if !errors.As(err, &inv) || inv.Violations[0].Field != "ack_ids[0]" {
@@ -28,15 +33,25 @@ func FuzzParseAckID(f *testing.F) {
 			}
 			return
 		}
-		if id.Topic == "" || id.Partition < 0 || id.Offset < 0 || id.Epoch == 0 {
+		if id.Topic == "" || id.Partition < 0 || id.Offset < 0 || id.Epoch == 0 || id.Delivery == 0 || len(mac) != macBytes {
 			t.Fatalf("ParseAckID(%q) accepted %+v", s, id)
 		}
-		again, err := ParseAckID("x", id.String())
+		text := signer.format("g", id)
+		again, mac2, err := ParseAckID("x", text)
 		if err != nil || again != id {
-			t.Fatalf("ParseAckID(%q) = %+v, whose text %q parses to %+v, %v", s, id, id.String(), again, err)
+			t.Fatalf("ParseAckID(%q) = %+v, whose text %q parses to %+v, %v", s, id, text, again, err)
 		}
-		if strings.Count(id.String(), "/") < 3 {
-			t.Fatalf("text form %q has fewer than three slashes", id.String())
+		if !signer.verify("g", again, mac2) {
+			t.Fatalf("the gateway's own ID %q does not verify", text)
+		}
+		if signer.verify("other-group", again, mac2) {
+			t.Fatalf("ID %q of group g verifies for another group", text)
+		}
+		if s != text && signer.verify("g", id, mac) {
+			t.Fatalf("%q verifies although the gateway made %q for it", s, text)
+		}
+		if strings.Count(text, "/") != ackIDParts-1 {
+			t.Fatalf("text form %q does not have %d slashes", text, ackIDParts-1)
 		}
 	})
 }
@@ -55,7 +70,7 @@ func FuzzPartitionLogCommitRule(f *testing.F) {
 		if len(gaps) > 512 || len(acks) > 1024 {
 			return
 		}
-		l := newPartitionLog("t", 0, 1, len(gaps)%2 == 0)
+		l := testLog(len(gaps)%2 == 0)
 		var recs []*record
 		fetched := map[int64]*record{}
 		off := int64(100)
@@ -111,6 +126,9 @@ func FuzzPartitionLogCommitRule(f *testing.F) {
 			if r != nil {
 				l.finish(r) // a repeated ack
 				check("repeated ack")
+			}
+			if l.pending() != len(recs)-len(done) {
+				t.Fatalf("pending %d, want %d", l.pending(), len(recs)-len(done))
 			}
 		}
 	})

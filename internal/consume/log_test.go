@@ -4,10 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafkagate/gateway/internal/invalid"
 )
+
+// testLog is a partition log with its own timer queue and no byte totals.
+func testLog(keyed bool) *partitionLog {
+	return newPartitionLog("t", 0, 1, keyed, newTimerQueue(time.Now, func() {}), byteAccount{})
+}
 
 func fill(l *partitionLog, offsets ...int64) []*record {
 	var recs []*record
@@ -21,7 +28,7 @@ func fill(l *partitionLog, offsets ...int64) []*record {
 
 func TestCommitPointMovesOnlyOverTheDoneprefix(t *testing.T) {
 	t.Parallel()
-	l := newPartitionLog("t", 0, 1, false)
+	l := testLog(false)
 	if got := l.committable(); got != -1 {
 		t.Fatalf("empty log committable = %d, want -1", got)
 	}
@@ -46,7 +53,7 @@ func TestCommitPointMovesOnlyOverTheDoneprefix(t *testing.T) {
 
 func TestLookupMakesAcksIdempotentAndRejectsUnknownOffsets(t *testing.T) {
 	t.Parallel()
-	l := newPartitionLog("t", 0, 1, false)
+	l := testLog(false)
 	recs := fill(l, 5, 6, 8)
 	l.finish(recs[0])
 	cases := []struct {
@@ -85,11 +92,11 @@ func TestDeliverableHonoursEachOrdering(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			l := newPartitionLog("t", 0, 1, tc.ordering == OrderingKey)
+			l := testLog(tc.ordering == OrderingKey)
 			recs := fill(l, 0, 1, 2, 3, 4, 5)
+			s := &Stream{maxInFlight: 100}
 			for _, o := range tc.inflight {
-				recs[o].state = stateInflight
-				l.inflight++
+				l.deliver(recs[o], s, time.Now().Add(time.Minute))
 			}
 			var got []int64
 			for _, r := range l.deliverable(tc.ordering, 100, nil) {
@@ -104,11 +111,12 @@ func TestDeliverableHonoursEachOrdering(t *testing.T) {
 
 func TestKeyOrderingHandsOutTheNextRecordOfAKeyWhenTheHeadSettles(t *testing.T) {
 	t.Parallel()
-	l := newPartitionLog("t", 0, 1, true)
+	l := testLog(true)
 	recs := fill(l, 0, 1, 2, 3, 4, 5) // keys k0 k1 k2 k0 k1 k2
+	s := &Stream{maxInFlight: 100}
 	deliver := func() (got []int64) {
 		for _, r := range l.deliverable(OrderingKey, 100, nil) {
-			r.state = stateInflight
+			l.deliver(r, s, time.Now().Add(time.Minute))
 			got = append(got, r.offset)
 		}
 		return got
@@ -123,22 +131,43 @@ func TestKeyOrderingHandsOutTheNextRecordOfAKeyWhenTheHeadSettles(t *testing.T) 
 	if got := fmt.Sprint(deliver()); got != "[4]" {
 		t.Fatalf("after finishing offset 1 = %s, want [4]", got)
 	}
-	recs[0].state = stateReady // k0's head given back (timeout): it goes again, 3 still waits
-	l.markReady(recs[0])
+	l.requeue(recs[0], time.Time{}) // k0's head given back (timeout): it goes again, 3 still waits
 	if got := fmt.Sprint(deliver()); got != "[0]" {
 		t.Fatalf("after giving back offset 0 = %s, want [0]", got)
 	}
 }
 
-func TestAckIDRoundTripsAndRejectsMalformedIDs(t *testing.T) {
+func TestAckIDRoundTripsVerifiesAndRejectsMalformedIDs(t *testing.T) {
 	t.Parallel()
-	id := AckID{Topic: "orders.eu-1", Partition: 7, Offset: 123456789, Epoch: 42}
-	got, err := ParseAckID("ack_ids[0]", id.String())
-	if err != nil || got != id {
-		t.Fatalf("round trip: %v, %v", got, err)
+	signer := newAckSigner()
+	id := AckID{Topic: "orders.eu-1", Partition: 7, Offset: 123456789, Epoch: 42, Delivery: 3}
+	text := signer.format("g", id)
+	got, mac, err := ParseAckID("ack_ids[0]", text)
+	if err != nil || got != id || !signer.verify("g", got, mac) {
+		t.Fatalf("round trip of %q: %+v, %v", text, got, err)
 	}
-	for _, bad := range []string{"", "orders", "orders/1/2", "/1/2/3", "orders/x/2/3", "orders/1/-2/3", "orders/1/2/0", "orders/1/2/3/", "orders/99999999999/2/3"} {
-		_, err := ParseAckID("ack_ids[4]", bad)
+	// Any field changed, or another group, or another gateway process's
+	// key: the signature does not verify.
+	for name, other := range map[string]AckID{
+		"offset":   {Topic: id.Topic, Partition: 7, Offset: 123456788, Epoch: 42, Delivery: 3},
+		"delivery": {Topic: id.Topic, Partition: 7, Offset: 123456789, Epoch: 42, Delivery: 4},
+		"epoch":    {Topic: id.Topic, Partition: 7, Offset: 123456789, Epoch: 43, Delivery: 3},
+		"topic":    {Topic: "orders", Partition: 7, Offset: 123456789, Epoch: 42, Delivery: 3},
+	} {
+		if signer.verify("g", other, mac) {
+			t.Errorf("an ID with another %s verifies with the original signature", name)
+		}
+	}
+	if signer.verify("g2", id, mac) {
+		t.Error("an ID of group g verifies for group g2")
+	}
+	if newAckSigner().verify("g", id, mac) {
+		t.Error("an ID verifies with another process's key")
+	}
+	for _, bad := range []string{"", "orders", "orders/1/2/3/4", "/1/2/3/4/" + strings.Repeat("0", 24), "orders/x/2/3/4/00",
+		"orders/1/-2/3/4/00", "orders/1/2/0/4/00", "orders/1/2/3/0/00", "orders/1/2/3/4/", "orders/99999999999/2/3/4/00",
+		"orders/1/2/3/4/" + strings.Repeat("0", 22), "orders/1/2/3/4/" + strings.Repeat("g", 24)} {
+		_, _, err := ParseAckID("ack_ids[4]", bad)
 		var inv *invalid.Error
 		if !errors.As(err, &inv) || inv.Violations[0].Field != "ack_ids[4]" {
 			t.Errorf("ParseAckID(%q) = %v, want an invalid.Error on ack_ids[4]", bad, err)
@@ -153,7 +182,7 @@ func FuzzCommitNeverPassesAnUnfinishedRecord(f *testing.F) {
 	f.Add(uint64(7), []byte{9, 9, 9})
 	f.Fuzz(func(t *testing.T, seed uint64, order []byte) {
 		rng := rand.New(rand.NewPCG(seed, seed))
-		l := newPartitionLog("t", 0, 1, false)
+		l := testLog(false)
 		var recs []*record
 		off := int64(rng.IntN(1000))
 		for range 1 + rng.IntN(64) {

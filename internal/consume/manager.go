@@ -7,15 +7,14 @@ package consume
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"golang.org/x/time/rate"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"golang.org/x/time/rate"
 
 	"github.com/kafkagate/gateway/internal/invalid"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
@@ -53,8 +52,10 @@ type Manager struct {
 	admin           *kafka.AdminClient
 	dd              *Dedupe // nil: no dedupe
 	now             func() time.Time
+	signer          *ackSigner
 
 	buffered atomic.Int64 // bytes of fetched, unfinished records, all groups
+	active   atomic.Int32 // groups whose consumer runs, for the fair byte share
 	onStats  func(group, json string)
 
 	mu       sync.Mutex
@@ -87,6 +88,7 @@ func New(kc kafkaclient.Config, cfg Config, producer Producer, messageIDHeader s
 		admin:           admin,
 		dd:              dd,
 		now:             time.Now,
+		signer:          newAckSigner(),
 		groups:          make(map[string]*group),
 		counters:        make(map[string]*counters),
 	}, nil
@@ -161,13 +163,15 @@ func (m *Manager) group(s Settings, declared bool) (*group, error) {
 		}
 		return g, nil
 	}
-	g, err := newGroup(m, s, declared)
+	g, mb, err := startMember(m, s, declared)
 	if err != nil {
 		return nil, err
 	}
 	m.groups[s.Group] = g
+	m.active.Add(1)
 	m.wg.Go(func() {
-		g.run()
+		mb.run()
+		m.active.Add(-1)
 		m.mu.Lock()
 		if m.groups[s.Group] == g {
 			delete(m.groups, s.Group)
@@ -247,15 +251,23 @@ func (m *Manager) lookup(name string) (*group, error) {
 	return g, nil
 }
 
-func parseAckIDs(ids []string) ([]AckID, error) {
+// ackIDs parses and verifies the ack IDs of a group: malformed text is
+// INVALID_ARGUMENT naming the field; an ID whose signature does not verify
+// (altered, guessed, of another group, or of an earlier run of this
+// gateway) is ErrStaleAck, like an ID of a partition no longer owned, so the
+// answer tells nothing more.
+func (m *Manager) ackIDs(group string, ids []string) ([]AckID, error) {
 	if len(ids) == 0 {
 		return nil, invalid.Field("ack_ids", "must not be empty")
 	}
 	out := make([]AckID, len(ids))
 	for i, s := range ids {
-		id, err := ParseAckID(fmt.Sprintf("ack_ids[%d]", i), s)
+		id, mac, err := ParseAckID(fmt.Sprintf("ack_ids[%d]", i), s)
 		if err != nil {
 			return nil, err
+		}
+		if !m.signer.verify(group, id, mac) {
+			return nil, fmt.Errorf("ack_ids[%d]: not issued by this gateway process for group %q: %w", i, group, ErrStaleAck)
 		}
 		out[i] = id
 	}
@@ -265,18 +277,22 @@ func parseAckIDs(ids []string) ([]AckID, error) {
 // confirmWait bounds how long an Ack waits for its done markers.
 const confirmWait = 10 * time.Second
 
-// Ack acknowledges records of a group. It applies all IDs or none. With
-// dedupe it returns once the records' done markers are in Redis, so an
-// acknowledged message is never delivered again, even if this gateway dies
-// right after; if the markers are not written within ctx (or 10 s), it
-// fails with ErrConfirmPending: the ack stays applied, and repeating it is
-// safe (it waits again).
+// Ack acknowledges deliveries of a group. It applies all IDs or none: it
+// fails with ErrStaleAck, applying nothing, when an ID names a delivery
+// that is not the latest of its record on this gateway. With dedupe it
+// returns once the records' done markers are in Redis, so an acknowledged
+// message is never delivered again, even if this gateway dies right after;
+// if the markers are not written within ctx (or 10 s), it fails with
+// ErrConfirmPending: the ack stays applied, and repeating it is safe (it
+// waits again). A done marker that finds another delivery's claim (this
+// delivery's lease had lapsed) fails the Ack with ErrStaleAck: that record
+// was not settled by it.
 func (m *Manager) Ack(ctx context.Context, group string, ackIDs []string) error {
-	g, err := m.lookup(group)
+	ids, err := m.ackIDs(group, ackIDs)
 	if err != nil {
 		return err
 	}
-	ids, err := parseAckIDs(ackIDs)
+	g, err := m.lookup(group)
 	if err != nil {
 		return err
 	}
@@ -286,9 +302,12 @@ func (m *Manager) Ack(ctx context.Context, group string, ackIDs []string) error 
 	}
 	timeout := time.NewTimer(confirmWait)
 	defer timeout.Stop()
-	for _, ch := range waits {
+	for _, c := range waits {
 		select {
-		case <-ch:
+		case <-c.done:
+			if c.err != nil {
+				return c.err
+			}
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrConfirmPending, ctx.Err())
 		case <-timeout.C:
@@ -300,16 +319,19 @@ func (m *Manager) Ack(ctx context.Context, group string, ackIDs []string) error 
 
 // Nack rejects records of a group. It applies all IDs or none.
 func (m *Manager) Nack(group string, ackIDs []string, opts NackOptions) error {
-	g, err := m.lookup(group)
-	if err != nil {
-		return err
-	}
-	ids, err := parseAckIDs(ackIDs)
+	ids, err := m.ackIDs(group, ackIDs)
 	if err != nil {
 		return err
 	}
 	if opts.RetryAfter < 0 {
 		return invalid.Field("retry_after", "must not be negative")
+	}
+	if opts.RetryAfter > m.cfg.MaxRetryAfter {
+		return invalid.Field("retry_after", "is %v; at most consumer.max_retry_after (%v) is allowed", opts.RetryAfter, m.cfg.MaxRetryAfter)
+	}
+	g, err := m.lookup(group)
+	if err != nil {
+		return err
 	}
 	if len(opts.Reason) > 1024 {
 		return invalid.Field("reason", "is %d bytes long; at most 1024 are allowed", len(opts.Reason))
@@ -322,45 +344,15 @@ func (m *Manager) Degraded() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, g := range m.groups {
-		if g.dd != nil && g.dd.degraded.Load() {
+		if g.settle.degraded() {
 			return true
 		}
 	}
 	return false
 }
 
-// writeDeadLetter writes rec to topic, retrying with backoff until the
-// broker acknowledges it or stop closes. A missing dead-letter topic is
-// created first when dead_letter_auto_create is on.
-func (m *Manager) writeDeadLetter(stop <-chan struct{}, topic string, rec produce.Record) error {
-	backoff := 200 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		results, err := m.producer.Produce(ctx, topic, []produce.Record{rec})
-		cancel()
-		if err == nil {
-			err = results[0].Err
-		}
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, produce.ErrUnknownTopic) && m.cfg.DeadLetterAutoCreate {
-			if cerr := m.createTopic(topic); cerr != nil {
-				err = cerr
-			} else {
-				continue
-			}
-		}
-		m.logger.Warn("dead-letter write failed; retrying", "topic", topic, "err", err, "in", backoff)
-		select {
-		case <-stop:
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-}
-
+// createTopic creates a missing dead-letter topic: one partition, the
+// broker's default replication.
 func (m *Manager) createTopic(topic string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

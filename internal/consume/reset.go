@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 )
 
@@ -208,20 +206,19 @@ func (g *group) reposition(req *resetRequest) {
 	req.actions = make(map[TopicPartition]ResetAction, len(req.targets))
 	targets := make(map[tpKey]int64, len(req.targets))
 
-	// 1. Stop delivering and storing the partitions owned here.
+	// 1. Stop delivering the partitions owned here.
 	g.mu.Lock()
 	var owned []*partitionLog
-	var seek, others []kafka.TopicPartition
+	var seek, others []PartitionOffset
 	for _, t := range req.targets {
 		k := tpKey{t.Topic, t.Partition}
 		targets[k] = t.Offset
-		tp := kafka.TopicPartition{Topic: &t.Topic, Partition: t.Partition, Offset: kafka.Offset(t.Offset)}
 		if l := g.parts[k]; l != nil && !l.revoking {
 			l.revoking = true
 			owned = append(owned, l)
-			seek = append(seek, tp)
+			seek = append(seek, t)
 		} else {
-			others = append(others, tp)
+			others = append(others, t)
 		}
 	}
 	g.mu.Unlock()
@@ -229,19 +226,13 @@ func (g *group) reposition(req *resetRequest) {
 	// 2. Seek.
 	refused := map[tpKey]bool{}
 	if len(seek) > 0 {
-		res, err := g.consumer.SeekPartitions(seek)
+		rs, err := g.client.Seek(seek)
 		if err != nil {
-			res = nil
-			for _, tp := range seek {
-				refused[tpKey{*tp.Topic, tp.Partition}] = true
-			}
 			g.logger.Warn("seek for an offset reset failed; retrying", "err", err)
 		}
-		for _, tp := range res {
-			if tp.Error != nil {
-				refused[tpKey{*tp.Topic, tp.Partition}] = true
-				g.logger.Debug("seek refused; retrying", "topic", *tp.Topic, "partition", tp.Partition, "err", tp.Error)
-			}
+		for _, t := range rs {
+			refused[tpKey{t.Topic, t.Partition}] = true
+			g.logger.Debug("seek refused; retrying", "topic", t.Topic, "partition", t.Partition)
 		}
 	}
 
@@ -260,24 +251,16 @@ func (g *group) reposition(req *resetRequest) {
 		}
 		moved = append(moved, l)
 	}
-	for _, s := range g.streams {
-		s.dropUnsent(moved)
-	}
+	g.takeBackLocked(moved)
 	for _, l := range moved {
 		k := tpKey{l.topic, l.partition}
-		for _, r := range l.recs {
-			if r.state != stateDone {
-				dropped++
-			}
-			if r.state == stateInflight {
-				g.releaseClaimLocked(l, r)
-				r.unclaimed = true // released: forgetLocked must not retain it for a late ack
-			}
-		}
-		g.forgetLocked(l)
-		n := newPartitionLog(l.topic, l.partition, epochs.Add(1), g.settings.Ordering == OrderingKey)
+		dropped += l.pending()
+		paused := l.paused
+		g.forgetLocked(l, false) // the records are dropped: their claims are released
+		n := newPartitionLog(l.topic, l.partition, epochs.Add(1), g.settings.Ordering == OrderingKey, g.timers, g.account())
 		n.next = targets[k] // the commit point; nothing below it is appended
-		n.paused = l.paused // librdkafka keeps the pause; balanceFlow resumes it
+		n.paused = paused   // librdkafka keeps the pause; balanceFlow resumes it
+		n.appendedAt = g.m.now()
 		g.parts[k] = n
 		g.order = append(g.order, n)
 		fresh = append(fresh, n)
@@ -291,38 +274,31 @@ func (g *group) reposition(req *resetRequest) {
 			s.pushAssignment(Assignment{Assigned: tps})
 		}
 	}
-	g.storeLocked(unmoved) // what acks advanced while they were marked
-	g.storeLocked(fresh)   // replaces the old stored offsets
+	g.storeLocked(unmoved...) // what acks advanced while they were marked
+	g.storeLocked(fresh...)   // replaces the old stored offsets
 	g.dispatchLocked()
 	g.mu.Unlock()
 
 	// 4. Commit.
-	var commit []kafka.TopicPartition
+	var commit []PartitionOffset
 	for _, l := range fresh {
-		commit = append(commit, kafka.TopicPartition{Topic: &l.topic, Partition: l.partition, Offset: kafka.Offset(l.next)})
+		commit = append(commit, PartitionOffset{Topic: l.topic, Partition: l.partition, Offset: l.next})
 	}
 	commit = append(commit, others...)
 	if len(commit) == 0 {
 		return
 	}
-	res, err := g.consumer.CommitOffsets(commit)
-	if err == nil {
-		for _, tp := range res {
-			if tp.Error != nil {
-				err = fmt.Errorf("%s/%d: %w", *tp.Topic, tp.Partition, tp.Error)
-				break
-			}
-		}
-	}
+	err := g.client.Commit(commit)
+	g.metricsCommit(err)
 	if err != nil {
 		req.err = fmt.Errorf("%w: commit the new offsets: %w", ErrBusy, kafkaclient.Classify(err))
 		if len(fresh) > 0 {
 			g.logger.Warn("partitions repositioned, but the commit of their new offsets failed (they are stored and committed in the background)", "partitions", tps, "err", err)
 		}
 	}
-	for _, tp := range others {
+	for _, t := range others {
 		if err == nil {
-			req.actions[TopicPartition{Topic: *tp.Topic, Partition: tp.Partition}] = ResetCommitted
+			req.actions[TopicPartition{Topic: t.Topic, Partition: t.Partition}] = ResetCommitted
 		}
 	}
 	if len(tps) > 0 {

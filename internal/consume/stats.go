@@ -25,8 +25,15 @@ type Stats struct {
 	Acked, Nacked int64
 	// TimedOut counts deliveries not acknowledged within the ack timeout.
 	TimedOut int64
-	// DeadLettered counts records written to a dead-letter topic.
-	DeadLettered int64
+	// DeadLettered counts records written to a dead-letter topic;
+	// DeadLetteredCompact those of them written as compact dead letters
+	// (the full one could not be written); DeadLettersDropped records whose
+	// dead letter could not be written at all (settled without one).
+	DeadLettered, DeadLetteredCompact, DeadLettersDropped int64
+	// Stalls counts partitions found stalled: records waiting for delivery
+	// with nothing in flight while streams had credit, or a partition not
+	// fetched although its log grew (see DESIGN.md, "Stall detection").
+	Stalls int64
 	// Commits and CommitFailures count offset commits: librdkafka's periodic
 	// ones and the gateway's own at revoke and shutdown. A commit with
 	// nothing to commit counts as neither.
@@ -48,6 +55,9 @@ func (s *Stats) add(o Stats) {
 	s.Nacked += o.Nacked
 	s.TimedOut += o.TimedOut
 	s.DeadLettered += o.DeadLettered
+	s.DeadLetteredCompact += o.DeadLetteredCompact
+	s.DeadLettersDropped += o.DeadLettersDropped
+	s.Stalls += o.Stalls
 	s.Commits += o.Commits
 	s.CommitFailures += o.CommitFailures
 	s.OffsetResets += o.OffsetResets
@@ -61,27 +71,31 @@ func (s *Stats) add(o Stats) {
 // counters are one group's Stats, updated without locks.
 type counters struct {
 	rebalances, delivered, redelivered, acked, nacked, timedOut, deadLettered atomic.Int64
+	deadLetteredCompact, deadLettersDropped, stalls                           atomic.Int64
 	commits, commitFailures, offsetResets                                     atomic.Int64
 	claims, duplicates, held, redisErrors, lostClaims                         atomic.Int64
 }
 
 func (c *counters) load() Stats {
 	return Stats{
-		Rebalances:     c.rebalances.Load(),
-		Delivered:      c.delivered.Load(),
-		Redelivered:    c.redelivered.Load(),
-		Acked:          c.acked.Load(),
-		Nacked:         c.nacked.Load(),
-		TimedOut:       c.timedOut.Load(),
-		DeadLettered:   c.deadLettered.Load(),
-		Commits:        c.commits.Load(),
-		CommitFailures: c.commitFailures.Load(),
-		OffsetResets:   c.offsetResets.Load(),
-		Claims:         c.claims.Load(),
-		Duplicates:     c.duplicates.Load(),
-		Held:           c.held.Load(),
-		RedisErrors:    c.redisErrors.Load(),
-		LostClaims:     c.lostClaims.Load(),
+		Rebalances:          c.rebalances.Load(),
+		Delivered:           c.delivered.Load(),
+		Redelivered:         c.redelivered.Load(),
+		Acked:               c.acked.Load(),
+		Nacked:              c.nacked.Load(),
+		TimedOut:            c.timedOut.Load(),
+		DeadLettered:        c.deadLettered.Load(),
+		DeadLetteredCompact: c.deadLetteredCompact.Load(),
+		DeadLettersDropped:  c.deadLettersDropped.Load(),
+		Stalls:              c.stalls.Load(),
+		Commits:             c.commits.Load(),
+		CommitFailures:      c.commitFailures.Load(),
+		OffsetResets:        c.offsetResets.Load(),
+		Claims:              c.claims.Load(),
+		Duplicates:          c.duplicates.Load(),
+		Held:                c.held.Load(),
+		RedisErrors:         c.redisErrors.Load(),
+		LostClaims:          c.lostClaims.Load(),
 	}
 }
 
@@ -105,6 +119,8 @@ type GroupStats struct {
 	OldestUnacked time.Duration
 	// Degraded is true while the group's dedupe cannot reach Redis.
 	Degraded bool
+	// Stalled are the partitions stalled now (see Stats.Stalls).
+	Stalled int
 }
 
 // Stats returns the counters of every group together.
@@ -163,8 +179,11 @@ func (g *group) snapshot(gs *GroupStats, now time.Time) {
 		if !l.revoking {
 			gs.Partitions++
 		}
-		gs.InFlight += l.inflight
-		gs.Buffered += len(l.recs)
+		gs.InFlight += l.inFlight()
+		gs.Buffered += l.pending()
+		if l.stalled || l.fetchStalled {
+			gs.Stalled++
+		}
 		if len(l.recs) > 0 && (oldest == 0 || l.recs[0].fetched < oldest) {
 			oldest = l.recs[0].fetched
 		}
@@ -172,14 +191,13 @@ func (g *group) snapshot(gs *GroupStats, now time.Time) {
 	if oldest != 0 {
 		gs.OldestUnacked = max(0, now.Sub(time.Unix(0, oldest)))
 	}
-	gs.Degraded = g.dd != nil && g.dd.degraded.Load()
+	gs.Degraded = g.settle.degraded()
 }
 
-func (g *group) metricsRebalance()    { g.stats.rebalances.Add(1) }
-func (g *group) metricsAcked(n int)   { g.stats.acked.Add(int64(n)) }
-func (g *group) metricsNacked(n int)  { g.stats.nacked.Add(int64(n)) }
-func (g *group) metricsTimedOut()     { g.stats.timedOut.Add(1) }
-func (g *group) metricsDeadLettered() { g.stats.deadLettered.Add(1) }
+func (g *group) metricsRebalance()   { g.stats.rebalances.Add(1) }
+func (g *group) metricsAcked(n int)  { g.stats.acked.Add(int64(n)) }
+func (g *group) metricsNacked(n int) { g.stats.nacked.Add(int64(n)) }
+func (g *group) metricsTimedOut()    { g.stats.timedOut.Add(1) }
 
 func (g *group) metricsDelivered(attempt int32) {
 	g.stats.delivered.Add(1)
@@ -195,9 +213,12 @@ func (g *group) onLog(ev kafka.LogEvent) {
 	}
 }
 
-// metricsCommit counts the result of an offset commit: err is the commit's
-// error, offsets its per-partition results (if any).
-func (g *group) metricsCommit(err error, offsets []kafka.TopicPartition) {
+// metricsCommit counts the result of one of the gateway's own commits.
+func (g *group) metricsCommit(err error) { g.metricsCommitted(err, nil) }
+
+// metricsCommitted counts the result of an offset commit: err is the
+// commit's error, offsets its per-partition results (if any).
+func (g *group) metricsCommitted(err error, offsets []kafka.TopicPartition) {
 	switch {
 	case err != nil && isNoOffset(err):
 		return // nothing to commit

@@ -2,8 +2,9 @@ package consume
 
 import (
 	"context"
-	"golang.org/x/time/rate"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Header is one record header.
@@ -53,7 +54,7 @@ type Frame struct {
 type Stream struct {
 	g           *group
 	maxInFlight int
-	inflight    int     // delivered (or queued to send) and not finished
+	holding     int     // records it holds: claiming or in flight (kept by partitionLog)
 	frames      []Frame // made, not yet taken by Next
 	ended       bool    // the group shut down
 	notify      chan struct{}
@@ -63,7 +64,7 @@ type Stream struct {
 // credit is how many records the stream may take now: its room under
 // max_in_flight, and under its delivery rate the tokens it has.
 func (s *Stream) credit() int {
-	c := s.maxInFlight - s.inflight
+	c := s.maxInFlight - s.holding
 	if s.rateLimited() {
 		c = min(c, int(s.rate.Tokens()))
 	}
@@ -86,7 +87,6 @@ func (s *Stream) add(d Delivery) {
 	if s.rateLimited() {
 		s.rate.Allow()
 	}
-	s.inflight++
 	if n := len(s.frames); n > 0 && s.frames[n-1].Assignment == nil {
 		s.frames[n-1].Deliveries = append(s.frames[n-1].Deliveries, d)
 		return
@@ -102,8 +102,9 @@ func (s *Stream) pushAssignment(a Assignment) {
 	s.flush()
 }
 
-// dropUnsent removes queued deliveries of revoked partitions and returns
-// them: they were never seen by the app, and their new owner delivers them.
+// dropUnsent removes queued deliveries of the given partitions' logs (being
+// revoked or repositioned) and returns them: they were never seen by the
+// app, and their new owner delivers them.
 func (s *Stream) dropUnsent(logs []*partitionLog) []Delivery {
 	revoked := func(d Delivery) bool {
 		for _, l := range logs {

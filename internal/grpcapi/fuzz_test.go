@@ -51,7 +51,7 @@ func (fuzzConsumer) Nack(_ string, ids []string, _ consume.NackOptions) error { 
 
 func parseAll(ids []string) error {
 	for i, s := range ids {
-		if _, err := consume.ParseAckID(fmt.Sprintf("ack_ids[%d]", i), s); err != nil {
+		if _, _, err := consume.ParseAckID(fmt.Sprintf("ack_ids[%d]", i), s); err != nil {
 			return err
 		}
 	}
