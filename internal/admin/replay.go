@@ -245,15 +245,20 @@ func (s *Service) write(ctx context.Context, topic string, batch []produce.Recor
 // replayRecord turns a dead letter into the record to write back and its
 // topic; ok is false when the record is not selected.
 func (s *Service) replayRecord(req ReplayRequest, m *kafka.Message) (rec produce.Record, topic string, ok bool) {
-	var source, group, originalID string
+	var source, group, ownID, originalID string
+	compact := false
 	for _, h := range m.Headers {
 		switch h.Key {
 		case consume.HeaderDLQTopic:
 			source = string(h.Value)
 		case consume.HeaderDLQGroup:
 			group = string(h.Value)
-		case s.messageIDHeader:
+		case consume.HeaderDLQMessageID:
 			originalID = string(h.Value)
+		case s.messageIDHeader:
+			ownID = string(h.Value)
+		case consume.HeaderDLQPayloadOmitted:
+			compact = true
 		case consume.HeaderDLQPartition, consume.HeaderDLQOffset, consume.HeaderDLQAttempts, consume.HeaderDLQReason,
 			HeaderReplaySource, HeaderReplayOriginalID:
 			// Described the failure, or an earlier replay: not part of the record.
@@ -261,7 +266,12 @@ func (s *Service) replayRecord(req ReplayRequest, m *kafka.Message) (rec produce
 			rec.Headers = append(rec.Headers, produce.Header{Key: h.Key, Value: h.Value})
 		}
 	}
-	if req.Group != "" && group != req.Group {
+	if originalID == "" {
+		originalID = ownID // a dead letter written before dlq-message-id existed
+	}
+	// A compact dead letter carries no payload to write back: its record is
+	// read at its source coordinates, not replayed.
+	if compact || req.Group != "" && group != req.Group {
 		return rec, "", false
 	}
 	topic = req.TargetTopic

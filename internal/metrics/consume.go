@@ -47,6 +47,12 @@ func RegisterConsumer(r *Registry, groups func() []consume.GroupStats) {
 		func(s *consume.GroupStats) int64 { return s.TimedOut })
 	counter("gateway_consumer_dead_lettered_total", "Records written to a dead-letter topic.",
 		func(s *consume.GroupStats) int64 { return s.DeadLettered })
+	counter("gateway_consumer_dead_letters_compact_total", "Dead letters written in compact form (source coordinates, reason and message ID, without the payload) because the full one could not be written (too large, rejected, not authorized).",
+		func(s *consume.GroupStats) int64 { return s.DeadLetteredCompact })
+	counter("gateway_consumer_dead_letters_dropped_total", "Records settled without a dead letter because neither the full nor the compact one could be written; each is logged at error level with its coordinates.",
+		func(s *consume.GroupStats) int64 { return s.DeadLettersDropped })
+	counter("gateway_consumer_stalls_total", "Partitions found stalled: a record waiting for delivery with nothing in flight while streams had credit, or a partition not fetched although its log grew. Each is logged at error level and repaired.",
+		func(s *consume.GroupStats) int64 { return s.Stalls })
 	counter("gateway_consumer_commits_total", "Successful offset commits (periodic, at revoke and at shutdown).",
 		func(s *consume.GroupStats) int64 { return s.Commits })
 	counter("gateway_consumer_commit_failures_total", "Failed offset commits.",
@@ -71,6 +77,8 @@ func RegisterConsumer(r *Registry, groups func() []consume.GroupStats) {
 		func(s *consume.GroupStats) float64 { return float64(s.Buffered) })
 	gauge("gateway_consumer_oldest_unacked_age_seconds", "Age, since it was fetched, of the group's oldest record not yet done: the record holding a commit point back. 0 when none is pending.",
 		func(s *consume.GroupStats) float64 { return s.OldestUnacked.Seconds() })
+	gauge("gateway_consumer_stalled_partitions", "Partitions stalled now (see gateway_consumer_stalls_total).",
+		func(s *consume.GroupStats) float64 { return float64(s.Stalled) })
 	gauge("gateway_consumer_partitions_assigned", "Partitions assigned to this gateway's member of the group.",
 		func(s *consume.GroupStats) float64 { return float64(s.Partitions) })
 	gauge("gateway_consumer_streams", "App streams attached to the group on this gateway.",
