@@ -217,6 +217,33 @@ var javaMurmur2 = []struct {
 	{"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", 2, 1, 5},
 }
 
+// TestTheFirstProduceToANewTopicWithAutoCreateIsWritten pins a newcomer's
+// first call against a real cluster: with producer.auto_create_topics on,
+// Kafka 4 (KRaft) creates the topic but answers "unknown topic or
+// partition" to metadata requests for a second or two meanwhile. The
+// gateway answered NOT_FOUND, and the same call succeeded 1.5 s later; the
+// first call must get its partition and offset.
+func TestTheFirstProduceToANewTopicWithAutoCreateIsWritten(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.UniqueName("autocreated")
+	testenv.DeleteTopicAtCleanup(t, bootstrap, topic)
+	h := startGateway(t, func(c *config.Config) { c.Producer.AutoCreateTopics = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := h.producer.Produce(ctx, &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Key: []byte("k"), Value: []byte("first")}}})
+	if err != nil {
+		t.Fatalf("first Produce to a topic never seen: %v", err)
+	}
+	r := resp.GetResults()[0]
+	if r.GetError() != nil || r.GetOffset() != 0 {
+		t.Fatalf("first record: %v, want it written at offset 0", r)
+	}
+	if msgs := testenv.ReadTopic(t, bootstrap, topic); len(msgs) != 1 || string(msgs[0].Value) != "first" {
+		t.Fatalf("topic holds %d records, want the first one", len(msgs))
+	}
+}
+
 func TestKeysGoToTheSamePartitionAsWithTheJavaClient(t *testing.T) {
 	t.Parallel()
 	bootstrap := testenv.Kafka(t)

@@ -139,6 +139,10 @@ func New(kc kafkaclient.Config, cfg Config, logger *slog.Logger) (*Producer, err
 		reportsEnded: make(chan struct{}),
 	}
 	p.topics = newTopicCache(p.lookupTopic, time.Now)
+	if cfg.AutoCreateTopics {
+		// A record may wait that long for the broker anyway.
+		p.topics.createWait = cfg.DeliveryTimeout
+	}
 	return p, nil
 }
 
