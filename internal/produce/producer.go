@@ -76,10 +76,22 @@ type Batch struct {
 	start     time.Time
 	obs       BatchObserver // nil: not observed
 	// enqueued is how many records, from the first, Send handed to
-	// librdkafka; the others failed before (queue full, shutting down).
-	// Written by Send before it returns.
+	// librdkafka; the others failed before with unsent (queue full,
+	// shutting down). Written by Send before it returns.
 	enqueued int
+	unsent   error
 }
+
+// Unsent returns the error that kept Send from enqueueing the batch's
+// records from index Enqueued() on (ErrQueueFull when the queue stayed
+// full, ErrClosed when shutdown began, ...), or nil when Send enqueued
+// every record. Those records carry it in their Result and were not
+// written. It may be called as soon as Send has returned.
+func (b *Batch) Unsent() error { return b.unsent }
+
+// Enqueued returns how many of the batch's records, from the first, Send
+// enqueued. It may be called as soon as Send has returned.
+func (b *Batch) Enqueued() int { return b.enqueued }
 
 // finish accounts for n finished records and notifies when none remain.
 func (b *Batch) finish(n int32) {
@@ -336,7 +348,7 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 		res.Timestamp = msg.Timestamp
 		msg.Opaque = res
 		if err := p.enqueue(&msg, wait); err != nil {
-			b.enqueued = i
+			b.enqueued, b.unsent = i, err
 			// Fail this record and every later one: writing the later ones
 			// could reorder records that share a key.
 			for j := i; j < len(records); j++ {
