@@ -88,7 +88,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 
-	dd := g.dedupe()
+	dd, err := g.dedupe()
+	if err != nil {
+		return nil, err
+	}
 	if g.idempotency != nil {
 		g.producer.EnableIdempotency(g.idempotency, g.cfg.Dedupe.ProduceWindow)
 	}
@@ -181,7 +184,11 @@ func (g *Gateway) listen() error {
 //
 // Producer idempotency keys use the same store whenever Redis is
 // configured (dedupe.redis.addrs, or embedded mode), dedupe on or not.
-func (g *Gateway) dedupe() *consume.Dedupe {
+//
+// It fails when the server does not fit the client (a Redis Cluster node
+// behind a single address without dedupe.redis.cluster, or the reverse); a
+// Redis that does not answer yet is checked again by readiness.
+func (g *Gateway) dedupe() (*consume.Dedupe, error) {
 	c := g.cfg.Dedupe
 	if g.embedded != nil && len(c.Redis.Addrs) == 0 {
 		c.Redis.Addrs = []string{g.embedded.RedisAddr()}
@@ -190,28 +197,34 @@ func (g *Gateway) dedupe() *consume.Dedupe {
 		c.Redis.ReadTimeout = max(c.Redis.ReadTimeout, 10*time.Second)
 	}
 	if len(c.Redis.Addrs) == 0 {
-		return nil
+		return nil, nil
 	}
 	g.redis = c.Redis.NewClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	switch err := dedupe.CheckMode(ctx, g.redis); {
+	case errors.Is(err, dedupe.ErrMisconfigured):
+		return nil, err
+	case err != nil:
+		g.logger.Warn("redis does not answer yet; its cluster mode is checked by readiness", "err", err)
+	}
 	g.owner = dedupe.NewOwner(g.cfg.Consumer.InstanceID)
 	store := dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, g.owner)
 	g.idempotency = store
 	// Preloading saves the first batches a NOSCRIPT round trip; a Redis
 	// that is down now is handled like any later outage.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if err := store.LoadScripts(ctx); err != nil {
 		g.logger.Warn("load dedupe scripts into redis", "err", err)
 	}
-	cancel()
 	if !c.Enabled {
-		return nil
+		return nil, nil
 	}
 	return &consume.Dedupe{
 		Claims:    store,
 		Deliver:   c.OnRedisFailure == dedupe.FailureDeliver,
 		HoldRetry: c.HoldRetry,
 		IDHeader:  c.IDHeader,
-	}
+	}, nil
 }
 
 // startLimits creates the limiter and loads the limits document in force
