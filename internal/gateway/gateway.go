@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -163,8 +164,8 @@ func (g *Gateway) listen() error {
 	}
 	if path := g.cfg.Server.UnixSocket; path != "" {
 		// A socket left by a killed gateway would block the bind.
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("server.unix_socket: remove stale socket: %w", err)
+		if err := removeStaleSocket(path); err != nil {
+			return fmt.Errorf("server.unix_socket: %w", err)
 		}
 		ln, err := net.Listen("unix", path)
 		if err != nil {
@@ -175,6 +176,43 @@ func (g *Gateway) listen() error {
 		if err := os.Chmod(path, os.FileMode(mode)); err != nil {
 			return fmt.Errorf("server.unix_socket_mode: %w", err)
 		}
+	}
+	return nil
+}
+
+// removeStaleSocket removes the file at path when it is a socket nobody
+// listens on (left by a gateway that was killed), and refuses anything
+// else: another kind of file (never the gateway's to delete), or a socket
+// some process listens on (another gateway, say).
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode().Type() != os.ModeSocket:
+		kind := "a " + fi.Mode().Type().String() + " file"
+		switch {
+		case fi.Mode().IsRegular():
+			kind = "a regular file"
+		case fi.IsDir():
+			kind = "a directory"
+		case fi.Mode()&os.ModeSymlink != 0:
+			kind = "a symbolic link"
+		}
+		return fmt.Errorf("%s exists and is %s, not a socket: refusing to remove it", path, kind)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("%s is in use: a process listens on it (another gateway?)", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: cannot tell whether the socket is in use, so it is left alone: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
 	}
 	return nil
 }
