@@ -47,6 +47,9 @@ type Config struct {
 	// live owner is tried again.
 	HoldRetry time.Duration `yaml:"hold_retry"`
 	// ProduceWindow is how long a producer idempotency key is remembered.
+	// It must be at least DoneTTL: a key reused after the window writes a
+	// new record with the same message ID, which consumers with dedupe
+	// would drop as a duplicate for the rest of DoneTTL.
 	ProduceWindow time.Duration `yaml:"produce_window"`
 }
 
@@ -93,7 +96,7 @@ func DefaultConfig() Config {
 		DoneTTL:        168 * time.Hour,
 		OnRedisFailure: FailurePause,
 		HoldRetry:      time.Second,
-		ProduceWindow:  24 * time.Hour,
+		ProduceWindow:  168 * time.Hour, // = DoneTTL
 	}
 }
 
@@ -114,6 +117,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dedupe.hold_retry: must be at least 10ms")
 	case c.ProduceWindow < time.Second:
 		return fmt.Errorf("dedupe.produce_window: must be at least 1s")
+	case c.DoneTTL > c.ProduceWindow:
+		return fmt.Errorf("dedupe.done_ttl: %v is longer than dedupe.produce_window (%v): an idempotency key reused after the window would write a new record whose message ID consumers with dedupe drop as a duplicate until done_ttl ends; raise dedupe.produce_window to at least dedupe.done_ttl",
+			c.DoneTTL, c.ProduceWindow)
 	}
 	return c.Redis.validate("dedupe.redis")
 }
