@@ -1,6 +1,8 @@
 package dedupe
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -45,17 +47,24 @@ type Config struct {
 	// live owner is tried again.
 	HoldRetry time.Duration `yaml:"hold_retry"`
 	// ProduceWindow is how long a producer idempotency key is remembered.
+	// It must be at least DoneTTL: a key reused after the window writes a
+	// new record with the same message ID, which consumers with dedupe
+	// would drop as a duplicate for the rest of DoneTTL.
 	ProduceWindow time.Duration `yaml:"produce_window"`
 }
 
-// RedisConfig says how to reach Redis. One address is a single server;
-// MasterName makes the addresses Sentinels; several addresses without
-// MasterName are Redis Cluster seed nodes.
+// RedisConfig says how to reach Redis. One address is a single server,
+// unless Cluster is set; MasterName makes the addresses Sentinels; several
+// addresses without MasterName, or any with Cluster, are Redis Cluster
+// nodes (seeds: the client learns the others from them).
 type RedisConfig struct {
 	// Addrs are host:port addresses.
 	Addrs []string `yaml:"addrs"`
 	// MasterName is the Sentinel master name; empty when not using Sentinel.
 	MasterName string `yaml:"master_name"`
+	// Cluster says the deployment is a Redis Cluster, so that a single
+	// address (a configuration endpoint, say) builds a Cluster client too.
+	Cluster bool `yaml:"cluster"`
 	// Username and Password authenticate (ACL user, or Password alone for
 	// requirepass).
 	Username string `yaml:"username"`
@@ -87,7 +96,7 @@ func DefaultConfig() Config {
 		DoneTTL:        168 * time.Hour,
 		OnRedisFailure: FailurePause,
 		HoldRetry:      time.Second,
-		ProduceWindow:  24 * time.Hour,
+		ProduceWindow:  168 * time.Hour, // = DoneTTL
 	}
 }
 
@@ -108,6 +117,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dedupe.hold_retry: must be at least 10ms")
 	case c.ProduceWindow < time.Second:
 		return fmt.Errorf("dedupe.produce_window: must be at least 1s")
+	case c.DoneTTL > c.ProduceWindow:
+		return fmt.Errorf("dedupe.done_ttl: %v is longer than dedupe.produce_window (%v): an idempotency key reused after the window would write a new record whose message ID consumers with dedupe drop as a duplicate until done_ttl ends; raise dedupe.produce_window to at least dedupe.done_ttl",
+			c.DoneTTL, c.ProduceWindow)
 	}
 	return c.Redis.validate("dedupe.redis")
 }
@@ -129,10 +141,14 @@ func (c RedisConfig) validate(path string) error {
 	switch {
 	case c.MasterName != "" && len(c.Addrs) == 0:
 		return fmt.Errorf("%s.addrs: required (the Sentinel addresses) when %s.master_name is set", path, path)
+	case c.Cluster && c.MasterName != "":
+		return fmt.Errorf("%s.cluster: true does not go with %s.master_name (Sentinel); set one of them", path, path)
 	case c.DB < 0:
 		return fmt.Errorf("%s.db: must not be negative", path)
 	case c.DB != 0 && c.MasterName == "" && len(c.Addrs) > 1:
 		return fmt.Errorf("%s.db: must be 0 with several addrs (Redis Cluster has only db 0)", path)
+	case c.DB != 0 && c.Cluster:
+		return fmt.Errorf("%s.db: must be 0 with %s.cluster (Redis Cluster has only db 0)", path, path)
 	case c.DialTimeout <= 0:
 		return fmt.Errorf("%s.dial_timeout: must be > 0", path)
 	case c.ReadTimeout <= 0:
@@ -147,8 +163,9 @@ func (c RedisConfig) validate(path string) error {
 
 // NewClient returns a go-redis universal client for c: a single-server
 // client for one address, a Sentinel failover client when MasterName is
-// set, a Cluster client for several addresses (with none, 127.0.0.1:6379).
-// It does not connect yet. With Sentinel, Username and Password
+// set, a Cluster client for several addresses or with Cluster (with none,
+// 127.0.0.1:6379). It does not connect yet; [CheckMode] tells whether the
+// server fits. With Sentinel, Username and Password
 // authenticate to the master; the Sentinels themselves are reached without
 // credentials.
 //
@@ -174,8 +191,44 @@ func (c RedisConfig) NewClient() redis.UniversalClient {
 		ReadTimeout:           c.ReadTimeout,
 		WriteTimeout:          c.WriteTimeout,
 		PoolSize:              c.PoolSize,
+		IsClusterMode:         c.Cluster,
 		MaxRetries:            1,
 		DialerRetries:         1,
 		ContextTimeoutEnabled: true,
 	})
+}
+
+// CheckMode checks that the client rdb (built by [RedisConfig.NewClient])
+// fits the server: a single-server client of a Redis Cluster node would be
+// answered MOVED for every key of a slot another node serves, and a Cluster
+// client of a server without cluster support fails every command. A
+// mismatch is an error wrapping [ErrMisconfigured] that names
+// dedupe.redis.cluster; a Redis that does not answer, one wrapping
+// [ErrUnavailable]; a server that does not say (an INFO section it does not
+// know, as miniredis) passes.
+func CheckMode(ctx context.Context, rdb redis.UniversalClient) error {
+	switch c := rdb.(type) {
+	case *redis.Client: // a single server, or the master Sentinel names
+		info, err := c.Info(ctx, "cluster").Result()
+		var reply redis.Error
+		switch {
+		case errors.As(err, &reply):
+			return nil // it answered, without a cluster section
+		case err != nil:
+			return fmt.Errorf("%w: check the server's cluster mode: %w", ErrUnavailable, err)
+		case strings.Contains(info, "cluster_enabled:1"):
+			return fmt.Errorf("%w: dedupe.redis.cluster: the Redis server at %s is a Redis Cluster node (cluster_enabled:1), but dedupe.redis names a single server: set dedupe.redis.cluster: true",
+				ErrMisconfigured, c.Options().Addr)
+		}
+	case *redis.ClusterClient:
+		err := c.Ping(ctx).Err()
+		switch {
+		case err != nil && strings.Contains(err.Error(), "cluster support disabled"):
+			return fmt.Errorf("%w: dedupe.redis.cluster: true, but the Redis server at %v is not a Redis Cluster node (%v): set dedupe.redis.cluster: false",
+				ErrMisconfigured, c.Options().Addrs, err)
+		case err != nil:
+			return fmt.Errorf("%w: check the server's cluster mode: %w", ErrUnavailable, err)
+		}
+	}
+	return nil
 }

@@ -28,6 +28,7 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown failure policy", func(c *Config) { c.OnRedisFailure = "drop" }, `dedupe.on_redis_failure: "drop" is not one of pause, deliver`},
 		{"short hold retry", func(c *Config) { c.HoldRetry = time.Millisecond }, "dedupe.hold_retry"},
 		{"short produce window", func(c *Config) { c.ProduceWindow = 0 }, "dedupe.produce_window"},
+		{"longer done TTL with a longer window", func(c *Config) { c.DoneTTL = 720 * time.Hour; c.ProduceWindow = 720 * time.Hour }, ""},
 		{"address without port", func(c *Config) { c.Redis.Addrs = []string{"a:1", "redis"} }, "dedupe.redis.addrs[1]"},
 		{"address with bad port", func(c *Config) { c.Redis.Addrs = []string{"redis:0"} }, "dedupe.redis.addrs[0]"},
 		{"address without host", func(c *Config) { c.Redis.Addrs = []string{":6379"} }, "dedupe.redis.addrs[0]"},
@@ -35,6 +36,9 @@ func TestConfigValidate(t *testing.T) {
 		{"negative db", func(c *Config) { c.Redis.DB = -1 }, "dedupe.redis.db"},
 		{"db on cluster", func(c *Config) { c.Redis.Addrs = []string{"a:1", "b:1"}; c.Redis.DB = 2 }, "dedupe.redis.db: must be 0"},
 		{"db on sentinel", func(c *Config) { c.Redis.Addrs = []string{"a:1", "b:1"}; c.Redis.MasterName = "m"; c.Redis.DB = 2 }, ""},
+		{"cluster behind one address", func(c *Config) { c.Redis.Addrs = []string{"a:1"}; c.Redis.Cluster = true }, ""},
+		{"db on a declared cluster", func(c *Config) { c.Redis.Addrs = []string{"a:1"}; c.Redis.Cluster = true; c.Redis.DB = 1 }, "dedupe.redis.db: must be 0 with dedupe.redis.cluster"},
+		{"cluster with sentinel", func(c *Config) { c.Redis.Addrs = []string{"a:1"}; c.Redis.Cluster = true; c.Redis.MasterName = "m" }, "dedupe.redis.cluster"},
 		{"no dial timeout", func(c *Config) { c.Redis.DialTimeout = 0 }, "dedupe.redis.dial_timeout"},
 		{"no read timeout", func(c *Config) { c.Redis.ReadTimeout = 0 }, "dedupe.redis.read_timeout"},
 		{"no write timeout", func(c *Config) { c.Redis.WriteTimeout = -1 }, "dedupe.redis.write_timeout"},
@@ -137,5 +141,25 @@ func TestNewClientKinds(t *testing.T) {
 				t.Fatalf("got %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAProduceWindowShorterThanTheDoneTTLIsRefused pins the namespaces of
+// message IDs across both sides of dedupe: an idempotency key is the
+// record's message ID. With produce_window (24 h by default) shorter than
+// done_ttl (7 d), an app reusing a key after the window wrote a new record
+// with an old message ID, and consumers with dedupe dropped that real
+// record as a duplicate for the rest of done_ttl. Such a configuration is
+// refused with both keys named, and the defaults are equal.
+func TestAProduceWindowShorterThanTheDoneTTLIsRefused(t *testing.T) {
+	t.Parallel()
+	c := DefaultConfig()
+	if c.ProduceWindow != c.DoneTTL {
+		t.Errorf("default produce_window %v, done_ttl %v: want them equal", c.ProduceWindow, c.DoneTTL)
+	}
+	c.ProduceWindow = 24 * time.Hour
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "dedupe.done_ttl") || !strings.Contains(err.Error(), "dedupe.produce_window") {
+		t.Fatalf("done_ttl 7d with produce_window 24h: %v, want an error naming both keys", err)
 	}
 }

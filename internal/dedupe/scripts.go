@@ -199,8 +199,9 @@ var unavailableReplies = []string{
 // Redis's fault); ErrUnavailable together with context.DeadlineExceeded
 // when ctx's deadline passed (Redis did not answer in time);
 // ErrUnavailable for network errors, timeouts, an exhausted pool, a closed
-// client, and replies in unavailableReplies; else the reply itself (a bug,
-// or a foreign value in the gateway's key space).
+// client, and replies in unavailableReplies; ErrMisconfigured for MOVED and
+// ASK redirections; else the reply itself (a bug, or a foreign value in the
+// gateway's key space).
 func (s *Store) fail(ctx context.Context, op string, err error) error {
 	switch ctxErr := ctx.Err(); {
 	case ctxErr == nil:
@@ -216,6 +217,11 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 	}
 	msg := reply.Error()
+	if strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ") {
+		// A Cluster client follows redirections itself: this one is not.
+		return fmt.Errorf("%w: %s: %w: the server is a Redis Cluster node, but dedupe.redis names a single server: set dedupe.redis.cluster: true",
+			ErrMisconfigured, op, err)
+	}
 	for _, p := range unavailableReplies {
 		if strings.HasPrefix(msg, p) {
 			return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)

@@ -32,7 +32,8 @@
 //
 // Errors: a batch either gets an answer for every item or fails as a whole
 // (then no outcome is known for any item). Connectivity failures wrap
-// [ErrUnavailable]; bad arguments wrap [ErrInvalid]. When ctx's deadline
+// [ErrUnavailable]; Cluster redirections to a single-server client wrap
+// [ErrMisconfigured]; bad arguments wrap [ErrInvalid]. When ctx's deadline
 // passes first, the error wraps both ErrUnavailable and
 // context.DeadlineExceeded; when ctx is canceled, only context.Canceled.
 package dedupe
@@ -58,6 +59,12 @@ var (
 	// auth failures, ...). The consumer applies its on_redis_failure
 	// policy, and health reports degraded.
 	ErrUnavailable = errors.New("dedupe: redis unavailable")
+	// ErrMisconfigured wraps answers that mean the gateway's Redis settings
+	// do not fit the server: a MOVED or ASK redirection reaching a client
+	// configured for a single server (the server is a Redis Cluster node:
+	// set dedupe.redis.cluster), or the mismatches [CheckMode] finds. Not
+	// transient: it lasts until the configuration is fixed.
+	ErrMisconfigured = errors.New("dedupe: redis settings do not fit the server")
 	// ErrInvalid wraps bad arguments: an empty group, message ID, topic or
 	// key, a lease or TTL that is not positive, mismatched slices. Nothing
 	// was sent to Redis.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/config"
+	"github.com/kafkagate/gateway/internal/gateway"
 	"github.com/kafkagate/gateway/internal/testenv"
 )
 
@@ -403,5 +405,56 @@ func TestWithDedupeABrokenStreamKeepsItsRecordsUntilItsAppsLateAck(t *testing.T)
 	case d := <-gotB:
 		t.Fatalf("stream B got %d as well", d.GetOffset())
 	case <-time.After(time.Second):
+	}
+}
+
+// TestARedisClusterBehindOneAddressNeedsTheClusterKey pins a Redis Cluster
+// reached through one address: the gateway built a single-server client,
+// whose batches a Cluster answers with MOVED, and consumption with dedupe
+// paused forever. Now the gateway refuses to start, naming
+// dedupe.redis.cluster; with it, it starts and idempotency keys work
+// through a Cluster client.
+func TestARedisClusterBehindOneAddressNeedsTheClusterKey(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	node := testenv.RedisClusterNode(t)
+	cfg := config.Default()
+	cfg.Embedded.Enabled = false
+	cfg.Server.Listen, cfg.Metrics.Listen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Kafka.BootstrapServers = bootstrap
+	cfg.Dedupe.Enabled = true
+	cfg.Dedupe.Redis.Addrs = []string{node}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(cfg, testenv.Logger(t))
+	if err == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = gw.Run(ctx)
+		t.Fatal("the gateway started with a single-server client of a Redis Cluster node")
+	}
+	if !strings.Contains(err.Error(), "dedupe.redis.cluster") {
+		t.Fatalf("start-up error %q does not name dedupe.redis.cluster", err)
+	}
+
+	topic := testenv.CreateTopic(t, bootstrap, 3)
+	h := dedupeGateway(t, node, func(c *config.Config) { c.Dedupe.Redis.Cluster = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Value: []byte("pay 5"), IdempotencyKey: "payment-5"}}}
+	var results []*gatewayv1.RecordResult
+	for range 2 {
+		resp, err := h.producer.Produce(ctx, req)
+		if err != nil {
+			t.Fatalf("Produce with an idempotency key through the Cluster client: %v", err)
+		}
+		results = append(results, resp.GetResults()[0])
+	}
+	if !proto.Equal(results[0], results[1]) {
+		t.Errorf("retry answered %v, want the first write's %v", results[1], results[0])
+	}
+	if msgs := testenv.ReadTopic(t, bootstrap, topic); len(msgs) != 1 {
+		t.Errorf("topic holds %d records, want 1", len(msgs))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -88,7 +89,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 		return nil, err
 	}
 
-	dd := g.dedupe()
+	dd, err := g.dedupe()
+	if err != nil {
+		return nil, err
+	}
 	if g.idempotency != nil {
 		g.producer.EnableIdempotency(g.idempotency, g.cfg.Dedupe.ProduceWindow)
 	}
@@ -160,8 +164,8 @@ func (g *Gateway) listen() error {
 	}
 	if path := g.cfg.Server.UnixSocket; path != "" {
 		// A socket left by a killed gateway would block the bind.
-		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("server.unix_socket: remove stale socket: %w", err)
+		if err := removeStaleSocket(path); err != nil {
+			return fmt.Errorf("server.unix_socket: %w", err)
 		}
 		ln, err := net.Listen("unix", path)
 		if err != nil {
@@ -176,12 +180,53 @@ func (g *Gateway) listen() error {
 	return nil
 }
 
+// removeStaleSocket removes the file at path when it is a socket nobody
+// listens on (left by a gateway that was killed), and refuses anything
+// else: another kind of file (never the gateway's to delete), or a socket
+// some process listens on (another gateway, say).
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode().Type() != os.ModeSocket:
+		kind := "a " + fi.Mode().Type().String() + " file"
+		switch {
+		case fi.Mode().IsRegular():
+			kind = "a regular file"
+		case fi.IsDir():
+			kind = "a directory"
+		case fi.Mode()&os.ModeSymlink != 0:
+			kind = "a symbolic link"
+		}
+		return fmt.Errorf("%s exists and is %s, not a socket: refusing to remove it", path, kind)
+	}
+	conn, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("%s is in use: a process listens on it (another gateway?)", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%s: cannot tell whether the socket is in use, so it is left alone: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	return nil
+}
+
 // dedupe connects the dedupe store when dedupe is on; in embedded mode it
 // uses the embedded Redis-protocol server.
 //
 // Producer idempotency keys use the same store whenever Redis is
 // configured (dedupe.redis.addrs, or embedded mode), dedupe on or not.
-func (g *Gateway) dedupe() *consume.Dedupe {
+//
+// It fails when the server does not fit the client (a Redis Cluster node
+// behind a single address without dedupe.redis.cluster, or the reverse); a
+// Redis that does not answer yet is checked again by readiness.
+func (g *Gateway) dedupe() (*consume.Dedupe, error) {
 	c := g.cfg.Dedupe
 	if g.embedded != nil && len(c.Redis.Addrs) == 0 {
 		c.Redis.Addrs = []string{g.embedded.RedisAddr()}
@@ -190,28 +235,34 @@ func (g *Gateway) dedupe() *consume.Dedupe {
 		c.Redis.ReadTimeout = max(c.Redis.ReadTimeout, 10*time.Second)
 	}
 	if len(c.Redis.Addrs) == 0 {
-		return nil
+		return nil, nil
 	}
 	g.redis = c.Redis.NewClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	switch err := dedupe.CheckMode(ctx, g.redis); {
+	case errors.Is(err, dedupe.ErrMisconfigured):
+		return nil, err
+	case err != nil:
+		g.logger.Warn("redis does not answer yet; its cluster mode is checked by readiness", "err", err)
+	}
 	g.owner = dedupe.NewOwner(g.cfg.Consumer.InstanceID)
 	store := dedupe.NewStore(g.redis, c.KeyPrefix, c.DoneTTL, g.owner)
 	g.idempotency = store
 	// Preloading saves the first batches a NOSCRIPT round trip; a Redis
 	// that is down now is handled like any later outage.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if err := store.LoadScripts(ctx); err != nil {
 		g.logger.Warn("load dedupe scripts into redis", "err", err)
 	}
-	cancel()
 	if !c.Enabled {
-		return nil
+		return nil, nil
 	}
 	return &consume.Dedupe{
 		Claims:    store,
 		Deliver:   c.OnRedisFailure == dedupe.FailureDeliver,
 		HoldRetry: c.HoldRetry,
 		IDHeader:  c.IDHeader,
-	}
+	}, nil
 }
 
 // startLimits creates the limiter and loads the limits document in force

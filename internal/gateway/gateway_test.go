@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +143,97 @@ func TestUnixSocketServesWithTheConfiguredMode(t *testing.T) {
 	}
 	if mode := fi.Mode().Perm(); mode != 0o600 {
 		t.Errorf("socket mode = %o, want 600", mode)
+	}
+}
+
+// TestUnixSocketReplacesOnlyAStaleSocket pins what the gateway may delete
+// at server.unix_socket: it used to remove whatever file was there. It
+// removes a socket nobody listens on (left by a killed gateway) and
+// serves; it refuses to start, naming the key and leaving the file alone,
+// when the path is another kind of file or a socket a process listens on.
+func TestUnixSocketReplacesOnlyAStaleSocket(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, path string) (check func(t *testing.T))
+		refused string // "" : the gateway starts and serves there
+	}{
+		{"stale socket", func(t *testing.T, path string) func(*testing.T) {
+			ln, err := net.Listen("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln.(*net.UnixListener).SetUnlinkOnClose(false)
+			ln.Close() // the file stays, nobody listens: a killed gateway's
+			return nil
+		}, ""},
+		{"regular file", func(t *testing.T, path string) func(*testing.T) {
+			if err := os.WriteFile(path, []byte("precious"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return func(t *testing.T) {
+				if data, err := os.ReadFile(path); err != nil || string(data) != "precious" {
+					t.Errorf("the file at the path: %q, %v; want it untouched", data, err)
+				}
+			}
+		}, "not a socket"},
+		{"socket in use", func(t *testing.T, path string) func(*testing.T) {
+			ln, err := net.Listen("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			return func(t *testing.T) {
+				c, err := net.Dial("unix", path)
+				if err != nil {
+					t.Errorf("the other process's socket no longer answers: %v", err)
+					return
+				}
+				c.Close()
+			}
+		}, "in use"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := t.TempDir() + "/gateway.sock"
+			check := tc.prepare(t, path)
+			if tc.refused == "" {
+				h := startGateway(t, func(c *config.Config) {
+					c.Server.Listen = ""
+					c.Server.UnixSocket = path
+				})
+				h.requireHealthy(t, testenv.CreateTopic(t, bootstrap, 1))
+				return
+			}
+			cfg := config.Default()
+			cfg.Embedded.Enabled = false
+			cfg.Server.Listen, cfg.Metrics.Listen = "", "127.0.0.1:0"
+			cfg.Server.UnixSocket = path
+			cfg.Kafka.BootstrapServers = bootstrap
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			gw, err := gateway.New(cfg, testenv.Logger(t))
+			if err == nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				_ = gw.Run(ctx)
+				t.Errorf("the gateway started on %s", tc.name)
+			} else if !strings.Contains(err.Error(), "server.unix_socket") || !strings.Contains(err.Error(), tc.refused) {
+				t.Errorf("start-up error %q, want one naming server.unix_socket and saying %q", err, tc.refused)
+			}
+			check(t)
+		})
 	}
 }

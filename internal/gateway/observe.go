@@ -17,6 +17,7 @@ import (
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/canary"
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/grpcapi"
 	"github.com/kafkagate/gateway/internal/metrics"
 )
@@ -91,7 +92,9 @@ func (g *Gateway) instrument() {
 	g.readiness.add("kafka", g.producer.CheckCluster)
 	// Redis is needed by dedupe, and by central limits read from it.
 	if (g.cfg.Dedupe.Enabled || g.cfg.Limits.Redis) && g.redis != nil {
-		g.readiness.add("redis", func(ctx context.Context) error { return g.redis.Ping(ctx).Err() })
+		// A check of the server's cluster mode answers like a PING, and
+		// reports a misconfiguration found after start-up by its name.
+		g.readiness.add("redis", func(ctx context.Context) error { return dedupe.CheckMode(ctx, g.redis) })
 	}
 	g.limitMetrics.SetSource(func() (map[string]metrics.LimitCounts, int64) {
 		by, denied := g.limits.Counts()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -215,6 +216,33 @@ var javaMurmur2 = []struct {
 	{"a-little-bit-long-string", 2, 0, 8},
 	{"a-little-bit-longer-string", 2, 3, 11},
 	{"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", 2, 1, 5},
+}
+
+// TestTheFirstProduceToANewTopicWithAutoCreateIsWritten pins a newcomer's
+// first call against a real cluster: with producer.auto_create_topics on,
+// Kafka 4 (KRaft) creates the topic but answers "unknown topic or
+// partition" to metadata requests for a second or two meanwhile. The
+// gateway answered NOT_FOUND, and the same call succeeded 1.5 s later; the
+// first call must get its partition and offset.
+func TestTheFirstProduceToANewTopicWithAutoCreateIsWritten(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.UniqueName("autocreated")
+	testenv.DeleteTopicAtCleanup(t, bootstrap, topic)
+	h := startGateway(t, func(c *config.Config) { c.Producer.AutoCreateTopics = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := h.producer.Produce(ctx, &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Key: []byte("k"), Value: []byte("first")}}})
+	if err != nil {
+		t.Fatalf("first Produce to a topic never seen: %v", err)
+	}
+	r := resp.GetResults()[0]
+	if r.GetError() != nil || r.GetOffset() != 0 {
+		t.Fatalf("first record: %v, want it written at offset 0", r)
+	}
+	if msgs := testenv.ReadTopic(t, bootstrap, topic); len(msgs) != 1 || string(msgs[0].Value) != "first" {
+		t.Fatalf("topic holds %d records, want the first one", len(msgs))
+	}
 }
 
 func TestKeysGoToTheSamePartitionAsWithTheJavaClient(t *testing.T) {
@@ -434,6 +462,85 @@ func TestFullQueueWaitsThenFailsWithResourceExhausted(t *testing.T) {
 		t.Errorf("topic holds %d of the first call's records, %d were reported written", written, ok)
 	}
 	h.requireHealthy(t, topic)
+}
+
+// TestProduceStreamEndsAfterABatchWhoseTailDidNotFitTheQueue pins key
+// order across the batches of a stream: the tail of batch "a" fails with
+// RESOURCE_EXHAUSTED (the local queue stayed full), and batch "b", sent
+// right after with the same key, fits. The stream used to answer "a" and go
+// on with "b", writing b's record before the client could resend a's tail.
+// Now the stream answers "a", reads nothing more, and ends with
+// RESOURCE_EXHAUSTED naming "a"; b's record is not written.
+func TestProduceStreamEndsAfterABatchWhoseTailDidNotFitTheQueue(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	h := stalledGateway(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := h.producer.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 30 records of 20 kB: about twelve fit, the rest wait for room, then
+	// fail. b's one small record would fit after them.
+	const size = 20_000
+	var a []*gatewayv1.Record
+	for i := range 30 {
+		a = append(a, &gatewayv1.Record{Key: []byte("k"), Value: bytes.Repeat([]byte{byte(i)}, size)})
+	}
+	b := []*gatewayv1.Record{{Key: []byte("k"), Value: []byte("b")}}
+	for _, req := range []*gatewayv1.ProduceStreamRequest{{RequestId: "a", Topic: topic, Records: a}, {RequestId: "b", Topic: topic, Records: b}} {
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+
+	var written, exhausted int
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			t.Fatal("the stream ended with OK, want RESOURCE_EXHAUSTED after batch a")
+		}
+		if err != nil {
+			st := requireCode(t, err, codes.ResourceExhausted)
+			if !strings.Contains(st.Message(), `"a"`) {
+				t.Errorf("stream error %q does not name batch a", st.Message())
+			}
+			break
+		}
+		if resp.GetRequestId() != "a" {
+			t.Fatalf("batch %q answered after batch a's tail failed: it was enqueued", resp.GetRequestId())
+		}
+		for i, r := range resp.GetResults() {
+			switch {
+			case r.GetError() == nil:
+				if exhausted > 0 {
+					t.Errorf("record %d of a written after an earlier one failed", i)
+				}
+				written++
+			case codes.Code(r.GetError().GetCode()) == codes.ResourceExhausted:
+				exhausted++
+			default:
+				t.Errorf("record %d of a: %v", i, r.GetError())
+			}
+		}
+	}
+	if written == 0 || exhausted == 0 {
+		t.Fatalf("batch a: %d written, %d RESOURCE_EXHAUSTED; want some of each", written, exhausted)
+	}
+	msgs := testenv.ReadTopic(t, bootstrap, topic)
+	if len(msgs) != written {
+		t.Errorf("topic holds %d records, want the %d of a reported written", len(msgs), written)
+	}
+	for _, m := range msgs {
+		if string(m.Value) == "b" {
+			t.Errorf("b's record was written at offset %d, before a's failed tail", m.TopicPartition.Offset)
+		}
+	}
 }
 
 func TestDeadlineBeforeDeliveryReportIsDeadlineExceeded(t *testing.T) {

@@ -92,6 +92,13 @@ func commonFailure(results []*gatewayv1.RecordResult) *spb.Status {
 // sends every response; a reader goroutine only receives. Reading stops while
 // maxInflight batches are unanswered, which pushes back on the client through
 // gRPC flow control.
+//
+// When records of a batch fail before they are enqueued (the local queue
+// stayed full, or shutdown began), nothing after them may be written, or
+// records with the same key would be written out of order: the stream stops
+// reading, answers the batches in flight (that one included), and ends with
+// the failure's code (RESOURCE_EXHAUSTED, UNAVAILABLE), naming the batch's
+// request_id. The client resends from the first record that failed.
 func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceStreamServer) error {
 	ctx := stream.Context()
 	type received struct {
@@ -121,17 +128,21 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 	draining := s.draining
 	var inflight int
 	var halfClosed, drained bool
+	var stopped *status.Status // set when a batch's records could not all be enqueued
 	for {
-		if halfClosed || drained {
+		if halfClosed || drained || stopped != nil {
 			if inflight == 0 {
-				if drained {
+				switch {
+				case stopped != nil:
+					return stopped.Err()
+				case drained:
 					return status.Error(codes.Unavailable, "gateway shutting down; batches without a response were not written")
 				}
 				return nil
 			}
 		}
 		var next <-chan received
-		if !halfClosed && !drained && inflight < s.maxInflight {
+		if !halfClosed && !drained && stopped == nil && inflight < s.maxInflight {
 			next = reqs
 		}
 		select {
@@ -142,13 +153,14 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 			case r.err != nil:
 				return r.err
 			default:
-				sent, err := s.sendBatch(ctx, stream, r.req, done)
+				sent, stop, err := s.sendBatch(ctx, stream, r.req, done)
 				if err != nil {
 					return err
 				}
 				if sent {
 					inflight++
 				}
+				stopped = stop
 			}
 		case b := <-done:
 			inflight--
@@ -166,8 +178,10 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 
 // sendBatch enqueues one stream batch. A batch rejected as a whole is
 // answered at once with its error in every result; sent reports whether the
-// batch is in flight instead.
-func (s *ProducerServer) sendBatch(ctx context.Context, stream gatewayv1.ProducerService_ProduceStreamServer, req *gatewayv1.ProduceStreamRequest, done chan<- *produce.Batch) (sent bool, err error) {
+// batch is in flight instead. stop, when not nil, is the status that must
+// end the stream because records of the batch could not be enqueued (see
+// ProduceStream).
+func (s *ProducerServer) sendBatch(ctx context.Context, stream gatewayv1.ProducerService_ProduceStreamServer, req *gatewayv1.ProduceStreamRequest, done chan<- *produce.Batch) (sent bool, stop *status.Status, err error) {
 	records, err := fromProtoRecords(req.GetRecords())
 	if err == nil {
 		// A wait rule blocks the stream here, which is the point: reading
@@ -179,20 +193,50 @@ func (s *ProducerServer) sendBatch(ctx context.Context, stream gatewayv1.Produce
 		// order with the batches around them.
 		var results []produce.Result
 		if results, err = s.producer.Produce(ctx, req.GetTopic(), records); err == nil {
-			return false, stream.Send(&gatewayv1.ProduceStreamResponse{RequestId: req.GetRequestId(), Results: s.toProtoResults(results)})
+			if i, unsent := firstUnsent(results); unsent != nil {
+				stop = s.stopStatus(req.GetRequestId(), i, unsent)
+			}
+			return false, stop, stream.Send(&gatewayv1.ProduceStreamResponse{RequestId: req.GetRequestId(), Results: s.toProtoResults(results)})
 		}
 	} else if err == nil {
-		_, err = s.producer.Send(ctx, req.GetTopic(), records, done, req.GetRequestId())
+		var b *produce.Batch
+		if b, err = s.producer.Send(ctx, req.GetTopic(), records, done, req.GetRequestId()); err == nil {
+			if unsent := b.Unsent(); unsent != nil {
+				stop = s.stopStatus(req.GetRequestId(), b.Enqueued(), unsent)
+			}
+			return true, stop, nil
+		}
 	}
-	if err == nil {
-		return true, nil
+	if errors.Is(err, produce.ErrClosed) {
+		// Shutting down: nothing later can be written either.
+		stop = s.stopStatus(req.GetRequestId(), 0, err)
 	}
 	st := toStatus(s.logger, err).Proto()
 	resp := &gatewayv1.ProduceStreamResponse{RequestId: req.GetRequestId(), Results: make([]*gatewayv1.RecordResult, len(req.GetRecords()))}
 	for i := range resp.Results {
 		resp.Results[i] = &gatewayv1.RecordResult{MessageId: req.GetRecords()[i].GetIdempotencyKey(), Error: st}
 	}
-	return false, stream.Send(resp)
+	return false, stop, stream.Send(resp)
+}
+
+// firstUnsent returns the index and error of the first result that failed
+// before its record was enqueued (queue full, shutting down), or -1, nil.
+func firstUnsent(results []produce.Result) (int, error) {
+	for i := range results {
+		if err := results[i].Err; errors.Is(err, produce.ErrQueueFull) || errors.Is(err, produce.ErrClosed) {
+			return i, err
+		}
+	}
+	return -1, nil
+}
+
+// stopStatus is the status that ends a stream after the batch requestID
+// could not be enqueued from records[from] on, because of err.
+func (s *ProducerServer) stopStatus(requestID string, from int, err error) *status.Status {
+	st := toStatus(s.logger, err)
+	return status.Newf(st.Code(),
+		"request_id %q: records[%d] and later were not written (%s); the stream ends so that nothing after them is written out of order: resend from records[%d] of that batch",
+		requestID, from, st.Message(), from)
 }
 
 // fromProtoRecords converts records; bad timestamps are reported by field.

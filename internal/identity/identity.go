@@ -6,10 +6,14 @@
 //  1. the verified TLS client certificate (tls_client_cert): its first URI
 //     SAN (a SPIFFE ID, say), else its subject common name. Trustworthy: the
 //     server verified the chain against server.tls.client_ca_file.
-//  2. a gRPC metadata header (header), as set by the app. Trust it only when
-//     every caller that can reach the gateway is trusted to name itself:
-//     the sidecar's Unix socket in the pod, or a network policy admitting
-//     only the pod's apps.
+//  2. a gRPC metadata header (header): its last value, which is the one
+//     the nearest proxy appended when a trusted proxy sets it (a client can
+//     send values of its own, but they come before the proxy's). An empty
+//     last value falls through to the service name; earlier values are
+//     never used. Without such a proxy, the value is the one the app set:
+//     trust it only when every caller that can reach the gateway is trusted
+//     to name itself (the sidecar's Unix socket in the pod, or a network
+//     policy admitting only the pod's apps).
 //  3. the configured service name (service): the sidecar's one app.
 package identity
 
@@ -27,8 +31,8 @@ type Config struct {
 	// Service is the identity of calls that no other source names: the
 	// app this sidecar serves.
 	Service string `yaml:"service"`
-	// Header is a gRPC metadata key (lower case) whose value names the
-	// caller; empty: not used.
+	// Header is a gRPC metadata key (lower case) whose last value names
+	// the caller; empty: not used.
 	Header string `yaml:"header"`
 	// TLSClientCert names the caller by its verified client certificate.
 	TLSClientCert bool `yaml:"tls_client_cert"`
@@ -47,8 +51,10 @@ func FromContext(ctx context.Context, cfg Config) string {
 		}
 	}
 	if cfg.Header != "" {
-		if vs := metadata.ValueFromIncomingContext(ctx, cfg.Header); len(vs) > 0 && vs[0] != "" {
-			return vs[0]
+		// The last value: a proxy that sets the header appends it after
+		// whatever the client sent.
+		if vs := metadata.ValueFromIncomingContext(ctx, cfg.Header); len(vs) > 0 && vs[len(vs)-1] != "" {
+			return vs[len(vs)-1]
 		}
 	}
 	return cfg.Service

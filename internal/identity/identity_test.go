@@ -54,3 +54,29 @@ func TestFromContextTakesTheFirstConfiguredSource(t *testing.T) {
 		})
 	}
 }
+
+// TestAHeaderIdentityIsTheValueTheNearestProxyAppended pins whose value
+// names the caller when the metadata key has several: a trusted proxy in
+// front of the gateway appends its value after any the client sent, and
+// the gateway took the first one, so a client could name itself whatever
+// it liked. The last value counts; an empty one falls through to the
+// service name rather than to a client's value.
+func TestAHeaderIdentityIsTheValueTheNearestProxyAppended(t *testing.T) {
+	t.Parallel()
+	cfg := identity.Config{Service: "checkout", Header: "x-caller"}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"the proxy's value after the client's", withHeader("x-caller", "platform-admin", "x-caller", "billing"), "billing"},
+		{"an empty value appended last", withHeader("x-caller", "platform-admin", "x-caller", ""), "checkout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := identity.FromContext(tc.ctx, cfg); got != tc.want {
+				t.Errorf("identity = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

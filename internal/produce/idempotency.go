@@ -3,9 +3,11 @@ package produce
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
+	"github.com/kafkagate/gateway/internal/kafkaclient"
 )
 
 // IdempotencyStore remembers which idempotency keys were written (see
@@ -38,21 +40,51 @@ func (p *Producer) Idempotent(records []Record) bool {
 	return false
 }
 
+// settleTimeout bounds each store call that settles reservations after
+// the call that made them (complete, abort).
+const settleTimeout = 10 * time.Second
+
+// pendingTTL is how long a reservation lives unless settled: it must
+// outlast the delivery report of its record, which comes at the latest
+// producer.delivery_timeout after the record was enqueued (after up to
+// queue_full_wait for room), or with the purge at shutdown (after up to
+// flush_timeout); 10 s more cover the store's own round trips. A
+// reservation outlives its report only when its write's fate is unknown
+// (see settle).
+func (p *Producer) pendingTTL() time.Duration {
+	return p.cfg.DeliveryTimeout + p.cfg.QueueFullWait + p.cfg.FlushTimeout + 10*time.Second
+}
+
 // produceIdempotent writes records whose idempotency keys were not written
 // before, in one reservation round trip per call:
 //
 //  1. reserve every distinct key (SET NX); keys written before return their
-//     stored result, keys another writer holds are waited for;
+//     stored result, keys another writer holds are waited for (until they
+//     are settled, or ctx ends);
 //  2. write the records whose key this call reserved (the first record of
 //     each key; later records with the same key in the call share its
 //     result) and those without a key, in request order;
-//  3. store each written record's result under its key, or give the key up
-//     when the write failed, so that a retry may write it.
+//  3. settle each reservation from its record's delivery report (see
+//     settle): store the result, give the key up when the record was
+//     certainly not written, or keep the reservation when its fate is
+//     unknown.
+//
+// Step 3 belongs to the producer, not to the call: when ctx ends before
+// the reports, the call returns ctx's error, and the reservations are
+// settled when the reports come (the producer always gets one, at the
+// latest at shutdown, whose Run waits for this). A retry meanwhile waits
+// for the key, so it returns the first write's result rather than writing
+// again.
 //
 // If the store fails, nothing is written: the call fails with
 // kafkaclient.ErrUnavailable wrapped (an idempotent write needs the store).
 func (p *Producer) produceIdempotent(ctx context.Context, topic string, records []Record) ([]Result, error) {
 	if err := p.validate(topic, records); err != nil {
+		return nil, err
+	}
+	// An unknown topic fails here, before anything is reserved; Send finds
+	// the topic in the cache.
+	if _, err := p.topics.get(ctx, topic); err != nil {
 		return nil, err
 	}
 	index := map[string]int{} // key → position in keys
@@ -65,7 +97,7 @@ func (p *Producer) produceIdempotent(ctx context.Context, topic string, records 
 			}
 		}
 	}
-	pendingTTL := p.cfg.DeliveryTimeout + 10*time.Second
+	pendingTTL := p.pendingTTL()
 	states, err := p.idem.ReserveProduce(ctx, topic, keys, pendingTTL)
 	if err != nil {
 		return nil, fmt.Errorf("reserve idempotency keys: %w", err)
@@ -78,8 +110,10 @@ func (p *Producer) produceIdempotent(ctx context.Context, topic string, records 
 	first := make(map[string]int, len(keys)) // key → index of the record that writes it
 	var write []Record
 	var writeAt []int
+	var held []dedupe.Reservation // per record of write; Key "" for records without a key
 	for i := range records {
 		k := records[i].IdempotencyKey
+		var r dedupe.Reservation
 		if k != "" {
 			st := states[index[k]]
 			if st.Done != nil {
@@ -90,54 +124,21 @@ func (p *Producer) produceIdempotent(ctx context.Context, topic string, records 
 				continue // filled from the first record with the key below
 			}
 			first[k] = i
+			r = dedupe.Reservation{Key: k, Token: st.Token}
 		}
 		write = append(write, records[i])
 		writeAt = append(writeAt, i)
+		held = append(held, r)
 	}
 
-	var written []Result
 	if len(write) > 0 {
-		written, err = p.produce(ctx, topic, write)
-	}
-	var complete, abort []dedupe.Reservation
-	var stored []dedupe.ProduceResult
-	for j, i := range writeAt {
-		if err == nil {
-			results[i] = written[j]
+		b, err := p.writeReserved(ctx, topic, write, held)
+		if err != nil {
+			return nil, err
 		}
-		k := records[i].IdempotencyKey
-		if k == "" {
-			continue
+		for j, i := range writeAt {
+			results[i] = b.Results[j]
 		}
-		r := dedupe.Reservation{Key: k, Token: states[index[k]].Token}
-		if err == nil && written[j].Err == nil {
-			complete = append(complete, r)
-			stored = append(stored, dedupe.ProduceResult{Partition: written[j].Partition, Offset: written[j].Offset, Timestamp: written[j].Timestamp, MessageID: written[j].MessageID})
-		} else {
-			abort = append(abort, r)
-		}
-	}
-	// Recording outcomes must not depend on the caller still waiting.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if len(complete) > 0 {
-		if ok, cerr := p.idem.CompleteProduce(rctx, topic, complete, stored, p.idemWindow); cerr != nil {
-			p.logger.Warn("store idempotency results; a retry of these keys may write again", "topic", topic, "keys", len(complete), "err", cerr)
-		} else {
-			for j, o := range ok {
-				if !o {
-					p.logger.Warn("idempotency key taken over by another writer after its reservation expired", "topic", topic, "key", complete[j].Key)
-				}
-			}
-		}
-	}
-	if len(abort) > 0 {
-		if aerr := p.idem.AbortProduce(rctx, topic, abort); aerr != nil {
-			p.logger.Debug("release idempotency reservations", "err", aerr)
-		}
-	}
-	if err != nil {
-		return nil, err
 	}
 	for i := range records {
 		if k := records[i].IdempotencyKey; k != "" {
@@ -147,6 +148,140 @@ func (p *Producer) produceIdempotent(ctx context.Context, topic string, records 
 		}
 	}
 	return results, nil
+}
+
+// sent is what Send made of a batch, handed to the goroutine that settles
+// its reservations.
+type sent struct {
+	batch *Batch
+	err   error
+	done  <-chan *Batch
+}
+
+// writeReserved writes records, whose reservations are held (Key "" for a
+// record without a key), and returns the complete batch once every record
+// has its report and the reservations are settled, or ctx's error first.
+// The settling goroutine is started before Send, so that it belongs to a
+// producer still running (and Run waits for it).
+func (p *Producer) writeReserved(ctx context.Context, topic string, records []Record, held []dedupe.Reservation) (*Batch, error) {
+	handoff := make(chan sent, 1)
+	settled := make(chan struct{})
+	var reported bool // every record has its report; read after settled
+	if !p.settling.start(func() {
+		defer close(settled)
+		reported = p.settle(topic, held, <-handoff)
+	}) {
+		// Shutting down: nothing more is enqueued.
+		p.abort(topic, held)
+		return nil, ErrClosed
+	}
+	done := make(chan *Batch, 1)
+	b, err := p.Send(ctx, topic, records, done, nil)
+	handoff <- sent{batch: b, err: err, done: done}
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-settled:
+		if !reported {
+			return nil, fmt.Errorf("%w: no delivery report before the client closed; the records may or may not be written", ErrClosed)
+		}
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// settle finishes the reservations of one written batch from its delivery
+// reports:
+//
+//   - written: the result is stored for the window, so a retry returns it;
+//   - certainly not written (never enqueued, purged from the queue, refused
+//     by the broker; see kafkaclient.Unwritten): the reservation is deleted,
+//     so a retry writes;
+//   - fate unknown (timed out or purged in flight, which librdkafka calls
+//     "possibly persisted", or no report before the client closed): the
+//     reservation is kept until its TTL. A retry meanwhile waits for it
+//     (up to its own deadline); after it, a retry writes the record again,
+//     and the topic may then hold it twice, both copies with the same
+//     message ID (consumers with dedupe process it once).
+//
+// Each store call is bounded by settleTimeout. It reports whether the
+// batch was enqueued and every record of it reported.
+func (p *Producer) settle(topic string, held []dedupe.Reservation, s sent) bool {
+	if s.err != nil { // nothing of the batch was enqueued
+		p.abort(topic, held)
+		return false
+	}
+	b := s.batch
+	select {
+	case <-s.done:
+	case <-p.reportsEnded:
+		select {
+		case <-s.done:
+		default:
+			p.logger.Warn("no delivery report before the producer closed; keeping idempotency reservations until they expire",
+				"topic", topic, "records", len(held))
+			return false
+		}
+	}
+	var complete, abort []dedupe.Reservation
+	var stored []dedupe.ProduceResult
+	unknown := 0
+	for j, r := range held {
+		if r.Key == "" {
+			continue
+		}
+		res := &b.Results[j]
+		switch {
+		case res.Err == nil:
+			complete = append(complete, r)
+			stored = append(stored, dedupe.ProduceResult{Partition: res.Partition, Offset: res.Offset, Timestamp: res.Timestamp, MessageID: res.MessageID})
+		case j >= b.enqueued || kafkaclient.Unwritten(res.Err):
+			abort = append(abort, r)
+		default:
+			unknown++
+		}
+	}
+	if unknown > 0 {
+		p.logger.Warn("records of unknown fate; keeping their idempotency reservations until they expire (a retry waits until then, then writes)",
+			"topic", topic, "records", unknown, "expire_after", p.pendingTTL())
+	}
+	if len(complete) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		ok, err := p.idem.CompleteProduce(ctx, topic, complete, stored, p.idemWindow)
+		cancel()
+		if err != nil {
+			p.logger.Warn("store idempotency results; a retry of these keys may write again", "topic", topic, "keys", len(complete), "err", err)
+		}
+		for j, o := range ok {
+			if !o {
+				p.logger.Warn("idempotency key taken over by another writer after its reservation expired", "topic", topic, "key", complete[j].Key)
+			}
+		}
+	}
+	p.abort(topic, abort)
+	return true
+}
+
+// abort gives up the reservations of records certainly not written (items
+// with an empty Key are skipped), bounded by settleTimeout. A failure is
+// only logged: the reservations then expire.
+func (p *Producer) abort(topic string, items []dedupe.Reservation) {
+	var mine []dedupe.Reservation
+	for _, r := range items {
+		if r.Key != "" {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := p.idem.AbortProduce(ctx, topic, mine); err != nil {
+		p.logger.Debug("release idempotency reservations; they expire instead", "topic", topic, "keys", len(mine), "err", err)
+	}
 }
 
 // waitPending waits for the keys another writer holds, updating states.
@@ -176,12 +311,38 @@ func (p *Producer) waitPending(ctx context.Context, topic string, keys []string,
 				mine = append(mine, dedupe.Reservation{Key: keys[i], Token: st.Token})
 			}
 		}
-		if len(mine) > 0 {
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = p.idem.AbortProduce(actx, topic, mine)
-			cancel()
+		if len(mine) > 0 && !p.settling.start(func() { p.abort(topic, mine) }) {
+			p.abort(topic, mine)
 		}
 		return fmt.Errorf("wait for idempotency keys: %w", err)
 	}
 	return nil
+}
+
+// background runs work that outlives the call that started it, owned by
+// the producer: Run waits for it at shutdown.
+type background struct {
+	mu     sync.Mutex
+	closed bool // no more work starts
+	wg     sync.WaitGroup
+}
+
+// start runs fn on a goroutine of its own and reports true, or reports
+// false once close has begun (fn does not run).
+func (bg *background) start(fn func()) bool {
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	if bg.closed {
+		return false
+	}
+	bg.wg.Go(fn)
+	return true
+}
+
+// close stops new work from starting and waits for the work started.
+func (bg *background) close() {
+	bg.mu.Lock()
+	bg.closed = true
+	bg.mu.Unlock()
+	bg.wg.Wait()
 }

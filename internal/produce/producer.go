@@ -75,7 +75,23 @@ type Batch struct {
 	notify    chan<- *Batch
 	start     time.Time
 	obs       BatchObserver // nil: not observed
+	// enqueued is how many records, from the first, Send handed to
+	// librdkafka; the others failed before with unsent (queue full,
+	// shutting down). Written by Send before it returns.
+	enqueued int
+	unsent   error
 }
+
+// Unsent returns the error that kept Send from enqueueing the batch's
+// records from index Enqueued() on (ErrQueueFull when the queue stayed
+// full, ErrClosed when shutdown began, ...), or nil when Send enqueued
+// every record. Those records carry it in their Result and were not
+// written. It may be called as soon as Send has returned.
+func (b *Batch) Unsent() error { return b.unsent }
+
+// Enqueued returns how many of the batch's records, from the first, Send
+// enqueued. It may be called as soon as Send has returned.
+func (b *Batch) Enqueued() int { return b.enqueued }
 
 // finish accounts for n finished records and notifies when none remain.
 func (b *Batch) finish(n int32) {
@@ -105,6 +121,11 @@ type Producer struct {
 	// stopping is closed when shutdown begins; queue-full waits end on it.
 	stopping  chan struct{}
 	closeOnce sync.Once
+	// reportsEnded is closed once the last delivery report was handled:
+	// a batch not complete by then never will be.
+	reportsEnded chan struct{}
+	// settling runs the idempotency bookkeeping that outlives its call.
+	settling background
 
 	// mu orders Send against shutdown: Send holds it for reading while it
 	// enqueues, shutdown takes it for writing before flushing, so nothing is
@@ -122,21 +143,27 @@ func New(kc kafkaclient.Config, cfg Config, logger *slog.Logger) (*Producer, err
 		return nil, fmt.Errorf("create producer: %w", err)
 	}
 	p := &Producer{
-		cfg:      cfg,
-		logger:   logger,
-		kp:       kp,
-		ids:      msgid.New(nil),
-		stopping: make(chan struct{}),
+		cfg:          cfg,
+		logger:       logger,
+		kp:           kp,
+		ids:          msgid.New(nil),
+		stopping:     make(chan struct{}),
+		reportsEnded: make(chan struct{}),
 	}
 	p.topics = newTopicCache(p.lookupTopic, time.Now)
+	if cfg.AutoCreateTopics {
+		// A record may wait that long for the broker anyway.
+		p.topics.createWait = cfg.DeliveryTimeout
+	}
 	return p, nil
 }
 
 // Run handles delivery reports and client events until ctx is done, then
 // shuts down: it stops accepting records, flushes within the configured
-// timeout, fails whatever is still queued, and closes the client. It returns
-// early with an error when the producer hits a fatal error; shutdown runs
-// then too.
+// timeout, fails whatever is still queued, closes the client, and waits for
+// the idempotency keys of the last reports to be settled in the store. It
+// returns early with an error when the producer hits a fatal error;
+// shutdown runs then too.
 func (p *Producer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { kafkaclient.RouteLogs(p.logger.With("component", "librdkafka"), p.kp.Logs()) })
@@ -150,6 +177,8 @@ func (p *Producer) Run(ctx context.Context) error {
 	}
 	p.shutdown()
 	wg.Wait()
+	close(p.reportsEnded)
+	p.settling.close()
 	return err
 }
 
@@ -286,6 +315,7 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 		b.start = time.Now()
 	}
 	b.remaining.Store(int32(len(records)))
+	b.enqueued = len(records) // unless a record fails below
 	wait := p.queueWait(ctx)
 	// librdkafka's delivery reports do not carry the timestamp through the Go
 	// client, so the gateway sets CreateTime itself and reports what it set.
@@ -318,6 +348,7 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 		res.Timestamp = msg.Timestamp
 		msg.Opaque = res
 		if err := p.enqueue(&msg, wait); err != nil {
+			b.enqueued, b.unsent = i, err
 			// Fail this record and every later one: writing the later ones
 			// could reorder records that share a key.
 			for j := i; j < len(records); j++ {

@@ -3,6 +3,7 @@ package produce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -19,6 +20,10 @@ const (
 type topicCache struct {
 	lookup func(ctx context.Context, topic string) (int32, error)
 	now    func() time.Time
+	// createWait, when not 0, is how long get waits at most for an unknown
+	// topic to appear (auto-create on: a broker answers "unknown topic"
+	// for a second or two while it creates one).
+	createWait time.Duration
 
 	mu      sync.Mutex
 	entries map[string]topicEntry
@@ -45,6 +50,9 @@ func (c *topicCache) get(ctx context.Context, topic string) (int32, error) {
 	}
 
 	n, err := c.lookup(ctx, topic)
+	if errors.Is(err, ErrUnknownTopic) && c.createWait > 0 {
+		n, err = c.waitCreated(ctx, topic, now.Add(c.createWait))
+	}
 	switch {
 	case err == nil && n > 0:
 		e = topicEntry{partitions: n, expires: now.Add(topicTTL)}
@@ -57,4 +65,30 @@ func (c *topicCache) get(ctx context.Context, topic string) (int32, error) {
 	c.entries[topic] = e
 	c.mu.Unlock()
 	return e.partitions, e.err
+}
+
+// waitCreated asks for topic's metadata again, with backoff (50 ms doubling
+// to 500 ms), until the broker knows the topic, ctx ends, or until passes;
+// nothing is cached meanwhile. It fails with ctx's error, or with
+// ErrUnknownTopic when the topic is still unknown at until.
+func (c *topicCache) waitCreated(ctx context.Context, topic string, until time.Time) (int32, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		left := until.Sub(c.now())
+		if left <= 0 {
+			return 0, fmt.Errorf("topic %q: still unknown after %v with auto-create on: %w", topic, c.createWait, ErrUnknownTopic)
+		}
+		t := time.NewTimer(min(backoff, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("wait for topic %q to be created: %w", topic, ctx.Err())
+		case <-t.C:
+		}
+		n, err := c.lookup(ctx, topic)
+		if !errors.Is(err, ErrUnknownTopic) {
+			return n, err
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
 }

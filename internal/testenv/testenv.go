@@ -111,6 +111,13 @@ func CreateTopic(t testing.TB, bootstrap string, partitions int) string {
 		}
 		return true
 	})
+	DeleteTopicAtCleanup(t, bootstrap, name)
+	return name
+}
+
+// DeleteTopicAtCleanup deletes topic when the test ends (best effort), for
+// topics a test makes the broker create.
+func DeleteTopicAtCleanup(t testing.TB, bootstrap, topic string) {
 	t.Cleanup(func() {
 		admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": bootstrap, "log_level": 3})
 		if err != nil {
@@ -119,9 +126,8 @@ func CreateTopic(t testing.TB, bootstrap string, partitions int) string {
 		defer admin.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, _ = admin.DeleteTopics(ctx, []string{name})
+		_, _ = admin.DeleteTopics(ctx, []string{topic})
 	})
-	return name
 }
 
 // ReadTopic reads every record of topic, from the beginning up to the high
