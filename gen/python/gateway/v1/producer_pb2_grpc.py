@@ -68,7 +68,10 @@ class ProducerServiceServicer:
         google.rpc.BadRequest detail name the field, for
         example "records[3].value". Nothing from the request is
         written when any record is invalid, so key order holds.
-        NOT_FOUND          the topic does not exist and topic auto-creation is off.
+        NOT_FOUND          the topic does not exist and topic auto-creation is off;
+        with auto-creation on, the call first waits for the
+        broker to create the topic, within its deadline and at
+        most the producer's delivery_timeout.
         RESOURCE_EXHAUSTED the gateway's local queue stayed full until the
         deadline or the configured queue-full wait.
         UNAVAILABLE        Kafka is unreachable, or the gateway is shutting down.
@@ -95,6 +98,13 @@ class ProducerServiceServicer:
         remaining responses and ends the stream with OK. When the gateway shuts
         down it stops reading, answers every batch it has read, and ends the stream
         with UNAVAILABLE: a batch without a response was not written.
+
+        When records of a batch cannot be enqueued (the gateway's local queue
+        stayed full, or it is shutting down), their RecordResult.error is
+        RESOURCE_EXHAUSTED (or UNAVAILABLE), the gateway reads no further batches,
+        answers the batches it has read, and ends the stream with that code, naming
+        the batch's request_id and its first failed record: nothing sent after
+        that record was written; resend from it on a new stream to keep key order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
