@@ -44,7 +44,9 @@ type ConsumerServiceClient interface {
 	// Errors:
 	//
 	//	INVALID_ARGUMENT    empty group or topics, an illegal topic name, a
-	//	                    negative max_in_flight, ack_timeout or max_attempts.
+	//	                    negative max_in_flight, an ack_timeout outside
+	//	                    [consumer.min_ack_timeout, consumer.max_ack_timeout],
+	//	                    or a max_attempts above consumer.max_attempts_limit.
 	//	NOT_FOUND           a topic does not exist.
 	//	FAILED_PRECONDITION the group already runs on this gateway with other
 	//	                    topics or settings (ordering, ack_timeout,
@@ -52,36 +54,48 @@ type ConsumerServiceClient interface {
 	//	UNAVAILABLE         the gateway is shutting down (the stream ends with
 	//	                    it; unacknowledged records are redelivered later).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
-	// Ack acknowledges records: they are done, and their offsets may be
-	// committed once every earlier record of the partition is done too. Acks
-	// are idempotent. An ack stays valid while this gateway owns the record's
-	// partition, even after the stream that received the record has closed.
+	// Ack acknowledges deliveries: their records are done, and their offsets
+	// may be committed once every earlier record of the partition is done too.
+	// An ack ID names one delivery of a record, and only the record's latest
+	// delivery may be acknowledged: once the record has gone out again (after
+	// its ack_deadline, a Nack, or a stream that ended), an ack of an earlier
+	// delivery is refused. An ack after the ack_deadline still counts while the
+	// record has not gone out again. Repeating an Ack that succeeded succeeds.
+	// An ack stays valid after the stream that received the record has closed.
 	//
 	// Errors (the whole call fails; no ID of it is applied):
 	//
-	//	INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID or one
-	//	                    this gateway never issued; the message names it.
-	//	FAILED_PRECONDITION the record's partition is no longer owned by this
-	//	                    gateway (revoked since delivery), or the group does
-	//	                    not run here (the gateway restarted since, or the
-	//	                    group stopped): the ack moves no offset; the record
-	//	                    is redelivered to its owner.
+	//	INVALID_ARGUMENT    empty group or ack_ids, or a malformed ack ID; the
+	//	                    message names it.
+	//	FAILED_PRECONDITION the ID names no delivery this gateway can settle:
+	//	                    the record was delivered again since (or settled by
+	//	                    another delivery, or is being dead-lettered), its
+	//	                    partition is no longer owned by this gateway under
+	//	                    the assignment it was delivered in, the group does
+	//	                    not run here (the gateway restarted, or the group
+	//	                    stopped), or the ID was not issued by this gateway
+	//	                    process for this group (ack IDs are signed; every
+	//	                    such case gets this same code). Nothing is applied;
+	//	                    the record is, or was, redelivered. With dedupe on,
+	//	                    also when the done marker found another delivery's
+	//	                    claim (this delivery's lease had lapsed).
 	//	                    With dedupe on, an ack of a revoked record that the
-	//	                    app still held succeeds within its ack timeout: its
+	//	                    app still held succeeds until its ack_deadline: its
 	//	                    done marker is written, and the new owner drops its
 	//	                    copy as a duplicate.
 	//	UNAVAILABLE         with dedupe on: the ack is applied, but its done
 	//	                    markers are not yet in Redis (within 10 s or the
 	//	                    call's deadline); repeat the Ack, which is safe.
 	//
-	// With dedupe on, Ack returns only when the records' done markers are
+	// With dedupe on, Ack answers OK only when the records' done markers are
 	// written, so an acknowledged message is never delivered again, even if
 	// the gateway dies right after.
 	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 	// Nack rejects records: each is redelivered after retry_after (attempt + 1),
 	// or dead-lettered at once when dead_letter is set or when it has reached
 	// the subscription's max_attempts. Errors as for Ack; a Nack of a record
-	// already acknowledged is FAILED_PRECONDITION.
+	// already acknowledged is FAILED_PRECONDITION, and a retry_after above
+	// consumer.max_retry_after is INVALID_ARGUMENT.
 	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
 }
 
@@ -152,7 +166,9 @@ type ConsumerServiceServer interface {
 	// Errors:
 	//
 	//	INVALID_ARGUMENT    empty group or topics, an illegal topic name, a
-	//	                    negative max_in_flight, ack_timeout or max_attempts.
+	//	                    negative max_in_flight, an ack_timeout outside
+	//	                    [consumer.min_ack_timeout, consumer.max_ack_timeout],
+	//	                    or a max_attempts above consumer.max_attempts_limit.
 	//	NOT_FOUND           a topic does not exist.
 	//	FAILED_PRECONDITION the group already runs on this gateway with other
 	//	                    topics or settings (ordering, ack_timeout,
@@ -160,36 +176,48 @@ type ConsumerServiceServer interface {
 	//	UNAVAILABLE         the gateway is shutting down (the stream ends with
 	//	                    it; unacknowledged records are redelivered later).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
-	// Ack acknowledges records: they are done, and their offsets may be
-	// committed once every earlier record of the partition is done too. Acks
-	// are idempotent. An ack stays valid while this gateway owns the record's
-	// partition, even after the stream that received the record has closed.
+	// Ack acknowledges deliveries: their records are done, and their offsets
+	// may be committed once every earlier record of the partition is done too.
+	// An ack ID names one delivery of a record, and only the record's latest
+	// delivery may be acknowledged: once the record has gone out again (after
+	// its ack_deadline, a Nack, or a stream that ended), an ack of an earlier
+	// delivery is refused. An ack after the ack_deadline still counts while the
+	// record has not gone out again. Repeating an Ack that succeeded succeeds.
+	// An ack stays valid after the stream that received the record has closed.
 	//
 	// Errors (the whole call fails; no ID of it is applied):
 	//
-	//	INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID or one
-	//	                    this gateway never issued; the message names it.
-	//	FAILED_PRECONDITION the record's partition is no longer owned by this
-	//	                    gateway (revoked since delivery), or the group does
-	//	                    not run here (the gateway restarted since, or the
-	//	                    group stopped): the ack moves no offset; the record
-	//	                    is redelivered to its owner.
+	//	INVALID_ARGUMENT    empty group or ack_ids, or a malformed ack ID; the
+	//	                    message names it.
+	//	FAILED_PRECONDITION the ID names no delivery this gateway can settle:
+	//	                    the record was delivered again since (or settled by
+	//	                    another delivery, or is being dead-lettered), its
+	//	                    partition is no longer owned by this gateway under
+	//	                    the assignment it was delivered in, the group does
+	//	                    not run here (the gateway restarted, or the group
+	//	                    stopped), or the ID was not issued by this gateway
+	//	                    process for this group (ack IDs are signed; every
+	//	                    such case gets this same code). Nothing is applied;
+	//	                    the record is, or was, redelivered. With dedupe on,
+	//	                    also when the done marker found another delivery's
+	//	                    claim (this delivery's lease had lapsed).
 	//	                    With dedupe on, an ack of a revoked record that the
-	//	                    app still held succeeds within its ack timeout: its
+	//	                    app still held succeeds until its ack_deadline: its
 	//	                    done marker is written, and the new owner drops its
 	//	                    copy as a duplicate.
 	//	UNAVAILABLE         with dedupe on: the ack is applied, but its done
 	//	                    markers are not yet in Redis (within 10 s or the
 	//	                    call's deadline); repeat the Ack, which is safe.
 	//
-	// With dedupe on, Ack returns only when the records' done markers are
+	// With dedupe on, Ack answers OK only when the records' done markers are
 	// written, so an acknowledged message is never delivered again, even if
 	// the gateway dies right after.
 	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	// Nack rejects records: each is redelivered after retry_after (attempt + 1),
 	// or dead-lettered at once when dead_letter is set or when it has reached
 	// the subscription's max_attempts. Errors as for Ack; a Nack of a record
-	// already acknowledged is FAILED_PRECONDITION.
+	// already acknowledged is FAILED_PRECONDITION, and a retry_after above
+	// consumer.max_retry_after is INVALID_ARGUMENT.
 	Nack(context.Context, *NackRequest) (*NackResponse, error)
 	mustEmbedUnimplementedConsumerServiceServer()
 }
