@@ -81,6 +81,12 @@ type (
 			Template struct {
 				Spec podSpec `yaml:"spec"`
 			} `yaml:"template"`
+			// A NetworkPolicy's.
+			Ingress []struct {
+				Ports []struct {
+					Port string `yaml:"port"`
+				} `yaml:"ports"`
+			} `yaml:"ingress"`
 		} `yaml:"spec"`
 	}
 	podSpec struct {
@@ -119,6 +125,10 @@ type (
 				} `yaml:"fieldRef"`
 			} `yaml:"valueFrom"`
 		} `yaml:"env"`
+		Ports          []struct {
+			Name          string `yaml:"name"`
+			ContainerPort int    `yaml:"containerPort"`
+		} `yaml:"ports"`
 		StartupProbe   *probe `yaml:"startupProbe"`
 		ReadinessProbe *probe `yaml:"readinessProbe"`
 		LivenessProbe  *probe `yaml:"livenessProbe"`
@@ -191,8 +201,13 @@ func TestKubernetesPodRunsTheGatewayAsANativeSidecarOnASharedSocket(t *testing.T
 	}
 	var cfg struct {
 		Server struct {
-			Listen     string `yaml:"listen"`
-			UnixSocket string `yaml:"unix_socket"`
+			Listen       string `yaml:"listen"`
+			UnixSocket   string `yaml:"unix_socket"`
+			HealthListen string `yaml:"health_listen"`
+			TLS          struct {
+				CertFile string `yaml:"cert_file"`
+			} `yaml:"tls"`
+			Insecure bool `yaml:"insecure_plaintext_api_on_network"`
 		} `yaml:"server"`
 		Kafka struct {
 			PropertyFiles map[string]string `yaml:"property_files"`
@@ -202,14 +217,45 @@ func TestKubernetesPodRunsTheGatewayAsANativeSidecarOnASharedSocket(t *testing.T
 		t.Fatalf("gateway.yaml in the ConfigMap: %v", err)
 	}
 
-	// The probes ask the gateway's gRPC health on its TCP listener.
-	_, port, err := net.SplitHostPort(cfg.Server.Listen)
+	// The API is not on the pod network: server.listen is loopback (or
+	// TLS), never plaintext on the network.
+	if host, _, err := net.SplitHostPort(cfg.Server.Listen); cfg.Server.Listen != "" && (err != nil || host != "127.0.0.1" && cfg.Server.TLS.CertFile == "") || cfg.Server.Insecure {
+		t.Errorf("server.listen %q (tls %q, insecure %v) serves the API on the pod network in plaintext", cfg.Server.Listen, cfg.Server.TLS.CertFile, cfg.Server.Insecure)
+	}
+	// The probes ask the gateway's gRPC health on its health-only listener,
+	// and the container exposes no other gRPC port.
+	_, port, err := net.SplitHostPort(cfg.Server.HealthListen)
 	if err != nil {
-		t.Fatalf("server.listen %q: %v", cfg.Server.Listen, err)
+		t.Fatalf("server.health_listen %q: %v", cfg.Server.HealthListen, err)
 	}
 	for name, p := range map[string]*probe{"startup": gw.StartupProbe, "readiness": gw.ReadinessProbe, "liveness": gw.LivenessProbe} {
 		if p == nil || p.GRPC == nil || strconv.Itoa(p.GRPC.Port) != port {
-			t.Errorf("gateway %s probe is not a gRPC probe on port %s", name, port)
+			t.Errorf("gateway %s probe is not a gRPC probe on the health port %s", name, port)
+		}
+	}
+	_, apiPort, _ := net.SplitHostPort(cfg.Server.Listen)
+	for _, p := range gw.Ports {
+		if strconv.Itoa(p.ContainerPort) == apiPort {
+			t.Errorf("the gateway container exposes the API port %s", apiPort)
+		}
+	}
+	// A NetworkPolicy admits only the health and metrics ports to the pod.
+	np, ok := objects["NetworkPolicy/orders"]
+	if !ok {
+		t.Fatalf("no NetworkPolicy/orders in the rendered base")
+	}
+	named := map[string]int{}
+	for _, p := range gw.Ports {
+		named[p.Name] = p.ContainerPort
+	}
+	for _, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 {
+			t.Errorf("a NetworkPolicy ingress rule admits every port")
+		}
+		for _, p := range rule.Ports {
+			if p.Port != "health" && p.Port != "metrics" && p.Port != strconv.Itoa(named["health"]) && p.Port != strconv.Itoa(named["metrics"]) {
+				t.Errorf("the NetworkPolicy admits port %s", p.Port)
+			}
 		}
 	}
 
@@ -423,8 +469,16 @@ func TestComposeStackLoadsAndConfiguresTheGatewayWithRealKeys(t *testing.T) {
 	if gw.HealthCheck == nil || len(gw.HealthCheck.Test) == 0 || !strings.Contains(strings.Join(gw.HealthCheck.Test, " "), "healthprobe") {
 		t.Errorf("the gateway has no healthprobe health check")
 	}
-	_, port, _ := net.SplitHostPort(*gw.Environment[config.EnvName("server.listen")])
-	if target := "gateway:" + port; !strings.Contains(strings.Join(app.Command, " "), "--target "+target) {
+	// The API listens on the gateway's loopback only; the app shares the
+	// gateway's network namespace (as in a pod) to reach it.
+	listen := *gw.Environment[config.EnvName("server.listen")]
+	if host, _, _ := net.SplitHostPort(listen); host != "127.0.0.1" {
+		t.Errorf("the compose gateway serves the API on %s, not loopback", listen)
+	}
+	if app.NetworkMode != "service:gateway" {
+		t.Errorf("the app's network_mode is %q, want service:gateway", app.NetworkMode)
+	}
+	if target := listen; !strings.Contains(strings.Join(app.Command, " "), "--target "+target) {
 		t.Errorf("the app's command does not target %s: %q", target, app.Command)
 	}
 }

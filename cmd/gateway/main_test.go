@@ -298,3 +298,20 @@ func TestDeployExampleConfigIsValid(t *testing.T) {
 		t.Fatalf("deploy/limits.yaml: %v", err)
 	}
 }
+
+// The gateway refuses to start when server.listen would serve the whole API
+// in plaintext on a network address, naming the key that allows it on
+// purpose; with that key it starts (and warns).
+func TestAPlaintextAPIOnTheNetworkIsRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(binary, "--server.listen=0.0.0.0:0", "--check-config").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(string(out), "server.listen") || !strings.Contains(string(out), "server.insecure_plaintext_api_on_network") {
+		t.Errorf("plaintext API on 0.0.0.0: exit %v, output %q; want exit 1 naming server.listen and the key that allows it", err, out)
+	}
+	out, err = exec.Command(binary, "--server.listen=0.0.0.0:0", "--server.insecure_plaintext_api_on_network=true", "--check-config").CombinedOutput()
+	if err != nil {
+		t.Errorf("with server.insecure_plaintext_api_on_network: %v, %s", err, out)
+	}
+}

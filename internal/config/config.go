@@ -82,6 +82,36 @@ type ServerConfig struct {
 	// TLS serves gRPC over TLS on server.listen (the Unix socket stays
 	// plaintext: only the pod reaches it).
 	TLS TLSConfig `yaml:"tls"`
+	// HealthListen is a TCP address serving grpc.health.v1 and nothing
+	// else, in plaintext: for kubelet gRPC probes and load balancers on the
+	// pod network, while the API stays on the Unix socket, loopback or TLS.
+	// Empty: none.
+	HealthListen string `yaml:"health_listen"`
+	// InsecurePlaintextAPIOnNetwork lets server.listen serve the whole API
+	// (admin included) in plaintext on a non-loopback address. Off, the
+	// gateway refuses to start so: anyone on the network could produce,
+	// consume, ack others' records and reset offsets, with a self-asserted
+	// identity at best.
+	InsecurePlaintextAPIOnNetwork bool `yaml:"insecure_plaintext_api_on_network"`
+}
+
+// PlaintextOnNetwork reports whether server.listen would serve the API in
+// plaintext on an address other than loopback.
+func (s ServerConfig) PlaintextOnNetwork() bool {
+	return s.Listen != "" && !s.TLS.Enabled() && !isLoopback(s.Listen)
+}
+
+// isLoopback reports whether addr (host:port) binds loopback only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // TLSConfig is the server's TLS: a certificate, and optionally the CA that
@@ -210,6 +240,19 @@ func (s ServerConfig) validate(maxRecordBytes int) error {
 	if s.Listen != "" {
 		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
 			return fmt.Errorf("server.listen: %w", err)
+		}
+	}
+	if s.PlaintextOnNetwork() && !s.InsecurePlaintextAPIOnNetwork {
+		return fmt.Errorf("server.listen: %s is not a loopback address and server.tls is not set: the whole API, admin included, would be served in plaintext to the network, to anyone who can reach it; "+
+			"serve apps on server.unix_socket or a loopback address, put health probes on server.health_listen, set server.tls, "+
+			"or, if the network is trusted by other means, set server.insecure_plaintext_api_on_network", s.Listen)
+	}
+	if s.HealthListen != "" {
+		if _, _, err := net.SplitHostPort(s.HealthListen); err != nil {
+			return fmt.Errorf("server.health_listen: %w", err)
+		}
+		if s.HealthListen == s.Listen && !strings.HasSuffix(s.Listen, ":0") {
+			return errors.New("server.health_listen: must differ from server.listen")
 		}
 	}
 	if _, err := s.SocketMode(); err != nil {

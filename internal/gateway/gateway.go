@@ -51,6 +51,9 @@ type Gateway struct {
 	server      *grpc.Server
 	health      *health.Server
 	listeners   []net.Listener
+	// healthOnly serves grpc.health.v1 alone on server.health_listen.
+	healthOnly     *grpc.Server
+	healthListener net.Listener
 	draining    chan struct{}
 	observability
 }
@@ -127,6 +130,14 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	}
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.server, g.health)
+	if g.healthListener != nil {
+		g.healthOnly = grpc.NewServer(grpc.MaxRecvMsgSize(4<<10), grpc.MaxConcurrentStreams(16))
+		healthpb.RegisterHealthServer(g.healthOnly, g.health)
+	}
+	if cfg.Server.PlaintextOnNetwork() {
+		logger.Warn("serving the whole API in plaintext on a network address (server.insecure_plaintext_api_on_network): anyone who reaches it can produce, consume, ack and reset offsets",
+			"listen", cfg.Server.Listen)
+	}
 	if cfg.Server.Reflection {
 		reflection.Register(g.server)
 	}
@@ -155,6 +166,13 @@ func (g *Gateway) registerAdmin() error {
 }
 
 func (g *Gateway) listen() error {
+	if addr := g.cfg.Server.HealthListen; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("server.health_listen: %w", err)
+		}
+		g.healthListener = ln
+	}
 	if addr := g.cfg.Server.Listen; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -312,6 +330,14 @@ func (g *Gateway) Addrs() []net.Addr {
 	return addrs
 }
 
+// HealthAddr returns the address of the health-only listener, or "".
+func (g *Gateway) HealthAddr() string {
+	if g.healthListener == nil {
+		return ""
+	}
+	return g.healthListener.Addr().String()
+}
+
 // KafkaBootstrap returns the bootstrap servers the gateway uses (the
 // embedded broker's in embedded mode).
 func (g *Gateway) KafkaBootstrap() string { return g.cfg.Kafka.BootstrapServers }
@@ -368,6 +394,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		wg.Go(func() {
 			if err := g.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				failed <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+		})
+	}
+	if g.healthOnly != nil {
+		wg.Go(func() {
+			if err := g.healthOnly.Serve(g.healthListener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				failed <- fmt.Errorf("serve %s: %w", g.healthListener.Addr(), err)
 			}
 		})
 	}
@@ -452,6 +485,9 @@ serve:
 	g.server.Stop()
 	<-stopped
 	stopLimits()
+	if g.healthOnly != nil {
+		g.healthOnly.Stop()
+	}
 	if g.http != nil {
 		g.http.Shutdown()
 	}
@@ -465,6 +501,9 @@ serve:
 func (g *Gateway) closeResources() {
 	for _, ln := range g.listeners {
 		ln.Close() // already closed by the server when it served
+	}
+	if g.healthListener != nil {
+		g.healthListener.Close()
 	}
 	if g.admin != nil {
 		g.admin.Close()
