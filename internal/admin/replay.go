@@ -40,6 +40,9 @@ type ReplayRequest struct {
 	DryRun          bool
 	// Requester names the caller in the log.
 	Requester string
+	// MayWrite, when set, authorizes each target topic before anything is
+	// written to it (also in a dry run); its error ends the replay.
+	MayWrite func(topic string) error
 }
 
 // ReplayProgress counts a replay's records.
@@ -202,6 +205,11 @@ func (s *Service) replay(ctx context.Context, req ReplayRequest, assign []kafka.
 			if !ok {
 				prog.Skipped++
 				continue
+			}
+			if req.MayWrite != nil && topic != batchTopic {
+				if err := req.MayWrite(topic); err != nil {
+					return err
+				}
 			}
 			if topic != batchTopic && len(batch) > 0 {
 				if err := flush(); err != nil {

@@ -161,7 +161,7 @@ func (g *Gateway) registerAdmin() error {
 	if err != nil {
 		return err
 	}
-	gatewayv1.RegisterAdminServiceServer(g.server, grpcapi.NewAdminServer(g.admin, g.cfg.Admin, g.cfg.Identity, g.draining, g.logger.With("component", "grpc")))
+	gatewayv1.RegisterAdminServiceServer(g.server, grpcapi.NewAdminServer(g.admin, g.cfg.Admin, grpcapi.Guard{Limits: g.limits, Identity: g.cfg.Identity}, g.draining, g.logger.With("component", "grpc")))
 	return nil
 }
 

@@ -126,6 +126,8 @@ func TestTheACLDeniesProduceAndSubscribeAndWritesNothing(t *testing.T) {
 rules:
 - {name: checkout, identity: checkout, topic: "`+open+`", allow: [produce, consume]}
 - {name: auditor, identity: auditor, allow: [consume]}
+groups:
+- {name: auditor, identity: auditor, allow: [subscribe, ack]}
 `, nil)
 	ctx := t.Context()
 	if _, err := h.producer.Produce(ctx, oneRecord(open)); err != nil {

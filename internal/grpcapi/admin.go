@@ -9,6 +9,7 @@ import (
 	"github.com/kafkagate/gateway/internal/admin"
 	"github.com/kafkagate/gateway/internal/consume"
 	"github.com/kafkagate/gateway/internal/identity"
+	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
 // Admin is what the admin service needs from the domain.
@@ -27,15 +28,17 @@ type AdminServer struct {
 	admin    Admin
 	access   admin.Config
 	identity identity.Config
+	guard    Guard
 	draining <-chan struct{}
 	logger   *slog.Logger
 }
 
-// NewAdminServer returns the admin service. access says who may call it,
-// ids where callers' identities come from; draining closes when the
-// gateway begins to shut down (a replay then stops).
-func NewAdminServer(a Admin, access admin.Config, ids identity.Config, draining <-chan struct{}, logger *slog.Logger) *AdminServer {
-	return &AdminServer{admin: a, access: access, identity: ids, draining: draining, logger: logger}
+// NewAdminServer returns the admin service. access says who may call it at
+// all, guard what each caller may do with which group and topic (and where
+// callers' identities come from); draining closes when the gateway begins
+// to shut down (a replay then stops).
+func NewAdminServer(a Admin, access admin.Config, guard Guard, draining <-chan struct{}, logger *slog.Logger) *AdminServer {
+	return &AdminServer{admin: a, access: access, identity: guard.Identity, guard: guard, draining: draining, logger: logger}
 }
 
 // authorize returns the caller's identity ("" when it has none), or
@@ -58,6 +61,9 @@ func (s *AdminServer) authorize(ctx context.Context) (string, error) {
 // DescribeGroup implements gateway.v1.AdminService.DescribeGroup.
 func (s *AdminServer) DescribeGroup(ctx context.Context, req *gatewayv1.DescribeGroupRequest) (*gatewayv1.DescribeGroupResponse, error) {
 	if _, err := s.authorize(ctx); err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	if err := s.guard.group(ctx, ratelimit.Describe, req.GetGroup(), req.GetTopics()...); err != nil {
 		return nil, toStatus(s.logger, err).Err()
 	}
 	d, err := s.admin.DescribeGroup(ctx, req.GetGroup(), req.GetTopics())
@@ -110,6 +116,9 @@ var resetActions = map[admin.Action]gatewayv1.ResetAction{
 func (s *AdminServer) ResetOffsets(ctx context.Context, req *gatewayv1.ResetOffsetsRequest) (*gatewayv1.ResetOffsetsResponse, error) {
 	who, err := s.authorize(ctx)
 	if err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	if err := s.guard.group(ctx, ratelimit.Reset, req.GetGroup(), req.GetTopics()...); err != nil {
 		return nil, toStatus(s.logger, err).Err()
 	}
 	r := admin.ResetRequest{
@@ -204,9 +213,20 @@ func (s *AdminServer) DescribeTopic(ctx context.Context, req *gatewayv1.Describe
 
 // ReplayDeadLetters implements gateway.v1.AdminService.ReplayDeadLetters.
 func (s *AdminServer) ReplayDeadLetters(req *gatewayv1.ReplayDeadLettersRequest, stream gatewayv1.AdminService_ReplayDeadLettersServer) error {
-	who, err := s.authorize(stream.Context())
+	ctx := stream.Context()
+	who, err := s.authorize(ctx)
 	if err != nil {
 		return toStatus(s.logger, err).Err()
+	}
+	// A replay reads the dead-letter topic and writes into its target(s):
+	// the caller must be allowed both, as if it did them itself.
+	if err := s.guard.topic(ctx, ratelimit.Consume, req.GetDeadLetterTopic()); err != nil {
+		return toStatus(s.logger, err).Err()
+	}
+	if t := req.GetTargetTopic(); t != "" {
+		if err := s.guard.topic(ctx, ratelimit.Produce, t); err != nil {
+			return toStatus(s.logger, err).Err()
+		}
 	}
 	r := admin.ReplayRequest{
 		DeadLetterTopic: req.GetDeadLetterTopic(),
@@ -217,6 +237,7 @@ func (s *AdminServer) ReplayDeadLetters(req *gatewayv1.ReplayDeadLettersRequest,
 		TargetTopic:     req.GetTargetTopic(),
 		DryRun:          req.GetDryRun(),
 		Requester:       who,
+		MayWrite:        func(topic string) error { return s.guard.topic(ctx, ratelimit.Produce, topic) },
 	}
 	if req.Partition != nil {
 		if r.Partition = req.GetPartition(); r.Partition < 0 {

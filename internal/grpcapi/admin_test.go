@@ -46,8 +46,8 @@ func TestAdminAuthorize(t *testing.T) {
 		}
 		return metadata.NewIncomingContext(context.Background(), metadata.Pairs(ids.Header, id))
 	}
-	open := NewAdminServer(nil, admin.Config{Enabled: true}, ids, nil, slog.New(slog.DiscardHandler))
-	restricted := NewAdminServer(nil, admin.Config{Enabled: true, AllowedIdentities: []string{"ops"}}, ids, nil, slog.New(slog.DiscardHandler))
+	open := NewAdminServer(nil, admin.Config{Enabled: true}, Guard{Identity: ids}, nil, slog.New(slog.DiscardHandler))
+	restricted := NewAdminServer(nil, admin.Config{Enabled: true, AllowedIdentities: []string{"ops"}}, Guard{Identity: ids}, nil, slog.New(slog.DiscardHandler))
 	for _, tc := range []struct {
 		name   string
 		server *AdminServer

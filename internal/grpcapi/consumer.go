@@ -2,7 +2,9 @@ package grpcapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -67,10 +69,8 @@ func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatew
 	}
 	if lims := s.guard.Limits; lims != nil {
 		id := identity.FromContext(ctx, s.guard.Identity)
-		for _, t := range sub.Topics {
-			if err := lims.Check(ratelimit.Consume, id, t); err != nil {
-				return toStatus(s.logger, err).Err()
-			}
+		if err := s.guard.group(ctx, ratelimit.Subscribe, sub.Group, sub.Topics...); err != nil {
+			return toStatus(s.logger, err).Err()
 		}
 		sub.DeliveryRate = lims.DeliveryLimiter(id, sub.Topics)
 		defer lims.ReleaseDelivery(sub.DeliveryRate)
@@ -134,8 +134,31 @@ func toProtoTPs(tps []consume.TopicPartition) []*gatewayv1.TopicPartition {
 	return out
 }
 
+// authorizeAcks checks that the caller may ack the group's deliveries and
+// consume the topics its ack IDs name. A malformed ID is left to the
+// domain, which answers INVALID_ARGUMENT naming it.
+func (s *ConsumerServer) authorizeAcks(ctx context.Context, group string, ids []string) error {
+	if s.guard.Limits == nil {
+		return nil
+	}
+	var topics []string
+	for i, id := range ids {
+		a, _, err := consume.ParseAckID(fmt.Sprintf("ack_ids[%d]", i), id)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(topics, a.Topic) {
+			topics = append(topics, a.Topic)
+		}
+	}
+	return s.guard.group(ctx, ratelimit.Ack, group, topics...)
+}
+
 // Ack implements gateway.v1.ConsumerService.Ack.
 func (s *ConsumerServer) Ack(ctx context.Context, req *gatewayv1.AckRequest) (*gatewayv1.AckResponse, error) {
+	if err := s.authorizeAcks(ctx, req.GetGroup(), req.GetAckIds()); err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
 	if err := s.consumer.Ack(ctx, req.GetGroup(), req.GetAckIds()); err != nil {
 		return nil, toStatus(s.logger, err).Err()
 	}
@@ -143,13 +166,16 @@ func (s *ConsumerServer) Ack(ctx context.Context, req *gatewayv1.AckRequest) (*g
 }
 
 // Nack implements gateway.v1.ConsumerService.Nack.
-func (s *ConsumerServer) Nack(_ context.Context, req *gatewayv1.NackRequest) (*gatewayv1.NackResponse, error) {
+func (s *ConsumerServer) Nack(ctx context.Context, req *gatewayv1.NackRequest) (*gatewayv1.NackResponse, error) {
 	opts := consume.NackOptions{DeadLetter: req.GetDeadLetter(), Reason: req.GetReason()}
 	if d := req.GetRetryAfter(); d != nil {
 		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
 			return nil, toStatus(s.logger, invalidField("retry_after", "must be a valid, non-negative duration")).Err()
 		}
 		opts.RetryAfter = d.AsDuration()
+	}
+	if err := s.authorizeAcks(ctx, req.GetGroup(), req.GetAckIds()); err != nil {
+		return nil, toStatus(s.logger, err).Err()
 	}
 	if err := s.consumer.Nack(req.GetGroup(), req.GetAckIds(), opts); err != nil {
 		return nil, toStatus(s.logger, err).Err()

@@ -21,6 +21,7 @@ import (
 type Limits interface {
 	Admit(ctx context.Context, identity, topic string, records, bytes int) error
 	Check(op ratelimit.Operation, identity, topic string) error
+	CheckGroup(op ratelimit.GroupOperation, identity, group string) error
 	DeliveryLimiter(identity string, topics []string) *rate.Limiter
 	ReleaseDelivery(lim *rate.Limiter)
 }
@@ -42,6 +43,32 @@ func (g Guard) admit(ctx context.Context, topic string, records []produce.Record
 		n += records[i].Size()
 	}
 	return g.Limits.Admit(ctx, identity.FromContext(ctx, g.Identity), topic, len(records), n)
+}
+
+// group authorizes op on group by the caller; with topics, consume on
+// each of them too. Without limits everything is allowed.
+func (g Guard) group(ctx context.Context, op ratelimit.GroupOperation, group string, topics ...string) error {
+	if g.Limits == nil {
+		return nil
+	}
+	id := identity.FromContext(ctx, g.Identity)
+	if err := g.Limits.CheckGroup(op, id, group); err != nil {
+		return err
+	}
+	for _, t := range topics {
+		if err := g.Limits.Check(ratelimit.Consume, id, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// topic authorizes op on topic by the caller.
+func (g Guard) topic(ctx context.Context, op ratelimit.Operation, topic string) error {
+	if g.Limits == nil {
+		return nil
+	}
+	return g.Limits.Check(op, identity.FromContext(ctx, g.Identity), topic)
 }
 
 // RetryAfterTrailer is the trailer metadata key of a rejected call's retry

@@ -20,14 +20,20 @@ import (
 // ErrDenied is wrapped by a DeniedError.
 var ErrDenied = errors.New("not allowed by the limits ACL")
 
-// DeniedError is a call the ACL does not allow (PERMISSION_DENIED).
+// DeniedError is a call the ACL does not allow (PERMISSION_DENIED): an
+// operation on a topic, or one on a consumer group.
 type DeniedError struct {
 	Op       Operation
+	GroupOp  GroupOperation
 	Identity string
 	Topic    string
+	Group    string
 }
 
 func (e *DeniedError) Error() string {
+	if e.GroupOp != "" {
+		return fmt.Sprintf("identity %q may not %s consumer group %q: %v", e.Identity, e.GroupOp, e.Group, ErrDenied)
+	}
 	return fmt.Sprintf("identity %q may not %s topic %q: %v", e.Identity, e.Op, e.Topic, ErrDenied)
 }
 
@@ -94,9 +100,11 @@ type Limiter struct {
 
 // policy is one compiled document.
 type policy struct {
-	version string
-	rules   []Rule // most specific first; ties in document order
-	acl     bool
+	version  string
+	rules    []Rule // most specific first; ties in document order
+	acl      bool
+	groups   []GroupRule // most specific first; ties in document order
+	groupACL bool
 }
 
 type bucketKey struct{ rule, identity string }
@@ -165,13 +173,15 @@ func New(fleet *FleetStore, logger *slog.Logger) *Limiter {
 // kinds of limit keep their tokens and take the new rates; the others
 // start afresh.
 func (l *Limiter) Apply(doc Document, version string) {
-	p := &policy{version: version, rules: slices.Clone(doc.Rules)}
+	p := &policy{version: version, rules: slices.Clone(doc.Rules), groups: slices.Clone(doc.Groups)}
 	slices.SortStableFunc(p.rules, func(a, b Rule) int { return b.Specificity() - a.Specificity() })
+	slices.SortStableFunc(p.groups, func(a, b GroupRule) int { return b.Specificity() - a.Specificity() })
 	for _, r := range p.rules {
 		if r.Allow != nil {
 			p.acl = true
 		}
 	}
+	p.groupACL = p.acl || len(p.groups) > 0
 	byName := make(map[string]Rule, len(p.rules))
 	for _, r := range p.rules {
 		byName[r.Name] = r
@@ -198,7 +208,7 @@ func (l *Limiter) Apply(doc Document, version string) {
 	for lim, reg := range l.deliveries {
 		setDelivery(lim, p.deliverLimit(reg.identity, reg.topics))
 	}
-	l.logger.Info("limits in force", "version", version, "rules", len(p.rules), "acl", p.acl)
+	l.logger.Info("limits in force", "version", version, "rules", len(p.rules), "group_rules", len(p.groups), "acl", p.acl, "group_acl", p.groupACL)
 }
 
 // Version returns the version of the document in force ("" before the
@@ -225,6 +235,24 @@ func (p *policy) match(identity, topic string) *Rule {
 		}
 	}
 	return nil
+}
+
+// CheckGroup applies the group ACL to op on group by identity.
+func (l *Limiter) CheckGroup(op GroupOperation, identity, group string) error {
+	p := l.policy.Load()
+	if !p.groupACL {
+		return nil
+	}
+	for i := range p.groups {
+		if r := &p.groups[i]; match(r.Identity, identity) && match(r.Group, group) {
+			if r.allows(op) {
+				return nil
+			}
+			break
+		}
+	}
+	l.denied.Add(1)
+	return &DeniedError{GroupOp: op, Identity: identity, Group: group}
 }
 
 // Check applies the ACL to op on topic by identity.

@@ -297,6 +297,59 @@ rules:
 	}
 }
 
+// Consumer groups are authorized per identity and operation: who may
+// subscribe to a group, ack or nack its deliveries, reset its offsets, or
+// describe it. Deny by default once any rule exists.
+func TestGroupACL(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(t, `
+rules:
+- {name: all-topics, allow: [produce, consume]}
+groups:
+- {name: checkout, identity: checkout, group: "checkout-*", allow: [subscribe, ack, describe]}
+- {name: checkout-ops, identity: checkout-ops, group: "checkout-*", allow: [reset, describe]}
+- {name: billing-billing, identity: billing, group: billing, allow: [subscribe, ack]}
+`)
+	for _, tc := range []struct {
+		op              GroupOperation
+		identity, group string
+		allowed         bool
+	}{
+		{Subscribe, "checkout", "checkout-orders", true},
+		{Ack, "checkout", "checkout-orders", true},
+		{Reset, "checkout", "checkout-orders", false},
+		{Reset, "checkout-ops", "checkout-orders", true},
+		{Subscribe, "checkout-ops", "checkout-orders", false},
+		{Subscribe, "billing", "checkout-orders", false}, // no rule matches
+		{Ack, "billing", "checkout-orders", false},
+		{Subscribe, "billing", "billing", true},
+		{Describe, "billing", "billing", false},
+		{Subscribe, "", "billing", false},
+	} {
+		err := l.CheckGroup(tc.op, tc.identity, tc.group)
+		if tc.allowed != (err == nil) {
+			t.Errorf("%s %s %s: %v, want allowed=%v", tc.identity, tc.op, tc.group, err, tc.allowed)
+		}
+		var d *DeniedError
+		if err != nil && (!errors.As(err, &d) || d.Group != tc.group || !strings.Contains(err.Error(), string(tc.op))) {
+			t.Errorf("%v is not a DeniedError naming the group and the operation", err)
+		}
+	}
+	// Group rules alone turn group ACLs on; without any rule with allow and
+	// without group rules there are none.
+	only := newLimiter(t, "groups:\n- {name: g, identity: a, group: g, allow: [subscribe]}")
+	if err := only.CheckGroup(Subscribe, "b", "g"); err == nil {
+		t.Error("a group rule alone does not deny other identities")
+	}
+	open := newLimiter(t, "rules:\n- {name: r, records: {per_second: 100}}")
+	if err := open.CheckGroup(Reset, "anyone", "anything"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseDocument([]byte("groups:\n- {name: g, allow: [produce]}")); err == nil || !strings.Contains(err.Error(), "groups[0].allow[0]") {
+		t.Fatalf("a group rule allowing produce: %v", err)
+	}
+}
+
 func TestApplyChangesRatesLiveAndKeepsBuckets(t *testing.T) {
 	t.Parallel()
 	l := newLimiter(t, "rules:\n- {name: r, records: {per_second: 1, burst: 1}, action: reject}")

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,9 +45,56 @@ import (
 // default. ACLs are on when any rule has allow: then an operation is
 // permitted only if the rule that applies lists it, and a call that no rule
 // matches is denied.
+//
+// Consumer groups have rules of their own, matched the same way on
+// (identity, group):
+//
+//	groups:
+//	  - name: checkout-groups
+//	    identity: "checkout"
+//	    group: "checkout-*"
+//	    allow: [subscribe, ack, reset, describe]
+//
+// Group ACLs are on when topic ACLs are, or when any group rule exists:
+// then subscribing to a group, acking or nacking its deliveries, resetting
+// its offsets and describing it are permitted only if the group rule that
+// applies lists the operation.
 type Document struct {
-	Version string `yaml:"version" json:"version,omitempty"`
-	Rules   []Rule `yaml:"rules" json:"rules"`
+	Version string      `yaml:"version" json:"version,omitempty"`
+	Rules   []Rule      `yaml:"rules" json:"rules"`
+	Groups  []GroupRule `yaml:"groups" json:"groups,omitempty"`
+}
+
+// GroupRule is one consumer-group rule of a Document.
+type GroupRule struct {
+	Name     string           `yaml:"name" json:"name"`
+	Identity string           `yaml:"identity" json:"identity,omitempty"`
+	Group    string           `yaml:"group" json:"group,omitempty"`
+	Allow    []GroupOperation `yaml:"allow" json:"allow"`
+}
+
+// GroupOperation is what a caller does with a consumer group, for ACLs.
+type GroupOperation string
+
+// Group operations.
+const (
+	// Subscribe attaches a stream to the group (starting it here).
+	Subscribe GroupOperation = "subscribe"
+	// Ack acknowledges or rejects (Nack) the group's deliveries.
+	Ack GroupOperation = "ack"
+	// Reset moves the group's committed offsets (admin ResetOffsets).
+	Reset GroupOperation = "reset"
+	// Describe reads the group's members, offsets and lag (admin).
+	Describe GroupOperation = "describe"
+)
+
+// Specificity ranks a group rule as Rule.Specificity ranks a rule.
+func (r GroupRule) Specificity() int {
+	return patternSpecificity(r.Identity) + patternSpecificity(r.Group)
+}
+
+func (r GroupRule) allows(op GroupOperation) bool {
+	return slices.Contains(r.Allow, op)
 }
 
 // Rule is one rule of a Document.
@@ -192,6 +240,25 @@ func (d Document) Validate() error {
 		}
 		if r.Records == nil && r.Bytes == nil && r.Deliver == nil && r.Allow == nil {
 			bad(at, "sets no limit (records, bytes, deliver) and no allow: it would do nothing")
+		}
+	}
+	groupNames := map[string]int{}
+	for i, r := range d.Groups {
+		at := fmt.Sprintf("groups[%d]", i)
+		switch j, dup := groupNames[r.Name]; {
+		case r.Name == "":
+			bad(at+".name", "must not be empty (it names the rule in errors)")
+		case dup:
+			bad(at+".name", "%q is also the name of groups[%d]", r.Name, j)
+		default:
+			groupNames[r.Name] = i
+		}
+		for j, op := range r.Allow {
+			switch op {
+			case Subscribe, Ack, Reset, Describe:
+			default:
+				bad(fmt.Sprintf("%s.allow[%d]", at, j), "%q is not one of subscribe, ack, reset, describe", op)
+			}
 		}
 	}
 	return errors.Join(errs...)
