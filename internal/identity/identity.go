@@ -5,7 +5,10 @@
 //
 //  1. the verified TLS client certificate (tls_client_cert): its first URI
 //     SAN (a SPIFFE ID, say), else its subject common name. Trustworthy: the
-//     server verified the chain against server.tls.client_ca_file.
+//     server verified the chain against server.tls.client_ca_file. When
+//     certificates are the configured source, a call without a verified
+//     certificate (on the Unix socket, say) is never named by the header:
+//     it is the configured service, so no caller can claim another's name.
 //  2. a gRPC metadata header (header): its last value, which is the one
 //     the nearest proxy appended when a trusted proxy sets it (a client can
 //     send values of its own, but they come before the proxy's). An empty
@@ -49,6 +52,7 @@ func FromContext(ctx context.Context, cfg Config) string {
 				return cert.Subject.CommonName
 			}
 		}
+		return cfg.Service // never a self-asserted header instead
 	}
 	if cfg.Header != "" {
 		// The last value: a proxy that sets the header appends it after

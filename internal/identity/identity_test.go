@@ -40,8 +40,11 @@ func TestFromContextTakesTheFirstConfiguredSource(t *testing.T) {
 		{"certificate URI first", withCert(withHeader("x-caller", "ops"), withURI), all, spiffe.String()},
 		{"certificate common name", withCert(withHeader("x-caller", "ops"), cn), all, "billing-cn"},
 		{"certificate ignored when not configured", withCert(withHeader("x-caller", "ops"), cn), identity.Config{Header: "x-caller"}, "ops"},
-		{"header", withHeader("x-caller", "ops"), all, "ops"},
-		{"empty header falls through", withHeader("x-caller", ""), all, "checkout"},
+		// With certificates as the source, a call without one is never
+		// named by the header, which any caller can set.
+		{"no header fallback when certificates are the source", withHeader("x-caller", "ops"), all, "checkout"},
+		{"header", withHeader("x-caller", "ops"), identity.Config{Service: "checkout", Header: "x-caller"}, "ops"},
+		{"empty header falls through", withHeader("x-caller", ""), identity.Config{Service: "checkout", Header: "x-caller"}, "checkout"},
 		{"service", context.Background(), all, "checkout"},
 		{"nothing configured", withHeader("x-caller", "ops"), identity.Config{}, ""},
 		{"TLS without a verified client certificate", peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{}}), all, "checkout"},
