@@ -51,6 +51,15 @@ type ServerConfig struct {
 	UnixSocketMode string `yaml:"unix_socket_mode"`
 	// MaxRecvBytes bounds one gRPC request message.
 	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// MaxInflightRequestBytes bounds the request bytes the gateway holds at
+	// once, across all connections: each API call reserves max_recv_bytes
+	// until its request is read (a client-streaming call, for its whole
+	// life), then the request's size. A call that finds the budget full is
+	// refused with RESOURCE_EXHAUSTED before its request is read.
+	MaxInflightRequestBytes int `yaml:"max_inflight_request_bytes"`
+	// MaxConnections bounds the open connections of the API listeners (TCP
+	// and the Unix socket together); more are closed at once.
+	MaxConnections int `yaml:"max_connections"`
 	// MaxStreamInflight bounds the unanswered batches of one ProduceStream.
 	MaxStreamInflight int `yaml:"max_stream_inflight"`
 	// MaxStreams bounds the open Subscribe and ProduceStream calls of the
@@ -150,7 +159,9 @@ func Default() Config {
 		Server: ServerConfig{
 			Listen:            "127.0.0.1:7070",
 			UnixSocketMode:    "0660",
-			MaxRecvBytes:      16 << 20,
+			MaxRecvBytes:            4 << 20,
+			MaxInflightRequestBytes: 256 << 20,
+			MaxConnections:          256,
 			MaxStreamInflight: 256,
 			MaxStreams:        1024,
 			// Per connection; a sidecar's app needs a handful.
@@ -261,6 +272,10 @@ func (s ServerConfig) validate(maxRecordBytes int) error {
 	switch {
 	case s.MaxRecvBytes < maxRecordBytes+64<<10:
 		return fmt.Errorf("server.max_recv_bytes: %d is too small for producer.max_record_bytes (%d) plus 64 KiB of framing", s.MaxRecvBytes, maxRecordBytes)
+	case s.MaxInflightRequestBytes < s.MaxRecvBytes:
+		return fmt.Errorf("server.max_inflight_request_bytes: %d is smaller than server.max_recv_bytes (%d): no request could be read", s.MaxInflightRequestBytes, s.MaxRecvBytes)
+	case s.MaxConnections <= 0:
+		return errors.New("server.max_connections: must be > 0")
 	case s.MaxStreamInflight <= 0:
 		return errors.New("server.max_stream_inflight: must be > 0")
 	case s.MaxStreams <= 0:

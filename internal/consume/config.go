@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -104,6 +103,13 @@ type Config struct {
 	MaxBufferedRecords int `yaml:"max_buffered_records"`
 	// MaxBufferedBytes bounds the fetched, unfinished bytes of all groups.
 	MaxBufferedBytes int `yaml:"max_buffered_bytes"`
+	// MaxGroups bounds the consumer groups this gateway runs; a Subscribe
+	// that would start one more is RESOURCE_EXHAUSTED. Declared
+	// subscriptions count, but are never refused.
+	MaxGroups int `yaml:"max_groups"`
+	// MaxGroupsPerIdentity bounds the groups one caller identity may start
+	// here by Subscribe.
+	MaxGroupsPerIdentity int `yaml:"max_groups_per_identity"`
 	// IdleTimeout is how long a group started by Subscribe stays in its
 	// consumer group with no stream attached; 0 keeps it forever. Groups
 	// declared in Subscriptions never leave.
@@ -143,6 +149,8 @@ func DefaultConfig() Config {
 		DrainTimeout:         10 * time.Second,
 		MaxBufferedRecords:   10_000,
 		MaxBufferedBytes:     64 << 20,
+		MaxGroups:            64,
+		MaxGroupsPerIdentity: 16,
 		IdleTimeout:          5 * time.Minute,
 	}
 }
@@ -181,6 +189,10 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 		return fmt.Errorf("consumer.max_buffered_records: must be > 0")
 	case c.MaxBufferedBytes <= 0:
 		return fmt.Errorf("consumer.max_buffered_bytes: must be > 0")
+	case c.MaxGroups <= 0 || c.MaxGroups < len(c.Subscriptions):
+		return fmt.Errorf("consumer.max_groups: must be > 0 and at least the %d declared subscriptions", len(c.Subscriptions))
+	case c.MaxGroupsPerIdentity <= 0:
+		return fmt.Errorf("consumer.max_groups_per_identity: must be > 0")
 	}
 	if why := produce.ValidTopicName("x" + c.DeadLetterSuffix); why != "" {
 		return fmt.Errorf("consumer.dead_letter_suffix: %s", why)
@@ -226,6 +238,28 @@ func (c Config) configMap(kc kafkaclient.Config, group string, start StartPositi
 	return cm
 }
 
+// maxGroupName bounds a group name, as Kafka bounds topic names.
+const maxGroupName = 249
+
+// ValidGroupName reports why name is not an acceptable consumer group name,
+// or "": 1 to 249 characters of [a-zA-Z0-9._-], the characters Kafka
+// allows in topic names (group names reach logs, metric labels and Redis
+// keys; Kafka itself accepts nearly any string).
+func ValidGroupName(name string) string {
+	switch {
+	case name == "":
+		return "must not be empty"
+	case len(name) > maxGroupName:
+		return fmt.Sprintf("is %d characters long; at most %d are allowed", len(name), maxGroupName)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Sprintf("%q contains %q; only [a-zA-Z0-9._-] are allowed", truncate(name, 100), c)
+		}
+	}
+	return ""
+}
+
 // Settings are a group's subscription: shared by every stream of the group
 // on this gateway.
 type Settings struct {
@@ -265,8 +299,8 @@ func (c Config) settings(path, group string, topics []string, ordering, start st
 		}
 		return path + "." + name
 	}
-	if strings.TrimSpace(group) == "" {
-		return s, invalid.Field(field("group"), "must not be empty")
+	if why := ValidGroupName(group); why != "" {
+		return s, invalid.Field(field("group"), "%s", why)
 	}
 	if len(topics) == 0 {
 		return s, invalid.Field(field("topics"), "must not be empty")

@@ -31,6 +31,7 @@ type group struct {
 	logger   *slog.Logger
 	client   consumerClient
 	declared bool      // from config: never leaves for idleness
+	starter  string    // the identity whose Subscribe started it ("" when declared)
 	joinedAt time.Time // when the group started joining: "latest" means records from here on
 	stats    *counters // this group's, kept by the manager across restarts
 	settle   settlement
@@ -693,6 +694,9 @@ var (
 	// ErrConfirmPending means an Ack was applied but its dedupe done markers
 	// could not be written yet (Redis slow or down); repeat the Ack.
 	ErrConfirmPending = errors.New("ack applied, but the dedupe store has not confirmed it yet; repeat the ack")
+	// ErrTooManyGroups means a Subscribe would start a group beyond
+	// consumer.max_groups or consumer.max_groups_per_identity.
+	ErrTooManyGroups = errors.New("too many consumer groups")
 	// ErrUnknownTopic means a subscribed topic does not exist.
 	ErrUnknownTopic = kafkaclient.ErrUnknownTopic
 )

@@ -40,6 +40,9 @@ type SubscribeRequest struct {
 	// (nil or an infinite rate: no bound). Its rate may change while the
 	// stream runs.
 	DeliveryRate *rate.Limiter
+	// Identity is the caller's: a group it starts here counts against
+	// consumer.max_groups_per_identity.
+	Identity string
 }
 
 // Manager owns every consumer group of this gateway.
@@ -54,9 +57,10 @@ type Manager struct {
 	now             func() time.Time
 	signer          *ackSigner
 
-	buffered atomic.Int64 // bytes of fetched, unfinished records, all groups
-	active   atomic.Int32 // groups whose consumer runs, for the fair byte share
-	onStats  func(group, json string)
+	buffered      atomic.Int64 // bytes of fetched, unfinished records, all groups
+	groupsRefused atomic.Int64 // Subscribes refused for the group bounds
+	active        atomic.Int32 // groups whose consumer runs, for the fair byte share
+	onStats       func(group, json string)
 
 	mu       sync.Mutex
 	groups   map[string]*group
@@ -103,7 +107,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	for i, sc := range m.cfg.Subscriptions {
 		s, err := m.cfg.settings(fmt.Sprintf("consumer.subscriptions[%d]", i), sc.Group, sc.Topics, sc.Ordering, sc.StartPosition, sc.AckTimeout, sc.MaxAttempts)
 		if err == nil {
-			_, err = m.group(s, true)
+			_, err = m.group(s, true, "")
 		}
 		if err != nil {
 			m.shutdownAll()
@@ -151,7 +155,7 @@ func (m *Manager) reapIdle() {
 
 // group returns the running group for s, starting it if needed. It fails
 // with ErrConflict when the group runs with other settings.
-func (m *Manager) group(s Settings, declared bool) (*group, error) {
+func (m *Manager) group(s Settings, declared bool, starter string) (*group, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -163,11 +167,29 @@ func (m *Manager) group(s Settings, declared bool) (*group, error) {
 		}
 		return g, nil
 	}
+	if !declared {
+		mine := 0
+		for _, g := range m.groups {
+			if !g.declared && g.starter == starter {
+				mine++
+			}
+		}
+		switch {
+		case len(m.groups) >= m.cfg.MaxGroups:
+			m.groupsRefused.Add(1)
+			return nil, fmt.Errorf("%w: this gateway runs consumer.max_groups (%d) groups already", ErrTooManyGroups, m.cfg.MaxGroups)
+		case mine >= m.cfg.MaxGroupsPerIdentity:
+			m.groupsRefused.Add(1)
+			return nil, fmt.Errorf("%w: identity %q started consumer.max_groups_per_identity (%d) groups on this gateway already", ErrTooManyGroups, starter, m.cfg.MaxGroupsPerIdentity)
+		}
+	}
 	g, mb, err := startMember(m, s, declared)
 	if err != nil {
 		return nil, err
 	}
+	g.starter = starter
 	m.groups[s.Group] = g
+	m.forgetCountersLocked()
 	m.active.Add(1)
 	m.wg.Go(func() {
 		mb.run()
@@ -176,6 +198,8 @@ func (m *Manager) group(s Settings, declared bool) (*group, error) {
 		if m.groups[s.Group] == g {
 			delete(m.groups, s.Group)
 		}
+		g.stats.stopped = m.now()
+		m.forgetCountersLocked()
 		m.mu.Unlock()
 	})
 	return g, nil
@@ -204,7 +228,7 @@ func (m *Manager) Subscribe(ctx context.Context, req SubscribeRequest) (*Stream,
 	if err := m.checkTopics(ctx, s.Topics); err != nil {
 		return nil, err
 	}
-	g, err := m.group(s, false)
+	g, err := m.group(s, false, req.Identity)
 	if err != nil {
 		return nil, err
 	}

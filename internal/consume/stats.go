@@ -74,6 +74,7 @@ type counters struct {
 	deadLetteredCompact, deadLettersDropped, stalls                           atomic.Int64
 	commits, commitFailures, offsetResets                                     atomic.Int64
 	claims, duplicates, held, redisErrors, lostClaims                         atomic.Int64
+	stopped                                                                   time.Time // when the group last stopped; guarded by Manager.mu
 }
 
 func (c *counters) load() Stats {
@@ -157,6 +158,34 @@ func (m *Manager) Groups() []GroupStats {
 // (when statistics.interval.ms is set in its properties) and hands each
 // JSON document to h, on the group's poll goroutine. Call it before Run.
 func (m *Manager) SetStatsHandler(h func(group, json string)) { m.onStats = h }
+
+// maxRememberedGroups bounds the groups whose counters outlive them (and
+// so the metric series labelled with group names): beyond it, the counters
+// of the groups that stopped longest ago are forgotten.
+func (m *Manager) maxRememberedGroups() int { return 2 * m.cfg.MaxGroups }
+
+// forgetCountersLocked drops the counters of stopped groups beyond
+// maxRememberedGroups, oldest stop first. Callers hold m.mu.
+func (m *Manager) forgetCountersLocked() {
+	for len(m.counters) > m.maxRememberedGroups() {
+		oldest, at := "", time.Time{}
+		for name, c := range m.counters {
+			if _, running := m.groups[name]; running {
+				continue
+			}
+			if oldest == "" || c.stopped.Before(at) {
+				oldest, at = name, c.stopped
+			}
+		}
+		if oldest == "" {
+			return
+		}
+		delete(m.counters, oldest)
+	}
+}
+
+// GroupsRefused is how many Subscribes the group bounds refused.
+func (m *Manager) GroupsRefused() int64 { return m.groupsRefused.Load() }
 
 // countersFor returns the counters of the named group, creating them.
 // Callers hold m.mu.

@@ -54,7 +54,9 @@ type Gateway struct {
 	// healthOnly serves grpc.health.v1 alone on server.health_listen.
 	healthOnly     *grpc.Server
 	healthListener net.Listener
-	draining    chan struct{}
+	conns          *connLimit     // the API listeners' connections
+	budget         *requestBudget // request bytes held at once
+	draining       chan struct{}
 	observability
 }
 
@@ -62,7 +64,9 @@ type Gateway struct {
 // it starts the embedded services when enabled, creates the producer and
 // binds the listeners, so clients can connect as soon as New returns.
 func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, logger: logger, draining: make(chan struct{})}
+	g := &Gateway{cfg: cfg, logger: logger, draining: make(chan struct{}),
+		conns:  &connLimit{max: int64(cfg.Server.MaxConnections)},
+		budget: &requestBudget{max: int64(cfg.Server.MaxInflightRequestBytes), perCall: int64(cfg.Server.MaxRecvBytes)}}
 	defer func() {
 		if err != nil {
 			g.closeResources()
@@ -111,7 +115,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 
 	// Metrics and request logging first: the outermost interceptors, so
 	// they see the calls the server's bounds refuse too.
-	opts := append(g.serverOptions(), serverOptions(cfg.Server, logger.With("component", "grpc"))...)
+	opts := append(g.serverOptions(), serverOptions(cfg.Server, g.budget, logger.With("component", "grpc"))...)
 	if cfg.Server.TLS.Enabled() {
 		creds, err := serverCredentials(cfg.Server.TLS)
 		if err != nil {
@@ -171,14 +175,14 @@ func (g *Gateway) listen() error {
 		if err != nil {
 			return fmt.Errorf("server.health_listen: %w", err)
 		}
-		g.healthListener = ln
+		g.healthListener = limitListener{ln, &connLimit{max: healthMaxConnections}}
 	}
 	if addr := g.cfg.Server.Listen; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fmt.Errorf("server.listen: %w", err)
 		}
-		g.listeners = append(g.listeners, ln)
+		g.listeners = append(g.listeners, limitListener{ln, g.conns})
 	}
 	if path := g.cfg.Server.UnixSocket; path != "" {
 		// A socket left by a killed gateway would block the bind.
@@ -189,7 +193,7 @@ func (g *Gateway) listen() error {
 		if err != nil {
 			return fmt.Errorf("server.unix_socket: %w", err)
 		}
-		g.listeners = append(g.listeners, ln)
+		g.listeners = append(g.listeners, limitListener{ln, g.conns})
 		mode, _ := g.cfg.Server.SocketMode() // validated
 		if err := os.Chmod(path, os.FileMode(mode)); err != nil {
 			return fmt.Errorf("server.unix_socket_mode: %w", err)
@@ -523,8 +527,12 @@ func (g *Gateway) closeResources() {
 // of a request message, the open streams (per connection and in all),
 // the bytes in flight per call and per connection, and the pings it must
 // answer; idle or dead connections are probed and closed.
-func serverOptions(c config.ServerConfig, logger *slog.Logger) []grpc.ServerOption {
+func serverOptions(c config.ServerConfig, budget *requestBudget, logger *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.InTapHandle(budget.tap),
+		grpc.StatsHandler(budgetStats{}),
+		grpc.ChainUnaryInterceptor(budget.unary),
+		grpc.ChainStreamInterceptor(budget.stream),
 		grpc.MaxRecvMsgSize(c.MaxRecvBytes),
 		grpc.MaxConcurrentStreams(uint32(c.MaxConcurrentStreams)),
 		grpc.InitialWindowSize(int32(c.StreamWindowBytes)),

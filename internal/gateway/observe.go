@@ -108,6 +108,17 @@ func (g *Gateway) instrument() {
 	if g.registry != nil {
 		g.producer.SetObserver(metrics.NewProducer(g.registry, g.producer.QueueLen))
 		metrics.RegisterConsumer(g.registry, g.consumers.Groups)
+		metrics.RegisterBounds(g.registry, func() metrics.Bounds {
+			return metrics.Bounds{
+				Refused: map[string]int64{
+					"connections":     g.conns.refused.Load(),
+					"request_bytes":   g.budget.refused.Load(),
+					"consumer_groups": g.consumers.GroupsRefused(),
+				},
+				Connections:  g.conns.open.Load(),
+				RequestBytes: g.budget.used.Load(),
+			}
+		})
 		g.grpc.Init(g.server)
 		if g.cfg.Canary.Enabled {
 			canaryObs = metrics.RegisterCanary(g.registry)

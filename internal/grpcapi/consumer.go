@@ -51,6 +51,7 @@ var startPositions = map[gatewayv1.StartPosition]consume.StartPosition{
 func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatewayv1.ConsumerService_SubscribeServer) error {
 	ctx := stream.Context()
 	sub := consume.SubscribeRequest{
+		Identity:      identity.FromContext(ctx, s.guard.Identity),
 		Group:         req.GetGroup(),
 		Topics:        req.GetTopics(),
 		Ordering:      orderings[req.GetOrdering()],

@@ -41,7 +41,7 @@ func toStatus(logger *slog.Logger, err error) *status.Status {
 		return status.New(codes.PermissionDenied, err.Error())
 	// Queue full is checked before context errors: a wait for room that ends
 	// at the deadline is still the queue's fault.
-	case errors.Is(err, produce.ErrQueueFull), errors.Is(err, errTooManyStreams):
+	case errors.Is(err, produce.ErrQueueFull), errors.Is(err, errTooManyStreams), errors.Is(err, consume.ErrTooManyGroups):
 		return status.New(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.New(codes.Canceled, err.Error())
