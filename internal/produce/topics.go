@@ -63,8 +63,47 @@ func (c *topicCache) get(ctx context.Context, topic string) (int32, error) {
 	}
 	c.mu.Lock()
 	c.entries[topic] = e
+	if len(c.entries) > maxTopicEntries {
+		c.evictLocked(now)
+	}
 	c.mu.Unlock()
 	return e.partitions, e.err
+}
+
+// maxTopicEntries bounds the cache: topic names come from callers, and a
+// caller naming ever new (missing) topics would otherwise grow it forever.
+const maxTopicEntries = 4096
+
+// evictLocked drops the expired entries, and when the cache is still full,
+// every "no such topic" entry, then arbitrary ones: the cache is only a
+// cache.
+func (c *topicCache) evictLocked(now time.Time) {
+	for t, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, t)
+		}
+	}
+	for t, e := range c.entries {
+		if len(c.entries) <= maxTopicEntries/2 {
+			return
+		}
+		if e.err != nil {
+			delete(c.entries, t)
+		}
+	}
+	for t := range c.entries {
+		if len(c.entries) <= maxTopicEntries/2 {
+			return
+		}
+		delete(c.entries, t)
+	}
+}
+
+// size is the number of cached entries, for tests.
+func (c *topicCache) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }
 
 // waitCreated asks for topic's metadata again, with backoff (50 ms doubling

@@ -3,6 +3,7 @@ package produce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +99,20 @@ func TestTopicCacheRemembersHitsLongerThanMisses(t *testing.T) {
 	c.get(ctx, "missing")
 	if lookups["orders"] != 1 || lookups["missing"] != 2 {
 		t.Errorf("lookups = %v, want orders once and missing twice", lookups)
+	}
+}
+
+// The review found the cache of unknown topics was never evicted: a caller
+// naming ever new topics grew it without bound.
+func TestTopicCacheStaysBoundedUnderEverNewTopicNames(t *testing.T) {
+	t.Parallel()
+	c := newTopicCache(func(_ context.Context, topic string) (int32, error) {
+		return 0, ErrUnknownTopic
+	}, time.Now)
+	for i := range 5 * maxTopicEntries {
+		_, _ = c.get(context.Background(), fmt.Sprintf("missing-%d", i))
+	}
+	if n := c.size(); n > maxTopicEntries {
+		t.Fatalf("%d entries cached, more than %d", n, maxTopicEntries)
 	}
 }

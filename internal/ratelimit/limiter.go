@@ -95,6 +95,7 @@ type Limiter struct {
 	buckets    map[bucketKey]*bucket
 	counts     map[string]*counts
 	deliveries map[*rate.Limiter]deliveryReg
+	swept      time.Time // when evictIdleLocked last looked
 	denied     atomic.Int64
 }
 
@@ -114,6 +115,7 @@ type bucketKey struct{ rule, identity string }
 type bucket struct {
 	rule           Rule
 	records, bytes tokens
+	lastUsed       atomic.Int64 // unix nanoseconds
 }
 
 // tokens is a token bucket, local or shared by the fleet.
@@ -365,10 +367,12 @@ func (l *Limiter) Admit(ctx context.Context, identity, topic string, records, by
 // first use, and the rule's counters.
 func (l *Limiter) bucket(r *Rule, identity string) (*bucket, *counts) {
 	k := bucketKey{r.Name, identity}
+	now := time.Now()
 	l.mu.RLock()
 	b, c := l.buckets[k], l.counts[r.Name]
 	l.mu.RUnlock()
 	if b != nil && c != nil {
+		b.lastUsed.Store(now.UnixNano())
 		return b, c
 	}
 	l.mu.Lock()
@@ -378,9 +382,12 @@ func (l *Limiter) bucket(r *Rule, identity string) (*bucket, *counts) {
 		l.counts[r.Name] = c
 	}
 	if b = l.buckets[k]; b != nil {
+		b.lastUsed.Store(now.UnixNano())
 		return b, c
 	}
+	l.evictIdleLocked(now)
 	b = &bucket{rule: *r}
+	b.lastUsed.Store(now.UnixNano())
 	if r.Records != nil {
 		b.records = l.newTokens(r, identity, "records", *r.Records)
 	}
@@ -389,6 +396,52 @@ func (l *Limiter) bucket(r *Rule, identity string) (*bucket, *counts) {
 	}
 	l.buckets[k] = b
 	return b, c
+}
+
+// Buckets are per rule and caller identity, and identities come from
+// callers: idle buckets are closed (a fleet bucket's lease goroutine with
+// them) and forgotten, so that callers naming ever new identities cannot
+// grow the limiter without bound.
+const (
+	// bucketIdle is how long a bucket may go unused before it is evicted;
+	// a bucket idle that long is full anyway, as a new one would be.
+	bucketIdle = 10 * time.Minute
+	// maxBuckets bounds the buckets; beyond it the least recently used go
+	// first.
+	maxBuckets = 10_000
+)
+
+// evictIdleLocked closes and forgets idle buckets, at most once a minute,
+// or at once when there are maxBuckets.
+func (l *Limiter) evictIdleLocked(now time.Time) {
+	if len(l.buckets) < maxBuckets && now.Sub(l.swept) < time.Minute {
+		return
+	}
+	l.swept = now
+	for k, b := range l.buckets {
+		if now.Sub(time.Unix(0, b.lastUsed.Load())) >= bucketIdle {
+			b.close()
+			delete(l.buckets, k)
+		}
+	}
+	for len(l.buckets) >= maxBuckets {
+		var oldest bucketKey
+		at := int64(math.MaxInt64)
+		for k, b := range l.buckets {
+			if u := b.lastUsed.Load(); u < at {
+				oldest, at = k, u
+			}
+		}
+		l.buckets[oldest].close()
+		delete(l.buckets, oldest)
+	}
+}
+
+// bucketCount is the number of buckets, for tests.
+func (l *Limiter) bucketCount() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.buckets)
 }
 
 func (l *Limiter) newTokens(r *Rule, identity, kind string, lim Limit) tokens {

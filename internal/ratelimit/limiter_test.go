@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -422,4 +423,21 @@ func TestConcurrentAdmitsShareTheBucket(t *testing.T) {
 	}
 	wg.Wait()
 	checkRate(t, "records (8 callers)", float64(total-10)/time.Since(start).Seconds(), 500, 0.10)
+}
+
+// The review found that buckets, one per rule and caller identity, were
+// never evicted: callers naming ever new identities (a header identity is
+// self-asserted) grew the limiter, and each fleet bucket kept a lease
+// goroutine. The limiter now stays bounded.
+func TestBucketsOfEverNewIdentitiesStayBounded(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(t, "rules:\n- {name: r, records: {per_second: 1000}}")
+	for i := range maxBuckets + 500 {
+		if err := l.Admit(context.Background(), fmt.Sprintf("caller-%d", i), "t", 1, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := l.bucketCount(); n > maxBuckets {
+		t.Fatalf("%d buckets, more than %d", n, maxBuckets)
+	}
 }
