@@ -10,8 +10,8 @@ import (
 	"os/user"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/ratelimit"
 )
 
@@ -30,6 +30,8 @@ var limitsCmd = &command{
 type redisFlags struct {
 	addr, username, password, prefix string
 	db                               int
+	cluster, tls                     bool
+	caFile                           string
 }
 
 func (r *redisFlags) register(fs *flag.FlagSet) {
@@ -37,13 +39,22 @@ func (r *redisFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.username, "redis-username", os.Getenv("GATEWAYCTL_REDIS_USERNAME"), "Redis ACL user (env GATEWAYCTL_REDIS_USERNAME)")
 	r.password = os.Getenv("GATEWAYCTL_REDIS_PASSWORD") // not a flag: it would show in the process list
 	fs.IntVar(&r.db, "redis-db", 0, "Redis database number")
+	fs.BoolVar(&r.cluster, "redis-cluster", false, "Redis is a Cluster behind this one address, as the gateways' dedupe.redis.cluster")
+	fs.BoolVar(&r.tls, "redis-tls", os.Getenv("GATEWAYCTL_REDIS_TLS") == "true", "connect to Redis over TLS, as the gateways' dedupe.redis.tls.enabled (env GATEWAYCTL_REDIS_TLS=true)")
+	fs.StringVar(&r.caFile, "redis-ca-file", os.Getenv("GATEWAYCTL_REDIS_CA_FILE"), "PEM CA of Redis's certificate; empty: the system's (env GATEWAYCTL_REDIS_CA_FILE)")
 	fs.StringVar(&r.prefix, "key-prefix", envOr("GATEWAYCTL_KEY_PREFIX", "gateway:"), "key prefix, as the gateways' dedupe.key_prefix (env GATEWAYCTL_KEY_PREFIX)")
 }
 
 // withStore runs fn with the limits store in Redis and a context bounded
 // by --timeout.
 func (r *redisFlags) withStore(ctx context.Context, e *env, fn func(ctx context.Context, s *ratelimit.Store) error) error {
-	rdb := redis.NewClient(&redis.Options{Addr: r.addr, Username: r.username, Password: r.password, DB: r.db})
+	cfg := dedupe.DefaultConfig().Redis
+	cfg.Addrs, cfg.Username, cfg.Password, cfg.DB, cfg.Cluster = []string{r.addr}, r.username, r.password, r.db, r.cluster
+	cfg.TLS = dedupe.RedisTLS{Enabled: r.tls, CAFile: r.caFile}
+	rdb, err := cfg.NewClient("--redis")
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	cctx, cancel := e.callCtx(ctx, true)
 	defer cancel()

@@ -28,7 +28,7 @@ func TestASingleAddressOfARedisClusterNeedsTheClusterKey(t *testing.T) {
 
 	plain := DefaultConfig().Redis
 	plain.Addrs = []string{node}
-	rdb := plain.NewClient()
+	rdb := newClient(t, plain)
 	defer rdb.Close()
 	err := CheckMode(ctx, rdb)
 	if !errors.Is(err, ErrMisconfigured) || !strings.Contains(err.Error(), "set dedupe.redis.cluster: true") {
@@ -40,7 +40,7 @@ func TestASingleAddressOfARedisClusterNeedsTheClusterKey(t *testing.T) {
 	if err := cluster.validate("dedupe.redis"); err != nil {
 		t.Fatal(err)
 	}
-	crdb := cluster.NewClient()
+	crdb := newClient(t, cluster)
 	defer crdb.Close()
 	if _, ok := crdb.(*redis.ClusterClient); !ok {
 		t.Fatalf("dedupe.redis.cluster with one address built a %T, want a Cluster client", crdb)
@@ -63,7 +63,7 @@ func TestASingleAddressOfARedisClusterNeedsTheClusterKey(t *testing.T) {
 	single := DefaultConfig().Redis
 	single.Addrs = []string{testenv.Redis(t)}
 	single.Cluster = true
-	srdb := single.NewClient()
+	srdb := newClient(t, single)
 	defer srdb.Close()
 	err = CheckMode(ctx, srdb)
 	if !errors.Is(err, ErrMisconfigured) || !strings.Contains(err.Error(), "set dedupe.redis.cluster: false") {

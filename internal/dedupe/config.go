@@ -2,9 +2,12 @@ package dedupe
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -82,6 +85,50 @@ type RedisConfig struct {
 	// PoolSize is the number of connections per node; 0 is go-redis's
 	// default (10 per GOMAXPROCS).
 	PoolSize int `yaml:"pool_size"`
+	// TLS connects to Redis over TLS (Sentinels and Cluster nodes too).
+	TLS RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS is TLS to Redis.
+type RedisTLS struct {
+	// Enabled turns TLS on.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM bundle of the CAs that sign the server's
+	// certificate; empty: the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate, for servers that
+	// require one (tls-auth-clients yes).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the server's certificate must carry; empty:
+	// the host of the address dialed.
+	ServerName string `yaml:"server_name"`
+}
+
+// config returns the tls.Config, or nil when TLS is off.
+func (t RedisTLS) config(path string) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls.ca_file: %w", path, err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s.tls.ca_file: no PEM certificate in %s", path, t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls.cert_file: %w", path, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // DefaultConfig returns the defaults.
@@ -157,6 +204,10 @@ func (c RedisConfig) validate(path string) error {
 		return fmt.Errorf("%s.write_timeout: must be > 0", path)
 	case c.PoolSize < 0:
 		return fmt.Errorf("%s.pool_size: must not be negative", path)
+	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
+		return fmt.Errorf("%s.tls.cert_file and %s.tls.key_file: set both or neither", path, path)
+	case !c.TLS.Enabled && (c.TLS.CAFile != "" || c.TLS.CertFile != "" || c.TLS.ServerName != ""):
+		return fmt.Errorf("%s.tls.enabled: false, but other %s.tls keys are set", path, path)
 	}
 	return nil
 }
@@ -176,12 +227,17 @@ func (c RedisConfig) validate(path string) error {
 // unreachable Redis is reported within about DialTimeout. Retried scripts
 // are safe: every script of [Store] gives the same answer when run twice
 // with the same arguments.
-func (c RedisConfig) NewClient() redis.UniversalClient {
+func (c RedisConfig) NewClient(path string) (redis.UniversalClient, error) {
 	addrs := c.Addrs
 	if len(addrs) == 0 {
 		addrs = []string{"127.0.0.1:6379"}
 	}
+	tc, err := c.TLS.config(path)
+	if err != nil {
+		return nil, err
+	}
 	return redis.NewUniversalClient(&redis.UniversalOptions{
+		TLSConfig:             tc,
 		Addrs:                 addrs,
 		MasterName:            c.MasterName,
 		Username:              c.Username,
@@ -195,7 +251,7 @@ func (c RedisConfig) NewClient() redis.UniversalClient {
 		MaxRetries:            1,
 		DialerRetries:         1,
 		ContextTimeoutEnabled: true,
-	})
+	}), nil
 }
 
 // CheckMode checks that the client rdb (built by [RedisConfig.NewClient])

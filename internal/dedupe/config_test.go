@@ -119,7 +119,7 @@ func TestNewClientKinds(t *testing.T) {
 			t.Parallel()
 			d := DefaultConfig().Redis
 			tc.cfg.DialTimeout, tc.cfg.ReadTimeout, tc.cfg.WriteTimeout = d.DialTimeout, d.ReadTimeout, d.WriteTimeout
-			rdb := tc.cfg.NewClient()
+			rdb := newClient(t, tc.cfg)
 			defer rdb.Close()
 			var got string
 			switch c := rdb.(type) {

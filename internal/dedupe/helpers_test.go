@@ -33,7 +33,7 @@ func realClient(t testing.TB) redis.UniversalClient {
 	t.Helper()
 	cfg := DefaultConfig().Redis
 	cfg.Addrs = []string{testenv.Redis(t)}
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -50,7 +50,7 @@ func miniClient(t testing.TB) redis.UniversalClient {
 	// (about 0.5 ms, several times that under -race): a batch of 1,000
 	// takes longer than the default read timeout.
 	cfg.ReadTimeout = 10 * time.Second
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -176,4 +176,14 @@ func release1(t testing.TB, s *Store, k Key) {
 	if err := s.Release(testCtx(t), []Key{k}); err != nil {
 		t.Fatalf("release %+v: %v", k, err)
 	}
+}
+
+// newClient builds c's client, failing the test on a configuration error.
+func newClient(tb testing.TB, c RedisConfig) redis.UniversalClient {
+	tb.Helper()
+	rdb, err := c.NewClient("dedupe.redis")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rdb
 }

@@ -498,7 +498,7 @@ func TestUnavailable(t *testing.T) {
 	cfg := DefaultConfig().Redis
 	cfg.Addrs = []string{closedAddr(t)}
 	cfg.DialTimeout = 200 * time.Millisecond
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
 	res := ProduceResult{Partition: 1}
@@ -562,7 +562,7 @@ func TestUnavailableTimeout(t *testing.T) {
 	cfg := DefaultConfig().Redis
 	cfg.Addrs = []string{l.Addr().String()}
 	cfg.ReadTimeout = 100 * time.Millisecond
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
 	start := time.Now()
@@ -576,7 +576,7 @@ func TestUnavailableTimeout(t *testing.T) {
 	// The caller's deadline, shorter than the read timeout, bounds the
 	// call too, and counts as unavailable.
 	cfg.ReadTimeout = 10 * time.Second
-	slow := cfg.NewClient()
+	slow := newClient(t, cfg)
 	t.Cleanup(func() { _ = slow.Close() })
 	s = NewStore(slow, "x:", week, "gw-a")
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
@@ -608,7 +608,7 @@ func TestInvalidArguments(t *testing.T) {
 	// Nothing listens: an argument error must come before any round trip.
 	cfg := DefaultConfig().Redis
 	cfg.Addrs = []string{closedAddr(t)}
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
 	ctx := t.Context()
@@ -664,7 +664,7 @@ func TestEmptyBatches(t *testing.T) {
 	t.Parallel()
 	cfg := DefaultConfig().Redis
 	cfg.Addrs = []string{closedAddr(t)}
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
 	ctx := t.Context()
@@ -790,7 +790,7 @@ func TestRedisGoesAwayAndBack(t *testing.T) {
 	m.ClockTTL(true)
 	cfg := DefaultConfig().Redis
 	cfg.Addrs = []string{m.Addr()}
-	rdb := cfg.NewClient()
+	rdb := newClient(t, cfg)
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := NewStore(rdb, "x:", week, "gw-a")
 	c := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1", Lease: time.Minute}

@@ -259,7 +259,11 @@ func (g *Gateway) dedupe() (*consume.Dedupe, error) {
 	if len(c.Redis.Addrs) == 0 {
 		return nil, nil
 	}
-	g.redis = c.Redis.NewClient()
+	rdb, err := c.Redis.NewClient("dedupe.redis")
+	if err != nil {
+		return nil, err
+	}
+	g.redis = rdb
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	switch err := dedupe.CheckMode(ctx, g.redis); {
