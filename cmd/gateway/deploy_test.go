@@ -125,7 +125,7 @@ type (
 				} `yaml:"fieldRef"`
 			} `yaml:"valueFrom"`
 		} `yaml:"env"`
-		Ports          []struct {
+		Ports []struct {
 			Name          string `yaml:"name"`
 			ContainerPort int    `yaml:"containerPort"`
 		} `yaml:"ports"`

@@ -10,7 +10,6 @@ import (
 	"os/user"
 	"time"
 
-
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/ratelimit"
 )

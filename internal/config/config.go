@@ -157,13 +157,13 @@ func Default() Config {
 	emb := EmbeddedConfig{Enabled: true, Config: embedded.DefaultConfig()}
 	return Config{
 		Server: ServerConfig{
-			Listen:            "127.0.0.1:7070",
-			UnixSocketMode:    "0660",
+			Listen:                  "127.0.0.1:7070",
+			UnixSocketMode:          "0660",
 			MaxRecvBytes:            4 << 20,
 			MaxInflightRequestBytes: 256 << 20,
 			MaxConnections:          256,
-			MaxStreamInflight: 256,
-			MaxStreams:        1024,
+			MaxStreamInflight:       256,
+			MaxStreams:              1024,
 			// Per connection; a sidecar's app needs a handful.
 			MaxConcurrentStreams: 256,
 			StreamWindowBytes:    1 << 20,
