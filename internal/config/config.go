@@ -130,6 +130,10 @@ type TLSConfig struct {
 	CertFile     string `yaml:"cert_file"`
 	KeyFile      string `yaml:"key_file"`
 	ClientCAFile string `yaml:"client_ca_file"`
+	// ReloadInterval is how often the files are read again: a changed
+	// certificate, key or client CA applies to the next connections
+	// without a restart. 0: 10s.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
 // Enabled reports whether TLS is configured.
@@ -162,6 +166,7 @@ func Default() Config {
 			MaxRecvBytes:            4 << 20,
 			MaxInflightRequestBytes: 256 << 20,
 			MaxConnections:          256,
+			TLS:                     TLSConfig{ReloadInterval: 10 * time.Second},
 			MaxStreamInflight:       256,
 			MaxStreams:              1024,
 			// Per connection; a sidecar's app needs a handful.
@@ -294,6 +299,8 @@ func (s ServerConfig) validate(maxRecordBytes int) error {
 		return errors.New("server.drain_timeout: must not be negative")
 	case (s.TLS.CertFile == "") != (s.TLS.KeyFile == ""):
 		return errors.New("server.tls.cert_file and server.tls.key_file: set both or neither")
+	case s.TLS.ReloadInterval != 0 && s.TLS.ReloadInterval < 100*time.Millisecond:
+		return errors.New("server.tls.reload_interval: must be at least 100ms (0: 10s)")
 	case s.TLS.ClientCAFile != "" && s.TLS.CertFile == "":
 		return errors.New("server.tls.client_ca_file: needs server.tls.cert_file and key_file")
 	}

@@ -54,6 +54,7 @@ type Gateway struct {
 	// healthOnly serves grpc.health.v1 alone on server.health_listen.
 	healthOnly     *grpc.Server
 	healthListener net.Listener
+	tls            *tlsFiles      // nil without server.tls
 	conns          *connLimit     // the API listeners' connections
 	budget         *requestBudget // request bytes held at once
 	draining       chan struct{}
@@ -117,11 +118,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Gateway, err error) {
 	// they see the calls the server's bounds refuse too.
 	opts := append(g.serverOptions(), serverOptions(cfg.Server, g.budget, logger.With("component", "grpc"))...)
 	if cfg.Server.TLS.Enabled() {
-		creds, err := serverCredentials(cfg.Server.TLS)
-		if err != nil {
+		if g.tls, err = loadTLS(cfg.Server.TLS, logger.With("component", "tls")); err != nil {
 			return nil, err
 		}
-		opts = append(opts, grpc.Creds(creds))
+		opts = append(opts, grpc.Creds(g.tls.credentials()))
 	}
 	g.server = grpc.NewServer(opts...)
 	gatewayv1.RegisterProducerServiceServer(g.server,
@@ -398,6 +398,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	limitsCtx, stopLimits := context.WithCancel(context.Background())
 	defer stopLimits()
 	wg.Go(func() { g.watchLimits(limitsCtx) })
+	if g.tls != nil {
+		every := g.cfg.Server.TLS.ReloadInterval
+		if every == 0 {
+			every = 10 * time.Second
+		}
+		wg.Go(func() { g.tls.watch(limitsCtx, every) })
+	}
 	for _, ln := range g.listeners {
 		wg.Go(func() {
 			if err := g.server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

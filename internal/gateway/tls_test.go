@@ -148,3 +148,61 @@ rules:
 		t.Fatalf("plaintext on the Unix socket: %v", err)
 	}
 }
+
+// The server certificate and the client CA are read again from their files
+// while the gateway runs: after a rotation, new connections get the new
+// certificate, and only clients of the new CA are let in; no restart.
+func TestTLSCertificateAndClientCAReloadWithoutARestart(t *testing.T) {
+	t.Parallel()
+	topic := testenv.CreateTopic(t, testenv.Kafka(t), 1)
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, p); err != nil { // as a mounted Secret changes
+			t.Fatal(err)
+		}
+		return p
+	}
+	old, next := newTestCA(t), newTestCA(t)
+	srvCert, srvKey := old.issue(t, "gateway", "", true)
+	tlsCfg := config.TLSConfig{CertFile: write("srv.pem", srvCert), KeyFile: write("srv.key", srvKey),
+		ClientCAFile: write("ca.pem", old.pem), ReloadInterval: 200 * time.Millisecond}
+	h := startGateway(t, func(c *config.Config) { c.Server.TLS = tlsCfg })
+	addr := h.gw.Addrs()[0].String()
+	client := func(ca *testCA, trusts *testCA) error {
+		c, k := ca.issue(t, "app", "", false)
+		pair, err := tls.X509KeyPair(c, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(trusts.pem)
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = gatewayv1.NewProducerServiceClient(conn).Produce(t.Context(), oneRecord(topic))
+		return err
+	}
+	if err := client(old, old); err != nil {
+		t.Fatalf("before the rotation: %v", err)
+	}
+	srvCert, srvKey = next.issue(t, "gateway", "", true)
+	write("srv.pem", srvCert)
+	write("srv.key", srvKey)
+	write("ca.pem", next.pem)
+	testenv.Eventually(t, 10*time.Second, "the rotated certificate and client CA in force", func() bool {
+		return client(next, next) == nil
+	})
+	if err := client(old, next); err == nil {
+		t.Fatal("a client certificate of the old CA is still accepted")
+	}
+	if err := client(next, old); err == nil {
+		t.Fatal("the old server certificate is still served")
+	}
+}
