@@ -6,7 +6,8 @@
 #   short    every single fault once, single broker, dedupe on, a few poison
 #            records (~5 min; part of `make test`)
 #   long     every fault (compound ones too) six times, single broker, dedupe
-#            on, 1,000 records/s; then two runs with dedupe off: one without
+#            on, 250 records/s until 500,000 are written (about 40 min);
+#            then two runs with dedupe off: one without
 #            the faults that may legitimately redeliver (gateway kills,
 #            rebalances, broker faults), where duplicates must be 0 too, and
 #            one with every fault, whose duplicates are reported

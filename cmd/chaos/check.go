@@ -67,7 +67,7 @@ type groupResult struct {
 	duplicates     int // OK acks beyond one per message ID
 	afterAck       int // deliveries sent after the message's first OK ack
 	overlaps       int // pairs of deliveries of one message held at once
-	lateAcks       int // OK acks answered after another delivery of the message began
+	lateAcks       int // OK acks answered after another delivery of the message was sent
 	lateAcksOther  int // of which the other delivery came through another gateway
 	late           int // deliveries sent after the drain
 	reprocessed    int // P events beyond one per message (retries after nack, crash, disconnect)
@@ -385,12 +385,12 @@ func check(r *report, cfg checkConfig, h *history) {
 						continue
 					}
 					for _, e := range ds {
-						if e != d && e.recv > d.recv && e.recv < d.answered {
+						if sent := e.sentAt(ackTimeout); e != d && sent > d.sentAt(ackTimeout) && sent < d.answered {
 							gr.lateAcks++
 							if e.gateway != d.gateway {
 								gr.lateAcksOther++
 							}
-							example(&gr.examples, "message %s: the ack of the delivery to %s (attempt %d) answered OK %.3fs after a delivery to %s (attempt %d) began", msg, d.app, d.attempt, float64(d.answered-e.recv)/1e9, e.app, e.attempt)
+							example(&gr.examples, "message %s: the ack of the delivery to %s (attempt %d) answered OK %.3fs after a delivery to %s (attempt %d) was sent", msg, d.app, d.attempt, float64(d.answered-sent)/1e9, e.app, e.attempt)
 							break
 						}
 					}
@@ -491,7 +491,7 @@ func check(r *report, cfg checkConfig, h *history) {
 			r.violate("group %s: %d overlaps (two holds of one message at once)", gr.name, gr.overlaps)
 		}
 		if n := gr.lateAcks - gr.lateAcksOther; n > 0 || gr.lateAcksOther > 0 && (r.dedupe || !redeliveryExpected) {
-			r.violate("group %s: %d late acks accepted (answered OK after another delivery of the message began; %d of those through another gateway)", gr.name, gr.lateAcks, gr.lateAcksOther)
+			r.violate("group %s: %d late acks accepted (answered OK after another delivery of the message was sent; %d of those through another gateway)", gr.name, gr.lateAcks, gr.lateAcksOther)
 		}
 		if gr.late > 0 && r.dedupe {
 			r.violate("group %s: %d late redeliveries (delivered after the drain)", gr.name, gr.late)

@@ -207,6 +207,14 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			d.sent, d.answered = d.recv+25*sec, d.recv+25*sec+sec/1000
 			tr.redeliver(2, "app-b", "a", d.deadline+sec/2, evRefused, d.deadline+sec)
 		}, "late acks accepted"},
+		{"a slow app's ack answered OK after the redelivery was sent to its own stream", "key", func(tr *testRun) {
+			// The redelivery waits in the slow stream's buffer, and is
+			// read only after the late ack's OK answer.
+			d := tr.msg(2)[0]
+			d.sent, d.answered = d.recv+25*sec, d.recv+25*sec+sec/1000
+			e := tr.redeliver(2, "app-a", "a", d.answered+sec/1000, evRefused, d.answered+sec)
+			e.deadline = d.deadline + 20*sec
+		}, "late acks accepted"},
 		{"a delivery after the drain with dedupe", "key", func(tr *testRun) {
 			tr.redeliver(4, "app-b", "a", tr.h.drainedAt+10*sec, evRefused, tr.h.drainedAt+11*sec)
 		}, "late redeliveries"},

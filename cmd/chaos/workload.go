@@ -158,6 +158,7 @@ type workload struct {
 	client gatewayv1.ProducerServiceClient
 
 	inflight atomic.Int64 // records in Produce calls not yet answered
+	written  atomic.Int64 // records answered OK
 	retried  atomic.Int64 // records sent again after an unknown outcome
 
 	mu       sync.Mutex
@@ -286,6 +287,7 @@ func (w *workload) produce(batch []*attempt) {
 			r := resp.GetResults()[i]
 			a.outcome, a.partition, a.offset, a.messageID, a.detail = outcomeOK, r.GetPartition(), r.GetOffset(), r.GetMessageId(), ""
 			a.settled = true
+			w.written.Add(1)
 			continue
 		}
 		switch {
