@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,7 +85,7 @@ type groupResult struct {
 	dlMissing      int
 	dlTwice        int
 	commitBehind   int // partitions whose committed offset is short of the log end
-	examples       []string
+	examples       examples
 }
 
 // report is the whole verdict.
@@ -115,16 +116,28 @@ type report struct {
 	lateWindow     time.Duration
 	wall           time.Duration
 	violations     []string
-	examples       []string
+	examples       examples
 }
 
 func (r *report) violate(format string, args ...any) {
 	r.violations = append(r.violations, fmt.Sprintf(format, args...))
 }
 
-func example(list *[]string, format string, args ...any) {
-	if len(*list) < 8 {
-		*list = append(*list, fmt.Sprintf(format, args...))
+// examples keeps a few examples of each kind of finding.
+type examples map[string][]string
+
+func example(ex examples, kind, format string, args ...any) {
+	if len(ex[kind]) < 3 {
+		ex[kind] = append(ex[kind], fmt.Sprintf(format, args...))
+	}
+}
+
+// print writes them, by kind.
+func (ex examples) print(w io.Writer, prefix string) {
+	for _, k := range slices.Sorted(maps.Keys(ex)) {
+		for _, e := range ex[k] {
+			fmt.Fprintf(w, "  example%s (%s): %s\n", prefix, k, e)
+		}
 	}
 }
 
@@ -232,6 +245,7 @@ func (dt *drainTracker) unsettled(groups map[string]*groupLedger, dls []topicRec
 // check holds the history against the claims and fills r.
 func check(r *report, cfg checkConfig, h *history) {
 	r.dedupe, r.drainLimit = cfg.dedupe, cfg.drainLimit
+	r.examples = examples{}
 	r.attempts = map[outcome]int{}
 	r.writtenOK = map[outcome]int{}
 	byID := map[string]*attempt{}
@@ -259,18 +273,18 @@ func check(r *report, cfg checkConfig, h *history) {
 		a := byID[s.id]
 		if !ok || a == nil || a.key != key || a.seq != seq || a.poison != poison || tr.key != key {
 			r.phantom++
-			example(&r.examples, "phantom record %d@%d value %.60q", tr.partition, tr.offset, tr.value)
+			example(r.examples, "phantom", "phantom record %d@%d value %.60q", tr.partition, tr.offset, tr.value)
 			continue
 		}
 		if tr.messageID != s.id {
 			r.phantom++
-			example(&r.examples, "record %s at %d@%d has message ID %q, not its idempotency key", s.id, tr.partition, tr.offset, tr.messageID)
+			example(r.examples, "phantom", "record %s at %d@%d has message ID %q, not its idempotency key", s.id, tr.partition, tr.offset, tr.messageID)
 			continue
 		}
 		copies[s.id] = append(copies[s.id], s)
 		if first, dup := inTopic[s.id]; dup {
 			r.twice++
-			example(&r.examples, "idempotency key %s written twice: at %d@%d and %d@%d", s.id, first.tr.partition, first.tr.offset, tr.partition, tr.offset)
+			example(r.examples, "written twice", "idempotency key %s written twice: at %d@%d and %d@%d", s.id, first.tr.partition, first.tr.offset, tr.partition, tr.offset)
 			continue
 		}
 		inTopic[s.id] = s
@@ -279,7 +293,7 @@ func check(r *report, cfg checkConfig, h *history) {
 		k := pk{tr.partition, key}
 		if seq <= lastSeq[k] {
 			r.topicOrder++
-			example(&r.examples, "key %s: seq %d at %d@%d after seq %d", key, seq, tr.partition, tr.offset, lastSeq[k])
+			example(r.examples, "topic order", "key %s: seq %d at %d@%d after seq %d", key, seq, tr.partition, tr.offset, lastSeq[k])
 		}
 		lastSeq[k] = max(lastSeq[k], seq)
 	}
@@ -294,10 +308,10 @@ func check(r *report, cfg checkConfig, h *history) {
 		switch {
 		case len(cs) == 0:
 			r.lostWrites++
-			example(&r.examples, "acknowledged write %s (%d@%d) is not in the topic", a.id, a.partition, a.offset)
+			example(r.examples, "lost write", "acknowledged write %s (%d@%d) is not in the topic", a.id, a.partition, a.offset)
 		case at < 0:
 			r.lostWrites++
-			example(&r.examples, "acknowledged write %s reported at %d@%d %s, found at %d@%d %s", a.id, a.partition, a.offset, a.messageID, cs[0].tr.partition, cs[0].tr.offset, cs[0].tr.messageID)
+			example(r.examples, "lost write", "acknowledged write %s reported at %d@%d %s, found at %d@%d %s", a.id, a.partition, a.offset, a.messageID, cs[0].tr.partition, cs[0].tr.offset, cs[0].tr.messageID)
 		}
 	}
 
@@ -315,7 +329,7 @@ func check(r *report, cfg checkConfig, h *history) {
 	slices.Sort(names)
 	for _, g := range names {
 		gl := h.groups[g]
-		gr := &groupResult{name: g, ordering: gl.ordering}
+		gr := &groupResult{name: g, ordering: gl.ordering, examples: examples{}}
 		r.groups = append(r.groups, gr)
 		firstP := map[loc]int64{}
 		for msg, ds := range gl.byMsg {
@@ -326,7 +340,7 @@ func check(r *report, cfg checkConfig, h *history) {
 				l := loc{d.partition, d.offset}
 				if !slices.ContainsFunc(srcs, func(s *source) bool { return s.tr.partition == d.partition && s.tr.offset == d.offset }) {
 					gr.phantom++
-					example(&gr.examples, "delivery of message %s at %v is not that topic record", msg, l)
+					example(gr.examples, "phantom ledger", "delivery of message %s at %v is not that topic record", msg, l)
 				}
 				if d.deadline == 0 {
 					gr.noDeadline++
@@ -358,7 +372,7 @@ func check(r *report, cfg checkConfig, h *history) {
 				}
 				if h.drainedAt != 0 && d.sentAt(ackTimeout) > h.drainedAt {
 					gr.late++
-					example(&gr.examples, "message %s (%v) delivered %.3fs after the drain (attempt %d, app %s)", msg, l, float64(d.sentAt(ackTimeout)-h.drainedAt)/1e9, d.attempt, d.app)
+					example(gr.examples, "late redelivery", "message %s (%v) delivered %.3fs after the drain (attempt %d, app %s)", msg, l, float64(d.sentAt(ackTimeout)-h.drainedAt)/1e9, d.attempt, d.app)
 				}
 			}
 			gr.processed += processed
@@ -368,13 +382,13 @@ func check(r *report, cfg checkConfig, h *history) {
 			}
 			if acks > 1 {
 				gr.duplicates += acks - 1
-				example(&gr.examples, "message %s acked OK %d times", msg, acks)
+				example(gr.examples, "duplicate", "message %s acked OK %d times", msg, acks)
 			}
 			if firstA != 0 {
 				for _, d := range ds {
 					if d.sentAt(ackTimeout) > firstA {
 						gr.afterAck++
-						example(&gr.examples, "message %s delivered again %.3fs after its OK ack (attempt %d, app %s)", msg, float64(d.sentAt(ackTimeout)-firstA)/1e9, d.attempt, d.app)
+						example(gr.examples, "after ack", "message %s delivered again %.3fs after its OK ack (attempt %d, app %s)", msg, float64(d.sentAt(ackTimeout)-firstA)/1e9, d.attempt, d.app)
 					}
 				}
 			}
@@ -390,7 +404,7 @@ func check(r *report, cfg checkConfig, h *history) {
 							if e.gateway != d.gateway {
 								gr.lateAcksOther++
 							}
-							example(&gr.examples, "message %s: the ack of the delivery to %s (attempt %d) answered OK %.3fs after a delivery to %s (attempt %d) was sent", msg, d.app, d.attempt, float64(d.answered-sent)/1e9, e.app, e.attempt)
+							example(gr.examples, "late ack", "message %s: the ack of the delivery to %s (attempt %d) answered OK %.3fs after a delivery to %s (attempt %d) was sent", msg, d.app, d.attempt, float64(d.answered-sent)/1e9, e.app, e.attempt)
 							break
 						}
 					}
@@ -408,7 +422,7 @@ func check(r *report, cfg checkConfig, h *history) {
 				if unknown {
 					gr.lostUnknown++
 				}
-				example(&gr.examples, "record %v (%s) never acked OK (acks of unknown fate: %v)", loc{s.tr.partition, s.tr.offset}, s.id, unknown)
+				example(gr.examples, "lost", "record %v (%s) never acked OK (acks of unknown fate: %v)", loc{s.tr.partition, s.tr.offset}, s.id, unknown)
 			}
 		}
 		gr.orderViol = orderViolations(gr, ix, firstP)
@@ -429,7 +443,7 @@ func check(r *report, cfg checkConfig, h *history) {
 			for p, end := range h.ends {
 				if c, ok := h.committed[g][p]; end > 0 && (!ok || c < end) {
 					gr.commitBehind++
-					example(&gr.examples, "partition %d committed at %d, log end %d (committed: %v)", p, c, end, ok)
+					example(gr.examples, "wedge", "partition %d committed at %d, log end %d (committed: %v)", p, c, end, ok)
 				}
 			}
 		}
@@ -523,7 +537,7 @@ func overlaps(gr *groupResult, msg string, ds []*delivery, ackTimeout int64) int
 		for _, e := range byRecv[i+1:] {
 			if e.recv < end {
 				n++
-				example(&gr.examples, "message %s held at once by %s (attempt %d, %s) and %s (attempt %d) for %.3fs", msg, d.app, d.attempt, holdName(d), e.app, e.attempt, float64(end-e.recv)/1e9)
+				example(gr.examples, "overlap", "message %s held at once by %s (attempt %d, %s) and %s (attempt %d) for %.3fs", msg, d.app, d.attempt, holdName(d), e.app, e.attempt, float64(end-e.recv)/1e9)
 			}
 		}
 	}
@@ -569,7 +583,7 @@ func orderViolations(gr *groupResult, ix *topicIndex, firstP map[loc]int64) int 
 		}
 		if t < latest[sc] {
 			n++
-			example(&gr.examples, "%s order: %v (key %s) first processed %.3fs before an earlier record of its %s", gr.ordering, l, s.tr.key, float64(latest[sc]-t)/1e9, gr.ordering)
+			example(gr.examples, "order", "%s order: %v (key %s) first processed %.3fs before an earlier record of its %s", gr.ordering, l, s.tr.key, float64(latest[sc]-t)/1e9, gr.ordering)
 		}
 		latest[sc] = max(latest[sc], t)
 	}
@@ -600,17 +614,17 @@ func checkDeadLetters(r *report, cfg checkConfig, h *history, ix *topicIndex) ma
 		switch {
 		case out[g] == nil || err1 != nil || err2 != nil || hd(dlqSourceTopic) != cfg.topic || src == nil:
 			r.dlUnexpect++
-			example(&r.examples, "dead letter %v of group %q names no record of the topic (%s %s@%s)", at, g, hd(dlqSourceTopic), hd(dlqSourcePartition), hd(dlqSourceOffset))
+			example(r.examples, "unexpected dead letter", "dead letter %v of group %q names no record of the topic (%s %s@%s)", at, g, hd(dlqSourceTopic), hd(dlqSourcePartition), hd(dlqSourceOffset))
 			continue
 		case src.poison == poisonNone:
 			r.dlUnexpect++
-			example(&r.examples, "dead letter %v of group %s: record %d@%d is not poison", at, g, p, o)
+			example(r.examples, "unexpected dead letter", "dead letter %v of group %s: record %d@%d is not poison", at, g, p, o)
 			continue
 		}
 		count[g+"\x00"+loc{int32(p), o}.String()]++
 		if why := badDeadLetter(dl, src); why != "" {
 			r.dlBad++
-			example(&r.examples, "dead letter %v of group %s for %d@%d: %s", at, g, p, o, why)
+			example(r.examples, "malformed dead letter", "dead letter %v of group %s for %d@%d: %s", at, g, p, o, why)
 			continue
 		}
 		if dl.has(dlqPayloadOmitted) {
@@ -630,12 +644,12 @@ func checkDeadLetters(r *report, cfg checkConfig, h *history, ix *topicIndex) ma
 				n += k
 				if k > 1 {
 					c.twice += k - 1
-					example(&r.examples, "group %s: %d dead letters of %d@%d (%s)", g, k, s.tr.partition, s.tr.offset, msg)
+					example(r.examples, "dead letter twice", "group %s: %d dead letters of %d@%d (%s)", g, k, s.tr.partition, s.tr.offset, msg)
 				}
 			}
 			if n == 0 {
 				c.missing++
-				example(&r.examples, "group %s: no dead letter of poison record %d@%d (%s, %s)", g, srcs[0].tr.partition, srcs[0].tr.offset, msg, poisonName(srcs[0].poison))
+				example(r.examples, "dead letter missing", "group %s: no dead letter of poison record %d@%d (%s, %s)", g, srcs[0].tr.partition, srcs[0].tr.offset, msg, poisonName(srcs[0].poison))
 			}
 		}
 	}
@@ -735,13 +749,9 @@ func (r *report) print(w io.Writer) {
 		row("recovery (last heal to drained)", "NOT DRAINED within "+r.drainLimit.String())
 	}
 	for _, g := range r.groups {
-		for _, e := range g.examples {
-			fmt.Fprintf(w, "  example (%s): %s\n", g.name, e)
-		}
+		g.examples.print(w, " "+g.name)
 	}
-	for _, e := range r.examples {
-		fmt.Fprintf(w, "  example: %s\n", e)
-	}
+	r.examples.print(w, "")
 	if len(r.violations) == 0 {
 		fmt.Fprintf(w, "\nRESULT: PASS (no violation)\n")
 		return
