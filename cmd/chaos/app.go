@@ -377,11 +377,16 @@ func (a *app) nack(ctx context.Context, hs []held, deadLetter bool) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := a.client.Nack(cctx, req); err != nil {
+	_, err := a.client.Nack(cctx, req)
+	switch status.Code(err) {
+	case codes.OK:
+		a.events(ok, hs)
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		// No answer from the gateway: the app holds the deliveries
+		// until their deadline.
+	default:
 		a.events(evNackFailed, hs)
-		return
 	}
-	a.events(ok, hs)
 }
 
 // ack acks a processed batch, records the outcome and returns its event.

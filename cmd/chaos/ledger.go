@@ -20,7 +20,7 @@ package main
 //	U time seq        the Ack's answer never came: its fate is unknown
 //	N time seq        a Nack (redeliver) returned OK
 //	L time seq        a dead-letter Nack returned OK
-//	E time seq        a Nack failed
+//	E time seq        a Nack was refused (a Nack without an answer leaves no line)
 //	R time assigned revoked   an Assignment frame (counts of partitions)
 
 import (
