@@ -2,20 +2,27 @@
 # The chaos harness (cmd/chaos) against real services: it builds the gateway
 # and the harness, makes sure the services run, and runs one profile.
 #
-# Usage: scripts/chaos.sh [short|long|cluster|all] [chaos flags...]
-#   short    every fault once, single broker, dedupe on (~3 min; part of `make test`)
-#   long     every fault four times, single broker, dedupe on; then two runs
-#            with dedupe off: one without the faults that may legitimately
-#            redeliver (gateway kills, rebalances, broker faults), where
-#            duplicates must be 0 too, and one with every fault, whose
-#            duplicates are reported
+# Usage: scripts/chaos.sh [short|long|cluster|dlq|all] [chaos flags...]
+#   short    every single fault once, single broker, dedupe on, a few poison
+#            records (~5 min; part of `make test`)
+#   long     every fault (compound ones too) six times, single broker, dedupe
+#            on, 250 records/s until 500,000 are written (about 40 min);
+#            then two runs with dedupe off: one without
+#            the faults that may legitimately redeliver (gateway kills,
+#            rebalances, broker faults), where duplicates must be 0 too, and
+#            one with every fault, whose duplicates are reported
 #   cluster  three brokers (replication 3, min.insync.replicas 2, acks=all),
 #            partition leaders killed; dedupe on
-#   all      long, then cluster
+#   dlq      many poison records, small and large (dead letters in full and
+#            compact), under gateway, broker, Redis and app faults; dedupe on
+#   all      long, then dlq, then cluster
 #
-# Services: scripts/services.sh (single broker and Redis; its environment
-# variables choose ports) and scripts/cluster.sh (three brokers). Services
-# this script started are stopped again at the end.
+# Services: scripts/services.sh (single broker and Redis) and
+# scripts/cluster.sh (three brokers). Their environment variables choose
+# ports and directories (KAFKA_PORT, KAFKA_CONTROLLER_PORT, REDIS_PORT,
+# SERVICES_RUN_DIR, SERVICES_CACHE_DIR, CLUSTER_PORT_BASE): give other
+# ports than a test run's, which this script would otherwise kill and
+# restart. Services this script started are stopped again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +36,10 @@ services=scripts/services.sh
 cleanup=()
 on_exit() { local c; for c in "${cleanup[@]}"; do eval "$c" || true; done; }
 trap on_exit EXIT
+
+# The harness reserves a killed broker's ports until it is back: it must see
+# the ports the services script uses.
+export KAFKA_PORT=${KAFKA_PORT:-19092} KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093} REDIS_PORT=${REDIS_PORT:-16379}
 
 "$services" install
 if ! "$services" status >/dev/null 2>&1; then
@@ -57,17 +68,18 @@ run_cluster() {
 }
 
 case "$profile" in
-  short) bin/chaos --profile short "$@" ;;
+  short | dlq) bin/chaos --profile "$profile" "$@" ;;
   long)
     bin/chaos --profile long "$@"
-    bin/chaos --profile long --dedupe=false \
-      --faults redis-kill,app-cancel,app-kill,app-crash-before-ack,slow-app --rounds 3 "$@"
-    bin/chaos --profile long --dedupe=false --rounds 1 "$@"
+    bin/chaos --profile long --dedupe=false --min-written 100000 --min-processed 100000 --min-poison 10 \
+      --faults redis-kill,app-cancel,app-kill,app-crash-before-ack,slow-app,slow-app-lease --rounds 3 "$@"
+    bin/chaos --profile long --dedupe=false --min-written 100000 --min-processed 100000 --min-poison 10 --rounds 1 "$@"
     ;;
   cluster) run_cluster "$@" ;;
   all)
     "$0" long "$@"
+    "$0" dlq "$@"
     run_cluster "$@"
     ;;
-  *) echo "unknown profile '$profile' (want short, long, cluster or all)" >&2; exit 2 ;;
+  *) echo "unknown profile '$profile' (want short, long, cluster, dlq or all)" >&2; exit 2 ;;
 esac

@@ -57,11 +57,20 @@ die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
 now() { printf '%s' "${EPOCHREALTIME/[.,]/}"; }             # microseconds
 since() { local d=$(( $(now) - $1 )); printf '%d.%01ds' $((d / 1000000)) $((d % 1000000 / 100000)); }
 
-# Serialize commands that change state (two `start`s at once, start vs stop, ...).
+# Serialize commands that change the services of this run dir (two `start`s
+# at once, start vs stop, ...). Services of another run dir (on other ports)
+# share the cache but are not held up by a slow start here.
 lock() {
-  mkdir -p "$CACHE_DIR"
-  exec 9>"$CACHE_DIR/services.lock"
+  mkdir -p "$RUN_DIR"
+  exec 9>"$RUN_DIR/services.lock"
   flock 9
+}
+
+# Serialize changes to the cache, which several run dirs may share.
+lock_cache() {
+  mkdir -p "$CACHE_DIR"
+  exec 8>"$CACHE_DIR/services.lock"
+  flock 8
 }
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
@@ -165,6 +174,8 @@ kafka_libs_ready() {
 
 install_kafka() {
   kafka_libs_ready && return
+  lock_cache
+  kafka_libs_ready && return
   install_java_maven
   local start tmp; start=$(now)
   log "resolving Kafka $KAFKA_VERSION classpath from Maven Central into $KAFKA_LIBS"
@@ -187,7 +198,7 @@ install_kafka() {
 }
 
 cmd_install() {
-  lock
+  lock_cache
   install_redis
   install_kafka
 }
@@ -350,7 +361,7 @@ start_kafka() {
   fi
   # setsid: the broker outlives this shell and is not hit by the caller's ^C.
   # The wrapper records its own pid and execs java, so pid file == JVM pid.
-  # 9>&- : do not hand our lock fd to the long-lived broker.
+  # 8>&- 9>&- : do not hand our lock fds to the long-lived broker.
   # shellcheck disable=SC2016,SC2086  # inner-shell $$; KAFKA_HEAP_OPTS is a word list
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$KAFKA_RUN/kafka.pid" \
     "$JAVA" $KAFKA_HEAP_OPTS \
@@ -360,7 +371,7 @@ start_kafka() {
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_LOG4J" -Dkafka.logs.dir="$KAFKA_RUN/logs" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_RUN/server.properties" \
-    </dev/null >>"$KAFKA_RUN/logs/stdout.log" 2>&1 9>&- &
+    </dev/null >>"$KAFKA_RUN/logs/stdout.log" 2>&1 8>&- 9>&- &
   local i
   for ((i = 0; i < 500; i++)); do [[ -s "$KAFKA_RUN/kafka.pid" ]] && break; sleep 0.01; done
   [[ -s "$KAFKA_RUN/kafka.pid" ]] || { kafka_log_tail; die "kafka launch failed"; }
@@ -431,7 +442,7 @@ start_redis() {
     if [[ "${REDIS_PERSIST:-0}" == 1 ]]; then aof=(--appendonly yes --appendfsync always); fi
     redis-server --bind "$HOST" --port "$REDIS_PORT" --save "" "${aof[@]}" \
       --daemonize yes --pidfile "$REDIS_RUN/redis.pid" --dir "$REDIS_RUN" \
-      --logfile "$REDIS_RUN/redis.log" 9>&- \
+      --logfile "$REDIS_RUN/redis.log" 8>&- 9>&- \
       || die "redis-server failed to start (see $REDIS_RUN/redis.log)"
   fi
   wait_redis_ready "$start"

@@ -2,10 +2,16 @@ package main
 
 // The workload app: a child process ("chaos app ...") that subscribes
 // through a gateway on several streams, "processes" each delivery by
-// appending it to its ledger file, and acks. It misbehaves on purpose:
-// random delays, nacks and disconnects, and on command (one line on stdin)
-// it cancels its streams, stops acking for a while, or kills itself
-// (SIGKILL) between processing a batch and acking it.
+// appending it to its ledger file, and acks. The effect of a delivery is
+// committed only by an OK ack; a refused ack rolls it back. It behaves as
+// an app should where the gateway's contract asks it to: it does not start
+// a delivery whose ack_deadline is too close, dead-letters poison records,
+// and drops a stream (and the deliveries buffered in it) whose gateway is
+// gone. It misbehaves on purpose elsewhere: random delays, nacks and
+// disconnects, and on command (one line on stdin) it cancels its streams,
+// holds its acks for a while, takes longer than the ack timeout over one
+// batch, acks a batch after its stream broke, or kills itself (SIGKILL)
+// between processing a batch and acking it.
 
 import (
 	"bufio"
@@ -32,30 +38,6 @@ import (
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 )
 
-// Ledger lines, one event each, fields separated by spaces:
-//
-//	P time msgID partition offset attempt   processed (the effect, before the ack)
-//	S time msgID partition offset           an Ack is being sent (a kill now leaves its fate unknown)
-//	A time msgID partition offset           the Ack returned OK
-//	F time msgID partition offset           the Ack was refused (FAILED_PRECONDITION)
-//	I time msgID partition offset           the Ack was refused as invalid (INVALID_ARGUMENT)
-//	U time msgID partition offset           the Ack's fate is unknown (gateway gone)
-//	N time msgID partition offset           nacked
-//	R time assigned revoked                 an assignment frame
-//
-// time is Unix nanoseconds from the wall clock, shared by all processes of
-// the machine.
-const (
-	evProcessed = 'P'
-	evAckSent   = 'S'
-	evAcked     = 'A'
-	evRefused   = 'F'
-	evInvalid   = 'I'
-	evUnknown   = 'U'
-	evNacked    = 'N'
-	evAssign    = 'R'
-)
-
 type appConfig struct {
 	addr        string
 	group       string
@@ -64,6 +46,7 @@ type appConfig struct {
 	streams     int
 	maxInFlight int
 	ackTimeout  time.Duration
+	margin      time.Duration
 	ledger      string
 	seed        uint64
 	pNack       float64
@@ -78,10 +61,11 @@ func runApp(argv []string) error {
 	fs.StringVar(&c.addr, "addr", "", "gateway gRPC address")
 	fs.StringVar(&c.group, "group", "", "consumer group")
 	fs.StringVar(&c.topic, "topic", "", "topic")
-	fs.StringVar(&ordering, "ordering", "key", "key or none")
+	fs.StringVar(&ordering, "ordering", "key", "key, none or partition")
 	fs.IntVar(&c.streams, "streams", 2, "Subscribe streams")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", 20, "max_in_flight per stream")
 	fs.DurationVar(&c.ackTimeout, "ack-timeout", 20*time.Second, "ack_timeout")
+	fs.DurationVar(&c.margin, "margin", time.Second, "a delivery whose ack_deadline is closer than this is not processed")
 	fs.StringVar(&c.ledger, "ledger", "", "ledger file (appended)")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed")
 	fs.Float64Var(&c.pNack, "p-nack", 0.01, "probability to nack a delivery")
@@ -125,7 +109,8 @@ func dialGateway(addr string) (*grpc.ClientConn, error) {
 	bc.MaxDelay = time.Second
 	return grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 2 * time.Second}))
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: 2 * time.Second}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
 }
 
 type app struct {
@@ -134,10 +119,12 @@ type app struct {
 
 	ledgerMu sync.Mutex
 	ledger   *os.File
+	seq      int64 // deliveries received by this process; under ledgerMu
 
 	crash     atomic.Bool  // SIGKILL self after processing the next batch, before its ack
 	lateAck   atomic.Bool  // drop the stream of the next batch, then ack the batch anyway
 	slowUntil atomic.Int64 // hold acks until this Unix nanosecond time
+	slowLease atomic.Int64 // take this long (ns) over the next batch before acking it
 
 	mu            sync.Mutex
 	sessionCtx    context.Context // canceled by the "cancel" command
@@ -163,10 +150,14 @@ func (a *app) commands(in *os.File) {
 			a.cancelSession()
 			a.sessionCtx, a.cancelSession = context.WithCancel(context.Background())
 			a.mu.Unlock()
-		case "slow":
+		case "slow", "slow-lease":
 			if len(f) == 2 {
 				if d, err := time.ParseDuration(f[1]); err == nil {
-					a.slowUntil.Store(time.Now().Add(d).UnixNano())
+					if f[0] == "slow" {
+						a.slowUntil.Store(time.Now().Add(d).UnixNano())
+					} else {
+						a.slowLease.Store(int64(d))
+					}
 				}
 			}
 		case "quit":
@@ -183,42 +174,102 @@ func (a *app) session() context.Context {
 }
 
 // write appends lines to the ledger in one write call, so a killed app
-// leaves whole lines (at most the last one cut, which the checker skips).
+// leaves whole lines (at most the last one cut, which the reader skips).
 func (a *app) write(b []byte) {
 	a.ledgerMu.Lock()
 	defer a.ledgerMu.Unlock()
+	a.writeLocked(b)
+}
+
+func (a *app) writeLocked(b []byte) {
 	if _, err := a.ledger.Write(b); err != nil {
 		fmt.Fprintln(os.Stderr, "ledger:", err)
 		os.Exit(3)
 	}
 }
 
-func appendEvent(b []byte, ev byte, d *gatewayv1.Delivery, now int64) []byte {
+// held is a delivery in the app's hands, with its ledger number.
+type held struct {
+	d   *gatewayv1.Delivery
+	seq int64
+}
+
+func appendEvent(b []byte, ev byte, now, seq int64) []byte {
 	b = append(b, ev, ' ')
 	b = strconv.AppendInt(b, now, 10)
 	b = append(b, ' ')
-	b = append(b, d.GetMessageId()...)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(d.GetPartition()), 10)
-	b = append(b, ' ')
-	b = strconv.AppendInt(b, d.GetOffset(), 10)
-	if ev == evProcessed {
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, int64(d.GetAttempt()), 10)
-	}
+	b = strconv.AppendInt(b, seq, 10)
 	return append(b, '\n')
 }
 
-func (a *app) events(ev byte, ds []*gatewayv1.Delivery) {
-	if len(ds) == 0 {
+// events records one event for each delivery, at one time.
+func (a *app) events(ev byte, hs []held) {
+	if len(hs) == 0 {
 		return
 	}
 	now := time.Now().UnixNano()
-	b := make([]byte, 0, 80*len(ds))
-	for _, d := range ds {
-		b = appendEvent(b, ev, d, now)
+	b := make([]byte, 0, 32*len(hs))
+	for _, h := range hs {
+		b = appendEvent(b, ev, now, h.seq)
 	}
 	a.write(b)
+}
+
+// receive numbers a frame's deliveries and records their receipt (D),
+// and, in the same write, those it will not process for lack of time (X)
+// and those it processes now (P). It returns the deliveries to dead-letter
+// (poison), to nack, and to process.
+func (a *app) receive(rng *rand.Rand, ds []*gatewayv1.Delivery) (poison, nack, process []held) {
+	a.ledgerMu.Lock()
+	defer a.ledgerMu.Unlock()
+	now := time.Now()
+	at := now.UnixNano()
+	b := make([]byte, 0, 96*len(ds))
+	var skipped []held
+	for _, d := range ds {
+		a.seq++
+		h := held{d: d, seq: a.seq}
+		var deadline int64
+		if d.GetAckDeadline() != nil {
+			deadline = d.GetAckDeadline().AsTime().UnixNano()
+		}
+		b = append(b, evDelivered, ' ')
+		b = strconv.AppendInt(b, at, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, h.seq, 10)
+		b = append(b, ' ')
+		b = append(b, d.GetMessageId()...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(d.GetPartition()), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, d.GetOffset(), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(d.GetAttempt()), 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, deadline, 10)
+		b = append(b, '\n')
+		_, _, _, kind, _ := parseValue(string(d.GetValue()))
+		switch {
+		case kind != poisonNone:
+			poison = append(poison, h)
+		case deadline != 0 && deadline-at < int64(a.cfg.margin):
+			// A well-behaved app does not start what it cannot finish
+			// within the delivery's lease.
+			skipped = append(skipped, h)
+		case rng.Float64() < a.cfg.pNack:
+			nack = append(nack, h)
+		default:
+			process = append(process, h)
+		}
+	}
+	for _, h := range skipped {
+		b = appendEvent(b, evSkipped, at, h.seq)
+	}
+	for _, h := range process {
+		b = appendEvent(b, evProcessed, at, h.seq)
+	}
+	a.writeLocked(b)
+	return poison, nack, process
 }
 
 // stream subscribes, handles frames until the stream fails or is dropped,
@@ -228,7 +279,8 @@ func (a *app) stream(rng *rand.Rand) {
 		Group: a.cfg.group, Topics: []string{a.cfg.topic}, Ordering: a.cfg.ordering,
 		MaxInFlight: int32(a.cfg.maxInFlight), AckTimeout: durationpb.New(a.cfg.ackTimeout),
 		StartPosition: gatewayv1.StartPosition_START_POSITION_EARLIEST,
-		// Random nacks and kills must not push records to the dead-letter topic.
+		// Random nacks and kills must not push records to the dead-letter
+		// topic: only poison records go there, nacked with dead_letter.
 		MaxAttempts: 1000,
 	}
 	for {
@@ -250,27 +302,23 @@ func (a *app) subscribeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.
 	for {
 		resp, err := st.Recv()
 		if err != nil {
+			// Frames not read yet are dropped with the stream.
 			return err
 		}
 		if as := resp.GetAssignment(); as != nil {
-			a.write(fmt.Appendf(nil, "%c %d %d %d\n", evAssign, time.Now().UnixNano(), len(as.GetAssigned()), len(as.GetRevoked())))
+			a.write(fmt.Appendf(nil, "%c %d %d %d\n", evAssignFrame, time.Now().UnixNano(), len(as.GetAssigned()), len(as.GetRevoked())))
 			continue
 		}
-		var process, nack []*gatewayv1.Delivery
-		for _, d := range resp.GetDeliveries().GetDeliveries() {
-			if rng.Float64() < a.cfg.pNack {
-				nack = append(nack, d)
-			} else {
-				process = append(process, d)
-			}
+		poison, nack, process := a.receive(rng, resp.GetDeliveries().GetDeliveries())
+		if len(poison) > 0 {
+			a.nack(ctx, poison, true)
 		}
 		if len(nack) > 0 {
-			a.nack(ctx, nack)
+			a.nack(ctx, nack, false)
 		}
 		if len(process) == 0 {
 			continue
 		}
-		a.events(evProcessed, process)
 		if a.crash.Load() {
 			// Processed, not acked: the harness's "app killed between
 			// processing and ack".
@@ -282,6 +330,11 @@ func (a *app) subscribeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.
 		}
 		if until := a.slowUntil.Load(); until > time.Now().UnixNano() {
 			time.Sleep(time.Duration(until - time.Now().UnixNano()))
+		}
+		if d := a.slowLease.Swap(0); d > 0 {
+			// This batch takes longer than its lease: its ack must be
+			// refused once the records went to another delivery.
+			time.Sleep(time.Duration(d))
 		}
 		if a.lateAck.CompareAndSwap(true, false) {
 			// The stream breaks while the batch is being processed; the
@@ -302,26 +355,37 @@ func (a *app) subscribeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.
 			return ctx.Err()
 		}
 		if ev := a.ack(process); ev == evUnknown || ev == evInvalid {
-			// The gateway is gone (or restarted). Deliveries it sent before dying may
-			// still sit in this stream's buffer; processing them now, after
-			// their claims lapse and another gateway redelivers them, would
-			// process them twice (the "lease lapsed" case of DESIGN.md). A
-			// well-behaved app drops the stream and subscribes again.
+			// The gateway is gone (or restarted). Deliveries it sent before
+			// dying may still sit in this stream's buffer; a well-behaved
+			// app drops the stream, and them with it, and subscribes again.
 			return errDropped
 		}
 	}
 }
 
-func (a *app) nack(ctx context.Context, ds []*gatewayv1.Delivery) {
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.GetAckId()
+// nack rejects deliveries (dead-letters them when deadLetter) and records
+// the answer.
+func (a *app) nack(ctx context.Context, hs []held, deadLetter bool) {
+	ids := make([]string, len(hs))
+	for i, h := range hs {
+		ids[i] = h.d.GetAckId()
+	}
+	req := &gatewayv1.NackRequest{Group: a.cfg.group, AckIds: ids, RetryAfter: durationpb.New(200 * time.Millisecond), Reason: "chaos"}
+	ok := byte(evNacked)
+	if deadLetter {
+		req.DeadLetter, req.Reason, ok = true, "poison", evDeadLetter
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := a.client.Nack(cctx, &gatewayv1.NackRequest{Group: a.cfg.group, AckIds: ids,
-		RetryAfter: durationpb.New(200 * time.Millisecond), Reason: "chaos"}); err == nil {
-		a.events(evNacked, ds)
+	_, err := a.client.Nack(cctx, req)
+	switch status.Code(err) {
+	case codes.OK:
+		a.events(ok, hs)
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		// No answer from the gateway: the app holds the deliveries
+		// until their deadline.
+	default:
+		a.events(evNackFailed, hs)
 	}
 }
 
@@ -330,12 +394,12 @@ func (a *app) nack(ctx context.Context, ds []*gatewayv1.Delivery) {
 // yet written: the API says to repeat it, which the app does for a while
 // (less than the ack timeout); if the gateway is gone meanwhile the ack's
 // fate stays unknown.
-func (a *app) ack(ds []*gatewayv1.Delivery) byte {
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.GetAckId()
+func (a *app) ack(hs []held) byte {
+	ids := make([]string, len(hs))
+	for i, h := range hs {
+		ids[i] = h.d.GetAckId()
 	}
-	a.events(evAckSent, ds)
+	a.events(evAckSent, hs)
 	deadline := time.Now().Add(a.cfg.ackTimeout / 2)
 	for try := 0; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 12*time.Second)
@@ -344,15 +408,15 @@ func (a *app) ack(ds []*gatewayv1.Delivery) byte {
 		code := status.Code(err)
 		switch {
 		case err == nil:
-			a.events(evAcked, ds)
+			a.events(evAcked, hs)
 			return evAcked
 		case code == codes.FailedPrecondition && try == 0:
-			a.events(evRefused, ds)
+			a.events(evRefused, hs)
 			return evRefused
 		case code == codes.FailedPrecondition:
 			// An earlier try may have been applied before the gateway
 			// lost the partition.
-			a.events(evUnknown, ds)
+			a.events(evUnknown, hs)
 			return evUnknown
 		case code == codes.InvalidArgument:
 			// The gateway issued these IDs: INVALID_ARGUMENT breaks its
@@ -360,14 +424,14 @@ func (a *app) ack(ds []*gatewayv1.Delivery) byte {
 			// try failed (the gateway died during the call), that try may
 			// have been applied: the ack's fate is unknown.
 			fmt.Fprintln(os.Stderr, "ack refused as invalid:", err)
-			a.events(evInvalid, ds)
 			if try > 0 {
-				a.events(evUnknown, ds)
+				a.events(evUnknown, hs)
 				return evUnknown
 			}
+			a.events(evInvalid, hs)
 			return evInvalid
 		case time.Now().After(deadline):
-			a.events(evUnknown, ds)
+			a.events(evUnknown, hs)
 			return evUnknown
 		}
 		time.Sleep(500 * time.Millisecond)

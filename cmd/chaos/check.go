@@ -1,182 +1,91 @@
 package main
 
-// The checker: the topic read back, the producer's log and the apps'
-// ledgers, against the claims: no loss, no duplicate effect, per-key order,
-// no phantom, and a bounded drain after the last fault.
+// The checker: the producer's log, the topic and the dead-letter topic read
+// back, and the apps' ledgers, against the gateway's claims. See
+// docs/reliability.md for each kind of violation.
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// msgLedger is what a group's apps did with one message ID.
-type msgLedger struct {
-	processed  []int64 // P times
-	firstP     int64
-	firstA     int64
-	acked      int // A
-	unknown    int // U
-	refused    int // F
-	invalid    int // I
-	nacked     int // N
-	wrongPlace int // P events whose partition/offset is not the topic's for this ID
-	partition  int32
-	offset     int64
+// history is what a run recorded, as the checker reads it.
+type history struct {
+	attempts    []*attempt
+	topic       []topicRecord // sorted by partition, then offset
+	deadLetters []topicRecord // the dead-letter topic
+	groups      map[string]*groupLedger
+	events      []faultEvent
+	// drainedAt is when every record was seen settled in every group
+	// (Unix ns); 0 if that never happened.
+	drainedAt int64
+	// committed is each group's committed offset per partition after the
+	// gateways stopped, and ends the partitions' log end offsets; nil when
+	// they could not be read.
+	committed map[string]map[int32]int64
+	ends      map[int32]int64
 }
 
-// groupLedger is one consumer group's ledger, from all its apps' files.
-type groupLedger struct {
-	msgs    map[string]*msgLedger
-	assigns []int64 // R times
-	revokes []int64 // R times with partitions revoked: a rebalance took some away
+// checkConfig is what a history is held against.
+type checkConfig struct {
+	topic  string // the workload topic (dead letters name it as their source)
+	dedupe bool
+	// ackTimeout is the subscriptions' ack timeout: the lease of a delivery
+	// that came without an ack_deadline.
+	ackTimeout time.Duration
+	// Too little activity fails the run: fewer records written with an OK
+	// answer than minWritten, fewer messages processed by a group than
+	// minProcessed, fewer poison records in the topic than minPoison (or
+	// none large, when minPoison > 0).
+	minWritten, minProcessed, minPoison int
+	drainLimit                          time.Duration
 }
 
-// readLedgers parses the ledger files of the given apps (by name prefix
-// "ledger-<app>-"), grouped by each app's group.
-func readLedgers(dir string, appGroup map[string]string) (map[string]*groupLedger, error) {
-	out := map[string]*groupLedger{}
-	for _, g := range appGroup {
-		if out[g] == nil {
-			out[g] = &groupLedger{msgs: map[string]*msgLedger{}}
-		}
-	}
-	files, err := filepath.Glob(filepath.Join(dir, "ledger-*.log"))
-	if err != nil {
-		return nil, err
-	}
-	for _, path := range files {
-		name := strings.TrimPrefix(filepath.Base(path), "ledger-")
-		name = name[:strings.LastIndexByte(name, '-')]
-		gl := out[appGroup[name]]
-		if gl == nil {
-			return nil, fmt.Errorf("ledger %s: unknown app %q", path, name)
-		}
-		if err := readLedger(path, gl); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func readLedger(path string, gl *groupLedger) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 1<<16)
-	// Acks sent by this run of the app without an outcome: the app died
-	// during the call, so whether the gateway applied them is unknown.
-	sent := map[string]*msgLedger{}
-	for {
-		line, err := r.ReadString('\n')
-		if err == io.EOF {
-			// A last line without newline was cut by a kill: skip it.
-			for _, m := range sent {
-				m.unknown++
-			}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fs := strings.Fields(line)
-		if len(fs) < 2 {
-			return fmt.Errorf("ledger %s: bad line %q", path, line)
-		}
-		t, err := strconv.ParseInt(fs[1], 10, 64)
-		if err != nil {
-			return fmt.Errorf("ledger %s: bad line %q", path, line)
-		}
-		if fs[0][0] == evAssign {
-			// A stream gets the current assignment when it subscribes;
-			// only revocations tell of a rebalance.
-			gl.assigns = append(gl.assigns, t)
-			if len(fs) == 4 && fs[3] != "0" {
-				gl.revokes = append(gl.revokes, t)
-			}
-			continue
-		}
-		if len(fs) < 5 {
-			return fmt.Errorf("ledger %s: bad line %q", path, line)
-		}
-		m := gl.msgs[fs[2]]
-		if m == nil {
-			p, _ := strconv.ParseInt(fs[3], 10, 32)
-			o, _ := strconv.ParseInt(fs[4], 10, 64)
-			m = &msgLedger{partition: int32(p), offset: o}
-			gl.msgs[fs[2]] = m
-		}
-		if fs[3] != strconv.Itoa(int(m.partition)) || fs[4] != strconv.FormatInt(m.offset, 10) {
-			m.wrongPlace++
-		}
-		switch fs[0][0] {
-		case evAckSent:
-			sent[fs[2]] = m
-		case evProcessed:
-			m.processed = append(m.processed, t)
-			if m.firstP == 0 || t < m.firstP {
-				m.firstP = t
-			}
-		case evAcked:
-			delete(sent, fs[2])
-			m.acked++
-			if m.firstA == 0 || t < m.firstA {
-				m.firstA = t
-			}
-		case evUnknown:
-			delete(sent, fs[2])
-			m.unknown++
-		case evRefused:
-			delete(sent, fs[2])
-			m.refused++
-		case evInvalid:
-			delete(sent, fs[2])
-			m.invalid++
-		case evNacked:
-			m.nacked++
-		}
-	}
-}
-
-// drained reports whether every topic record has a settled ack (OK, or of
-// unknown fate) in every group, and how many do not.
-func drained(topic []topicRecord, ledgers map[string]*groupLedger) (bool, int) {
-	missing := 0
-	for _, gl := range ledgers {
-		for _, r := range topic {
-			m := gl.msgs[r.messageID]
-			if m == nil || m.acked+m.unknown == 0 {
-				missing++
-			}
-		}
-	}
-	return missing == 0, missing
-}
+// Dead-letter headers (the gateway's contract).
+const (
+	dlqSourceTopic     = "dlq-source-topic"
+	dlqSourcePartition = "dlq-source-partition"
+	dlqSourceOffset    = "dlq-source-offset"
+	dlqAttempts        = "dlq-attempts"
+	dlqReason          = "dlq-reason"
+	dlqGroup           = "dlq-group"
+	dlqMessageID       = "dlq-message-id"
+	dlqPayloadOmitted  = "dlq-payload-omitted"
+)
 
 // groupResult is the verdict of one group.
 type groupResult struct {
 	name, ordering string
 	processed      int // P events
 	messages       int // distinct message IDs processed
-	lost           int // topic records never processed with a settled ack
-	duplicates     int // extra successful acks of a message ID
-	afterAck       int // deliveries processed after the message's first successful ack
+	lost           int // records (not poison) without an OK ack
+	lostUnknown    int // of which some ack had an unknown fate
+	duplicates     int // OK acks beyond one per message ID
+	afterAck       int // deliveries sent after the message's first OK ack
+	overlaps       int // pairs of deliveries of one message held at once
+	lateAcks       int // OK acks answered after another delivery of the message was sent
+	lateAcksOther  int // of which the other delivery came through another gateway
+	late           int // deliveries sent after the drain
 	reprocessed    int // P events beyond one per message (retries after nack, crash, disconnect)
 	orderViol      int
-	phantom        int
-	ackUnknown     int
+	phantom        int // deliveries that are not a topic record of their message ID
+	ackUnknown     int // deliveries whose ack's fate is unknown
 	refused        int
 	invalidAcks    int // acks of IDs the gateway issued, refused as invalid
 	nacked         int
-	examples       []string
+	skipped        int // deliveries too close to their deadline to start
+	noDeadline     int // deliveries without an ack_deadline
+	dlFull         int // dead letters in full
+	dlCompact      int // compact dead letters
+	dlMissing      int
+	dlTwice        int
+	commitBehind   int // partitions whose committed offset is short of the log end
+	examples       examples
 }
 
 // report is the whole verdict.
@@ -186,12 +95,16 @@ type report struct {
 	profile    string
 	dedupe     bool
 	attempts   map[outcome]int
+	retried    int // records with more than one try
 	topicLen   int
-	lostWrites int // ok produces missing from the topic, or elsewhere than reported
+	poison     [3]int // poison records in the topic, by kind
+	lostWrites int    // ok produces missing from the topic, or elsewhere than reported
 	writtenOK  map[outcome]int
-	twice      int // workload IDs written more than once
+	twice      int // idempotency keys (workload IDs) written more than once
 	phantom    int // topic records no attempt explains
 	topicOrder int // per-key sequence numbers out of order in the topic
+	dlUnexpect int // dead letters of records that are not poison, or of no record
+	dlBad      int // dead letters without the contract's headers or content
 	groups     []*groupResult
 	faults     map[string]int
 	slowRebal  int
@@ -200,144 +113,321 @@ type report struct {
 	// drainAfterLoad is the drain measured from the end of the load.
 	drainAfterLoad time.Duration
 	drainLimit     time.Duration
+	lateWindow     time.Duration
 	wall           time.Duration
 	violations     []string
-	examples       []string
+	examples       examples
 }
 
 func (r *report) violate(format string, args ...any) {
 	r.violations = append(r.violations, fmt.Sprintf(format, args...))
 }
 
-func example(list *[]string, format string, args ...any) {
-	if len(*list) < 5 {
-		*list = append(*list, fmt.Sprintf(format, args...))
+// examples keeps a few examples of each kind of finding.
+type examples map[string][]string
+
+func example(ex examples, kind, format string, args ...any) {
+	if len(ex[kind]) < 3 {
+		ex[kind] = append(ex[kind], fmt.Sprintf(format, args...))
 	}
 }
 
-// check compares the producer's log, the topic and the ledgers.
-func check(r *report, attempts []*attempt, topic []topicRecord, ledgers map[string]*groupLedger, orderings map[string]string, events []faultEvent) {
+// print writes them, by kind.
+func (ex examples) print(w io.Writer, prefix string) {
+	for _, k := range slices.Sorted(maps.Keys(ex)) {
+		for _, e := range ex[k] {
+			fmt.Fprintf(w, "  example%s (%s): %s\n", prefix, k, e)
+		}
+	}
+}
+
+type loc struct {
+	p int32
+	o int64
+}
+
+func (l loc) String() string { return fmt.Sprintf("%d@%d", l.p, l.o) }
+
+// source is what the checker knows of one topic record.
+type source struct {
+	tr     topicRecord
+	id     string // workload ID (its idempotency key)
+	key    string
+	poison int
+}
+
+// topicIndex indexes the topic read back.
+type topicIndex struct {
+	byLoc map[loc]*source
+	byMsg map[string][]*source // by message ID; more than one: written twice
+	order []*source            // partition, offset order
+}
+
+func indexTopic(topic []topicRecord) *topicIndex {
+	ix := &topicIndex{byLoc: map[loc]*source{}, byMsg: map[string][]*source{}}
+	for _, tr := range topic {
+		s := &source{tr: tr}
+		s.id, s.key, _, s.poison, _ = parseValue(tr.value)
+		ix.byLoc[loc{tr.partition, tr.offset}] = s
+		ix.byMsg[tr.messageID] = append(ix.byMsg[tr.messageID], s)
+		ix.order = append(ix.order, s)
+	}
+	return ix
+}
+
+// settled reports whether a group has settled a message: an OK ack, or for
+// a poison record a dead letter of the group in the dead-letter topic.
+func settled(gl *groupLedger, msg string, poison bool, dead map[string]bool) bool {
+	if poison {
+		return dead[gl.name+"\x00"+msg]
+	}
+	for _, d := range gl.byMsg[msg] {
+		if d.acked() {
+			return true
+		}
+	}
+	return false
+}
+
+// deadLettered returns the set of group+"\x00"+message ID that have a dead
+// letter whose source is a topic record of that message.
+func deadLettered(dls []topicRecord, ix *topicIndex) map[string]bool {
+	out := map[string]bool{}
+	for _, dl := range dls {
+		h := dl.header
+		p, err1 := strconv.ParseInt(h(dlqSourcePartition), 10, 32)
+		o, err2 := strconv.ParseInt(h(dlqSourceOffset), 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if s := ix.byLoc[loc{int32(p), o}]; s != nil {
+			out[h(dlqGroup)+"\x00"+s.tr.messageID] = true
+		}
+	}
+	return out
+}
+
+// drainTracker tells when every record of the topic is settled in every
+// group; each call looks only at what was unsettled the last time.
+type drainTracker struct {
+	ix      *topicIndex
+	pending map[string][]string // group → message IDs not yet settled
+}
+
+func newDrainTracker(ix *topicIndex, groups []string) *drainTracker {
+	dt := &drainTracker{ix: ix, pending: map[string][]string{}}
+	for _, g := range groups {
+		for msg := range ix.byMsg {
+			dt.pending[g] = append(dt.pending[g], msg)
+		}
+	}
+	return dt
+}
+
+// unsettled returns how many (group, message) pairs are not settled yet.
+func (dt *drainTracker) unsettled(groups map[string]*groupLedger, dls []topicRecord) int {
+	dead := deadLettered(dls, dt.ix)
+	n := 0
+	for g, msgs := range dt.pending {
+		gl := groups[g]
+		left := msgs[:0]
+		for _, msg := range msgs {
+			if !settled(gl, msg, dt.ix.byMsg[msg][0].poison != poisonNone, dead) {
+				left = append(left, msg)
+			}
+		}
+		dt.pending[g] = left
+		n += len(left)
+	}
+	return n
+}
+
+// check holds the history against the claims and fills r.
+func check(r *report, cfg checkConfig, h *history) {
+	r.dedupe, r.drainLimit = cfg.dedupe, cfg.drainLimit
+	r.examples = examples{}
 	r.attempts = map[outcome]int{}
 	r.writtenOK = map[outcome]int{}
 	byID := map[string]*attempt{}
-	for _, a := range attempts {
+	for _, a := range h.attempts {
 		r.attempts[a.outcome]++
+		if a.tries > 1 {
+			r.retried++
+		}
 		byID[a.id] = a
 	}
-	r.topicLen = len(topic)
-	inTopic := map[string]topicRecord{}
+	ix := indexTopic(h.topic)
+	r.topicLen = len(h.topic)
+
+	// The topic against the producer's log.
+	inTopic := map[string]*source{}  // the first copy of each workload ID
+	copies := map[string][]*source{} // every copy
 	type pk struct {
 		p int32
 		k string
 	}
 	lastSeq := map[pk]int{}
-	for _, tr := range topic {
-		id, key, seq, ok := parseValue(tr.value)
-		a := byID[id]
-		if !ok || a == nil || a.key != key || a.seq != seq || tr.key != key {
+	for _, s := range ix.order {
+		tr := s.tr
+		_, key, seq, poison, ok := parseValue(tr.value)
+		a := byID[s.id]
+		if !ok || a == nil || a.key != key || a.seq != seq || a.poison != poison || tr.key != key {
 			r.phantom++
-			example(&r.examples, "phantom record %d@%d value %q", tr.partition, tr.offset, tr.value)
+			example(r.examples, "phantom", "phantom record %d@%d value %.60q", tr.partition, tr.offset, tr.value)
 			continue
 		}
-		if _, dup := inTopic[id]; dup {
+		if tr.messageID != s.id {
+			r.phantom++
+			example(r.examples, "phantom", "record %s at %d@%d has message ID %q, not its idempotency key", s.id, tr.partition, tr.offset, tr.messageID)
+			continue
+		}
+		copies[s.id] = append(copies[s.id], s)
+		if first, dup := inTopic[s.id]; dup {
 			r.twice++
-			example(&r.examples, "workload record %s written twice (again at %d@%d)", id, tr.partition, tr.offset)
+			example(r.examples, "written twice", "idempotency key %s written twice: at %d@%d and %d@%d", s.id, first.tr.partition, first.tr.offset, tr.partition, tr.offset)
 			continue
 		}
-		inTopic[id] = tr
+		inTopic[s.id] = s
 		r.writtenOK[a.outcome]++
+		r.poison[poison]++
 		k := pk{tr.partition, key}
 		if seq <= lastSeq[k] {
 			r.topicOrder++
-			example(&r.examples, "key %s: seq %d at %d@%d after seq %d", key, seq, tr.partition, tr.offset, lastSeq[k])
+			example(r.examples, "topic order", "key %s: seq %d at %d@%d after seq %d", key, seq, tr.partition, tr.offset, lastSeq[k])
 		}
 		lastSeq[k] = max(lastSeq[k], seq)
 	}
-	for _, a := range attempts {
+	for _, a := range h.attempts {
 		if a.outcome != outcomeOK {
 			continue
 		}
-		tr, ok := inTopic[a.id]
+		cs := copies[a.id]
+		at := slices.IndexFunc(cs, func(s *source) bool {
+			return s.tr.partition == a.partition && s.tr.offset == a.offset && s.tr.messageID == a.messageID
+		})
 		switch {
-		case !ok:
+		case len(cs) == 0:
 			r.lostWrites++
-			example(&r.examples, "acknowledged write %s (%d@%d) is not in the topic", a.id, a.partition, a.offset)
-		case tr.partition != a.partition || tr.offset != a.offset || tr.messageID != a.messageID:
+			example(r.examples, "lost write", "acknowledged write %s (%d@%d) is not in the topic", a.id, a.partition, a.offset)
+		case at < 0:
 			r.lostWrites++
-			example(&r.examples, "acknowledged write %s reported at %d@%d %s, found at %d@%d %s", a.id, a.partition, a.offset, a.messageID, tr.partition, tr.offset, tr.messageID)
+			example(r.examples, "lost write", "acknowledged write %s reported at %d@%d %s, found at %d@%d %s", a.id, a.partition, a.offset, a.messageID, cs[0].tr.partition, cs[0].tr.offset, cs[0].tr.messageID)
 		}
 	}
 
-	byMsg := map[string]topicRecord{}
-	for _, tr := range topic {
-		byMsg[tr.messageID] = tr
+	redeliveryExpected := false
+	for _, ev := range h.events {
+		redeliveryExpected = redeliveryExpected || slices.Contains(mayRedeliver, ev.kind)
 	}
-	names := make([]string, 0, len(ledgers))
-	for g := range ledgers {
+	dls := checkDeadLetters(r, cfg, h, ix)
+	ackTimeout := int64(cfg.ackTimeout)
+
+	names := make([]string, 0, len(h.groups))
+	for g := range h.groups {
 		names = append(names, g)
 	}
 	slices.Sort(names)
 	for _, g := range names {
-		gl := ledgers[g]
-		gr := &groupResult{name: g, ordering: orderings[g]}
+		gl := h.groups[g]
+		gr := &groupResult{name: g, ordering: gl.ordering, examples: examples{}}
 		r.groups = append(r.groups, gr)
-		for id, m := range gl.msgs {
-			tr, ok := byMsg[id]
-			if !ok || m.wrongPlace > 0 || tr.partition != m.partition || tr.offset != m.offset {
-				gr.phantom++
-				example(&gr.examples, "ledger message %s at %d@%d is not that topic record", id, m.partition, m.offset)
-				continue
+		firstP := map[loc]int64{}
+		for msg, ds := range gl.byMsg {
+			srcs := ix.byMsg[msg]
+			var firstA int64
+			acks, processed := 0, 0
+			for _, d := range ds {
+				l := loc{d.partition, d.offset}
+				if !slices.ContainsFunc(srcs, func(s *source) bool { return s.tr.partition == d.partition && s.tr.offset == d.offset }) {
+					gr.phantom++
+					example(gr.examples, "phantom ledger", "delivery of message %s at %v is not that topic record", msg, l)
+				}
+				if d.deadline == 0 {
+					gr.noDeadline++
+				}
+				if d.skipped {
+					gr.skipped++
+				}
+				if d.processed != 0 {
+					processed++
+					if t, ok := firstP[l]; !ok || d.processed < t {
+						firstP[l] = d.processed
+					}
+				}
+				if d.acked() {
+					acks++
+					if firstA == 0 || d.answered < firstA {
+						firstA = d.answered
+					}
+				}
+				switch {
+				case d.unknown(true):
+					gr.ackUnknown++
+				case d.outcome == evRefused:
+					gr.refused++
+				case d.outcome == evInvalid:
+					gr.invalidAcks++
+				case d.outcome == evNacked:
+					gr.nacked++
+				}
+				if h.drainedAt != 0 && d.sentAt(ackTimeout) > h.drainedAt {
+					gr.late++
+					example(gr.examples, "late redelivery", "message %s (%v) delivered %.3fs after the drain (attempt %d, app %s)", msg, l, float64(d.sentAt(ackTimeout)-h.drainedAt)/1e9, d.attempt, d.app)
+				}
 			}
-			gr.processed += len(m.processed)
-			if len(m.processed) > 0 {
+			gr.processed += processed
+			if processed > 0 {
 				gr.messages++
-				gr.reprocessed += len(m.processed) - 1
+				gr.reprocessed += processed - 1
 			}
-			if m.acked > 1 {
-				gr.duplicates += m.acked - 1
-				example(&gr.examples, "message %s (%d@%d) acked %d times", id, tr.partition, tr.offset, m.acked)
+			if acks > 1 {
+				gr.duplicates += acks - 1
+				example(gr.examples, "duplicate", "message %s acked OK %d times", msg, acks)
 			}
-			if m.firstA != 0 {
-				for _, t := range m.processed {
-					if t > m.firstA {
+			if firstA != 0 {
+				for _, d := range ds {
+					if d.sentAt(ackTimeout) > firstA {
 						gr.afterAck++
-						example(&gr.examples, "message %s (%d@%d) processed again %.3fs after its ack", id, tr.partition, tr.offset, float64(t-m.firstA)/1e9)
+						example(gr.examples, "after ack", "message %s delivered again %.3fs after its OK ack (attempt %d, app %s)", msg, float64(d.sentAt(ackTimeout)-firstA)/1e9, d.attempt, d.app)
 					}
 				}
 			}
-			if m.acked == 0 && m.unknown > 0 {
-				gr.ackUnknown++
+			if len(ds) > 1 {
+				gr.overlaps += overlaps(gr, msg, ds, ackTimeout)
+				for _, d := range ds {
+					if !d.acked() {
+						continue
+					}
+					for _, e := range ds {
+						if sent := e.sentAt(ackTimeout); e != d && sent > d.sentAt(ackTimeout) && sent < d.answered {
+							gr.lateAcks++
+							if e.gateway != d.gateway {
+								gr.lateAcksOther++
+							}
+							example(gr.examples, "late ack", "message %s: the ack of the delivery to %s (attempt %d) answered OK %.3fs after a delivery to %s (attempt %d) was sent", msg, d.app, d.attempt, float64(d.answered-sent)/1e9, e.app, e.attempt)
+							break
+						}
+					}
+				}
 			}
-			gr.refused += m.refused
-			gr.invalidAcks += m.invalid
-			gr.nacked += m.nacked
 		}
-		for _, tr := range topic {
-			if m := gl.msgs[tr.messageID]; m == nil || m.acked+m.unknown == 0 {
+		for msg, srcs := range ix.byMsg {
+			if srcs[0].poison != poisonNone {
+				continue // settled by its dead letter: see checkDeadLetters
+			}
+			if !settled(gl, msg, false, nil) {
 				gr.lost++
-				example(&gr.examples, "record %d@%d (%s) never processed and acked", tr.partition, tr.offset, tr.value)
+				s := srcs[0]
+				unknown := slices.ContainsFunc(gl.byMsg[msg], func(d *delivery) bool { return d.unknown(true) })
+				if unknown {
+					gr.lostUnknown++
+				}
+				example(gr.examples, "lost", "record %v (%s) never acked OK (acks of unknown fate: %v)", loc{s.tr.partition, s.tr.offset}, s.id, unknown)
 			}
 		}
-		if gr.ordering == "key" {
-			// Within a key, records must be processed for the first time
-			// in offset order: a record is never processed before an
-			// earlier record of its key has been.
-			latest := map[pk]int64{}
-			for _, tr := range topic { // offset order within each partition
-				m := gl.msgs[tr.messageID]
-				if m == nil || m.firstP == 0 {
-					continue
-				}
-				k := pk{tr.partition, tr.key}
-				if m.firstP < latest[k] {
-					gr.orderViol++
-					example(&gr.examples, "key %s: %d@%d first processed %.3fs before an earlier record of its key", tr.key, tr.partition, tr.offset, float64(latest[k]-m.firstP)/1e9)
-				}
-				latest[k] = max(latest[k], m.firstP)
-			}
-		}
-		for _, ev := range events {
-			if ev.kind != faultSlowApp {
+		gr.orderViol = orderViolations(gr, ix, firstP)
+		for _, ev := range h.events {
+			if ev.kind != faultSlowApp && ev.kind != faultSlowAppLease {
 				continue
 			}
 			for _, t := range gl.revokes {
@@ -346,60 +436,273 @@ func check(r *report, attempts []*attempt, topic []topicRecord, ledgers map[stri
 				}
 			}
 		}
+		if d := dls[g]; d != nil {
+			gr.dlFull, gr.dlCompact, gr.dlMissing, gr.dlTwice = d.full, d.compact, d.missing, d.twice
+		}
+		if h.committed != nil {
+			for p, end := range h.ends {
+				if c, ok := h.committed[g][p]; end > 0 && (!ok || c < end) {
+					gr.commitBehind++
+					example(gr.examples, "wedge", "partition %d committed at %d, log end %d (committed: %v)", p, c, end, ok)
+				}
+			}
+		}
 	}
 
 	// Verdicts.
+	if r.attempts[outcomeOK] < cfg.minWritten {
+		r.violate("too little activity: %d records written with an OK answer (want at least %d)", r.attempts[outcomeOK], cfg.minWritten)
+	}
+	if cfg.minPoison > 0 && (r.poison[poisonSmall]+r.poison[poisonLarge] < cfg.minPoison || r.poison[poisonLarge] == 0) {
+		r.violate("too little activity: %d poison records in the topic, %d of them large (want at least %d, and a large one)", r.poison[poisonSmall]+r.poison[poisonLarge], r.poison[poisonLarge], cfg.minPoison)
+	}
+	for _, gr := range r.groups {
+		if gr.messages < cfg.minProcessed {
+			r.violate("too little activity: group %s processed %d messages (want at least %d)", gr.name, gr.messages, cfg.minProcessed)
+		}
+	}
 	if r.lostWrites > 0 {
-		r.violate("%d acknowledged writes missing from the topic", r.lostWrites)
+		r.violate("%d acknowledged writes missing from the topic (lost writes)", r.lostWrites)
 	}
 	if r.phantom > 0 {
 		r.violate("%d phantom records in the topic", r.phantom)
 	}
 	if r.twice > 0 {
-		r.violate("%d records written twice", r.twice)
+		r.violate("%d idempotency keys written twice", r.twice)
 	}
 	if r.topicOrder > 0 {
 		r.violate("%d per-key sequence numbers out of order in the topic", r.topicOrder)
 	}
-	redeliveryExpected := false
-	for _, ev := range events {
-		redeliveryExpected = redeliveryExpected || slices.Contains(mayRedeliver, ev.kind)
+	if r.dlUnexpect > 0 {
+		r.violate("%d unexpected dead letters (of records that are not poison, or of no record)", r.dlUnexpect)
+	}
+	if r.dlBad > 0 {
+		r.violate("%d malformed dead letters", r.dlBad)
 	}
 	for _, gr := range r.groups {
 		if gr.lost > 0 {
-			r.violate("group %s: %d records lost", gr.name, gr.lost)
+			r.violate("group %s: %d records lost (never acked OK; %d of them with acks of unknown fate only)", gr.name, gr.lost, gr.lostUnknown)
+		}
+		if gr.dlMissing > 0 {
+			r.violate("group %s: %d dead letters missing", gr.name, gr.dlMissing)
+		}
+		if gr.dlTwice > 0 {
+			r.violate("group %s: %d dead letters written twice", gr.name, gr.dlTwice)
 		}
 		if gr.phantom > 0 {
 			r.violate("group %s: %d phantom ledger entries", gr.name, gr.phantom)
 		}
 		if gr.orderViol > 0 {
-			r.violate("group %s: %d order violations", gr.name, gr.orderViol)
+			r.violate("group %s: %d order violations (ordering %s)", gr.name, gr.orderViol, gr.ordering)
 		}
-		if gr.duplicates+gr.afterAck > 0 && (r.dedupe || !redeliveryExpected) {
-			r.violate("group %s: %d duplicate acks, %d records processed again after their ack", gr.name, gr.duplicates, gr.afterAck)
+		if gr.duplicates > 0 && (r.dedupe || !redeliveryExpected) {
+			r.violate("group %s: %d duplicate acks (a message acked OK more than once)", gr.name, gr.duplicates)
+		}
+		if gr.afterAck > 0 && (r.dedupe || !redeliveryExpected) {
+			r.violate("group %s: %d deliveries of messages already acked OK (delivered again after an OK ack)", gr.name, gr.afterAck)
+		}
+		if gr.overlaps > 0 && r.dedupe {
+			r.violate("group %s: %d overlaps (two holds of one message at once)", gr.name, gr.overlaps)
+		}
+		if n := gr.lateAcks - gr.lateAcksOther; n > 0 || gr.lateAcksOther > 0 && (r.dedupe || !redeliveryExpected) {
+			r.violate("group %s: %d late acks accepted (answered OK after another delivery of the message was sent; %d of those through another gateway)", gr.name, gr.lateAcks, gr.lateAcksOther)
+		}
+		if gr.late > 0 && r.dedupe {
+			r.violate("group %s: %d late redeliveries (delivered after the drain)", gr.name, gr.late)
+		}
+		if gr.commitBehind > 0 {
+			r.violate("group %s: %d partitions committed short of the log end (wedged)", gr.name, gr.commitBehind)
 		}
 	}
 	if r.slowRebal > 0 {
 		r.violate("%d revocations while an app was slower than max.poll.interval.ms", r.slowRebal)
 	}
 	if !r.drainedOK {
-		r.violate("backlog not drained within %v of the last heal", r.drainLimit)
+		r.violate("backlog not drained within %v of the last heal (liveness)", r.drainLimit)
 	}
 	r.faults = map[string]int{}
-	for _, ev := range events {
+	for _, ev := range h.events {
 		r.faults[ev.kind]++
 	}
+}
+
+// overlaps counts the pairs of deliveries of one message whose holds
+// intersect: one received before another's hold ended.
+func overlaps(gr *groupResult, msg string, ds []*delivery, ackTimeout int64) int {
+	byRecv := slices.Clone(ds)
+	slices.SortFunc(byRecv, func(a, b *delivery) int { return int(a.recv - b.recv) })
+	n := 0
+	for i, d := range byRecv {
+		end := d.holdEnd(ackTimeout)
+		for _, e := range byRecv[i+1:] {
+			if e.recv < end {
+				n++
+				example(gr.examples, "overlap", "message %s held at once by %s (attempt %d, %s) and %s (attempt %d) for %.3fs", msg, d.app, d.attempt, holdName(d), e.app, e.attempt, float64(end-e.recv)/1e9)
+			}
+		}
+	}
+	return n
+}
+
+func holdName(d *delivery) string {
+	switch {
+	case d.acked():
+		return "acked OK"
+	case d.outcome == evRefused:
+		return "ack refused"
+	case d.outcome == 0 && d.sent == 0:
+		return "never acked"
+	case d.unknown(true):
+		return "ack of unknown fate"
+	}
+	return "answered " + string(d.outcome)
+}
+
+// orderViolations checks that each record was processed for the first time
+// only after the earlier records it must follow were: those of its key
+// (ORDERING_KEY), or of its partition (ORDERING_PARTITION).
+func orderViolations(gr *groupResult, ix *topicIndex, firstP map[loc]int64) int {
+	if gr.ordering != "key" && gr.ordering != "partition" {
+		return 0
+	}
+	type scope struct {
+		p int32
+		k string
+	}
+	latest := map[scope]int64{}
+	n := 0
+	for _, s := range ix.order { // offset order within each partition
+		l := loc{s.tr.partition, s.tr.offset}
+		t, ok := firstP[l]
+		if !ok {
+			continue
+		}
+		sc := scope{p: l.p}
+		if gr.ordering == "key" {
+			sc.k = s.tr.key
+		}
+		if t < latest[sc] {
+			n++
+			example(gr.examples, "order", "%s order: %v (key %s) first processed %.3fs before an earlier record of its %s", gr.ordering, l, s.tr.key, float64(latest[sc]-t)/1e9, gr.ordering)
+		}
+		latest[sc] = max(latest[sc], t)
+	}
+	return n
+}
+
+// dlCounts is what one group's dead letters look like.
+type dlCounts struct{ full, compact, missing, twice int }
+
+// checkDeadLetters holds the dead-letter topic against the contract: one
+// dead letter per group and poison record, none of another record, each
+// with the dlq-* headers; a full one with the record's key, value and
+// headers, a compact one (dlq-payload-omitted) with none of them. A large
+// poison record's dead letter must be compact.
+func checkDeadLetters(r *report, cfg checkConfig, h *history, ix *topicIndex) map[string]*dlCounts {
+	out := map[string]*dlCounts{}
+	for g := range h.groups {
+		out[g] = &dlCounts{}
+	}
+	count := map[string]int{} // group + location
+	for _, dl := range h.deadLetters {
+		at := loc{dl.partition, dl.offset}
+		hd := dl.header
+		g := hd(dlqGroup)
+		p, err1 := strconv.ParseInt(hd(dlqSourcePartition), 10, 32)
+		o, err2 := strconv.ParseInt(hd(dlqSourceOffset), 10, 64)
+		src := ix.byLoc[loc{int32(p), o}]
+		switch {
+		case out[g] == nil || err1 != nil || err2 != nil || hd(dlqSourceTopic) != cfg.topic || src == nil:
+			r.dlUnexpect++
+			example(r.examples, "unexpected dead letter", "dead letter %v of group %q names no record of the topic (%s %s@%s)", at, g, hd(dlqSourceTopic), hd(dlqSourcePartition), hd(dlqSourceOffset))
+			continue
+		case src.poison == poisonNone:
+			r.dlUnexpect++
+			example(r.examples, "unexpected dead letter", "dead letter %v of group %s: record %d@%d is not poison", at, g, p, o)
+			continue
+		}
+		count[g+"\x00"+loc{int32(p), o}.String()]++
+		if why := badDeadLetter(dl, src); why != "" {
+			r.dlBad++
+			example(r.examples, "malformed dead letter", "dead letter %v of group %s for %d@%d: %s", at, g, p, o, why)
+			continue
+		}
+		if dl.has(dlqPayloadOmitted) {
+			out[g].compact++
+		} else {
+			out[g].full++
+		}
+	}
+	for g, c := range out {
+		for msg, srcs := range ix.byMsg {
+			if srcs[0].poison == poisonNone {
+				continue
+			}
+			n := 0
+			for _, s := range srcs {
+				k := count[g+"\x00"+loc{s.tr.partition, s.tr.offset}.String()]
+				n += k
+				if k > 1 {
+					c.twice += k - 1
+					example(r.examples, "dead letter twice", "group %s: %d dead letters of %d@%d (%s)", g, k, s.tr.partition, s.tr.offset, msg)
+				}
+			}
+			if n == 0 {
+				c.missing++
+				example(r.examples, "dead letter missing", "group %s: no dead letter of poison record %d@%d (%s, %s)", g, srcs[0].tr.partition, srcs[0].tr.offset, msg, poisonName(srcs[0].poison))
+			}
+		}
+	}
+	return out
+}
+
+// badDeadLetter says what is wrong with a dead letter of src, or "".
+func badDeadLetter(dl topicRecord, src *source) string {
+	for _, k := range []string{dlqAttempts, dlqReason} {
+		if !dl.has(k) {
+			return "no " + k + " header"
+		}
+	}
+	if got := dl.header(dlqMessageID); got != src.tr.messageID {
+		return fmt.Sprintf("%s %q, want %q", dlqMessageID, got, src.tr.messageID)
+	}
+	if dl.has(dlqPayloadOmitted) {
+		n, err := strconv.Atoi(dl.header(dlqPayloadOmitted))
+		switch {
+		case err != nil || n < len(src.tr.value):
+			return fmt.Sprintf("compact, %s %q below the value's %d bytes", dlqPayloadOmitted, dl.header(dlqPayloadOmitted), len(src.tr.value))
+		case dl.key != "" || dl.value != "":
+			return "compact, but with a key or value"
+		}
+		for _, hd := range dl.headers {
+			if !strings.HasPrefix(hd.key, "dlq-") {
+				return "compact, but with header " + hd.key
+			}
+		}
+		return ""
+	}
+	switch {
+	case src.poison == poisonLarge:
+		return "a full dead letter of a record larger than the dead-letter topic accepts"
+	case dl.key != src.tr.key || dl.value != src.tr.value:
+		return "full, but its key or value differs from the record's"
+	case dl.header(poisonHeader) != src.tr.header(poisonHeader):
+		return "full, but without the record's headers"
+	}
+	return ""
 }
 
 // print writes the summary table.
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nchaos summary: run %s, profile %s, dedupe %v, seed %d, wall time %s\n\n", r.runID, r.profile, r.dedupe, r.seed, r.wall.Round(time.Second))
-	row := func(k string, v any) { fmt.Fprintf(w, "  %-44s %v\n", k, v) }
+	row := func(k string, v any) { fmt.Fprintf(w, "  %-52s %v\n", k, v) }
 	total := r.attempts[outcomeOK] + r.attempts[outcomeError] + r.attempts[outcomeUnknown]
 	row("records attempted", total)
 	row("  ok / error / unknown", fmt.Sprintf("%d / %d / %d", r.attempts[outcomeOK], r.attempts[outcomeError], r.attempts[outcomeUnknown]))
+	row("  sent more than once (same idempotency key)", r.retried)
 	row("records in the topic", r.topicLen)
 	row("  of which error / unknown outcomes", fmt.Sprintf("%d / %d", r.writtenOK[outcomeError], r.writtenOK[outcomeUnknown]))
+	row("  poison (small / large)", fmt.Sprintf("%d / %d", r.poison[poisonSmall], r.poison[poisonLarge]))
 	kinds := make([]string, 0, len(r.faults))
 	nf := 0
 	for k, n := range r.faults {
@@ -407,43 +710,48 @@ func (r *report) print(w io.Writer) {
 		nf += n
 	}
 	slices.Sort(kinds)
-	row("faults injected", nf)
+	row("faults injected", fmt.Sprintf("%d of %d kinds", nf, len(kinds)))
 	for _, k := range kinds {
 		row("  "+k, r.faults[k])
 	}
 	row("lost acknowledged writes", r.lostWrites)
-	row("records written twice", r.twice)
+	row("idempotency keys written twice", r.twice)
 	row("phantom records", r.phantom)
 	row("topic order violations (per-key seq)", r.topicOrder)
+	row("dead letters unexpected / malformed", fmt.Sprintf("%d / %d", r.dlUnexpect, r.dlBad))
 	for _, g := range r.groups {
 		fmt.Fprintf(w, "  group %s (ordering %s)\n", g.name, g.ordering)
 		row("    messages processed (events)", fmt.Sprintf("%d (%d)", g.messages, g.processed))
-		row("    lost", g.lost)
-		row("    duplicates (extra acks / after ack)", fmt.Sprintf("%d / %d", g.duplicates, g.afterAck))
-		if g.ordering == "key" {
+		row("    lost (of which acks of unknown fate only)", fmt.Sprintf("%d (%d)", g.lost, g.lostUnknown))
+		row("    duplicate acks / delivered after an OK ack", fmt.Sprintf("%d / %d", g.duplicates, g.afterAck))
+		row("    overlaps / late acks accepted (other gateway)", fmt.Sprintf("%d / %d (%d)", g.overlaps, g.lateAcks, g.lateAcksOther))
+		row("    late redeliveries (after the drain)", g.late)
+		if g.ordering != "none" {
 			row("    order violations", g.orderViol)
 		}
 		row("    phantom ledger entries", g.phantom)
-		row("    retried (nack/crash/disconnect)", g.reprocessed)
+		row("    dead letters full / compact / missing / twice", fmt.Sprintf("%d / %d / %d / %d", g.dlFull, g.dlCompact, g.dlMissing, g.dlTwice))
+		row("    partitions committed short of the end", g.commitBehind)
+		row("    retried (nack/crash/disconnect/lease)", g.reprocessed)
 		row("    acks refused / of unknown fate", fmt.Sprintf("%d / %d", g.refused, g.ackUnknown))
-		row("    acks refused as invalid (see reliability.md)", g.invalidAcks)
-		row("    nacks", g.nacked)
+		row("    acks refused as invalid", g.invalidAcks)
+		row("    nacks / not started (deadline too close)", fmt.Sprintf("%d / %d", g.nacked, g.skipped))
+		if g.noDeadline > 0 {
+			row("    deliveries without ack_deadline", g.noDeadline)
+		}
 	}
-	row("revocations during slow-app", r.slowRebal)
+	row("revocations during slow-app, slow-app-lease", r.slowRebal)
 	if r.drainedOK {
 		row("recovery (last heal to drained)", fmt.Sprintf("%.1fs (limit %s)", r.recovery.Seconds(), r.drainLimit))
 		row("  drained after the load stopped", fmt.Sprintf("%.1fs", r.drainAfterLoad.Seconds()))
+		row("  watched for late redeliveries", r.lateWindow)
 	} else {
 		row("recovery (last heal to drained)", "NOT DRAINED within "+r.drainLimit.String())
 	}
 	for _, g := range r.groups {
-		for _, e := range g.examples {
-			fmt.Fprintf(w, "  example (%s): %s\n", g.name, e)
-		}
+		g.examples.print(w, " "+g.name)
 	}
-	for _, e := range r.examples {
-		fmt.Fprintf(w, "  example: %s\n", e)
-	}
+	r.examples.print(w, "")
 	if len(r.violations) == 0 {
 		fmt.Fprintf(w, "\nRESULT: PASS (no violation)\n")
 		return

@@ -1,7 +1,9 @@
 package main
 
 // The fault scheduler: one fault at a time, each healed before the next,
-// on loopback processes only.
+// on loopback processes only. A compound fault is several at once: a
+// rebalance while an app is slow, a broker killed during a rebalance, Redis
+// killed during a revoke.
 
 import (
 	"context"
@@ -26,8 +28,19 @@ const (
 	faultAppKill           = "app-kill"             // SIGKILL an app process
 	faultAppCrashBeforeAck = "app-crash-before-ack" // an app SIGKILLs itself between processing and ack
 	faultSlowApp           = "slow-app"             // an app holds its acks past max.poll.interval.ms
+	faultSlowAppLease      = "slow-app-lease"       // an app takes longer than the ack timeout over one batch, then acks it
 	faultAppLateAck        = "app-late-ack"         // an app's stream breaks mid-batch; it acks the batch afterwards
+
+	// Compound faults.
+	faultRebalanceSlowApp = "rebalance-during-slow-app"    // a second gateway joins while an app holds its acks, and leaves
+	faultBrokerKillRebal  = "broker-kill-during-rebalance" // a broker is SIGKILLed while a second gateway joins
+	faultRedisKillRevoke  = "redis-kill-during-revoke"     // Redis is SIGKILLed as the main gateway revokes partitions
 )
+
+// allFaults are the known fault kinds.
+var allFaults = []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill,
+	faultRedisKill, faultAppCancel, faultAppKill, faultAppCrashBeforeAck, faultSlowApp, faultSlowAppLease, faultAppLateAck,
+	faultRebalanceSlowApp, faultBrokerKillRebal, faultRedisKillRevoke}
 
 // mayRedeliver are the faults after which a group without dedupe may
 // legitimately deliver acked records again (at-least-once): a member dies
@@ -37,7 +50,8 @@ const (
 // beyond the first unfinished one (the commit is the contiguous acked
 // prefix, and the new owner starts there); or an app acks a batch after its
 // stream broke, which without dedupe another stream was given at once.
-var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill, faultAppLateAck}
+var mayRedeliver = []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultBrokerStop, faultLeaderKill, faultAppLateAck,
+	faultRebalanceSlowApp, faultBrokerKillRebal, faultRedisKillRevoke}
 
 // faultEvent is one injected fault.
 type faultEvent struct {
@@ -77,29 +91,7 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 			h.gwB.stop(30 * time.Second)
 		}
 	case faultBrokerKill, faultBrokerStop:
-		verb := "kill"
-		if kind == faultBrokerStop {
-			verb = "stop"
-		}
-		node := ""
-		if h.cluster {
-			node = strconv.Itoa(1 + s.rng.IntN(3))
-			ev.detail = "node " + node
-			err = h.kafka.run(verb, node)
-		} else {
-			err = h.kafka.run(verb, "kafka")
-		}
-		if err != nil {
-			break
-		}
-		release := reservePorts(h.brokerPorts(node)...)
-		sleep(ctx, time.Duration(1+s.rng.IntN(3))*time.Second)
-		if h.cluster {
-			err = h.kafka.run("start", node)
-		} else {
-			err = h.kafka.run("start", "kafka")
-		}
-		release()
+		ev.detail, err = s.brokerFault(ctx, kind == faultBrokerStop)
 	case faultLeaderKill:
 		var leaders map[int32]int32
 		leaders, err = partitionLeaders(h.bootstrap, h.topic)
@@ -117,13 +109,7 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 		err = h.kafka.run("start", node)
 		release()
 	case faultRedisKill:
-		if err = h.redis.run("kill", "redis"); err != nil {
-			break
-		}
-		release := reservePorts(portOf(h.redisAddr))
-		sleep(ctx, time.Duration(1+s.rng.IntN(3))*time.Second)
-		err = h.redis.run("start", "redis")
-		release()
+		err = s.redisKill(ctx)
 	case faultAppCancel:
 		a := h.appsA[s.rng.IntN(len(h.appsA))]
 		ev.detail = a.name
@@ -159,6 +145,63 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 			break
 		}
 		sleep(ctx, hold+2*time.Second)
+	case faultSlowAppLease:
+		// The app's next batch takes longer than the ack timeout: its
+		// records go to another delivery meanwhile, and its late ack must
+		// be refused.
+		h.waitNoAssignments(ctx, 5*time.Second, 45*time.Second)
+		a := h.appsA[s.rng.IntN(len(h.appsA))]
+		ev.detail = a.name
+		ev.start = time.Now()
+		hold := h.ackTimeout + 5*time.Second
+		if err = a.command("slow-lease " + hold.String()); err != nil {
+			break
+		}
+		sleep(ctx, hold+3*time.Second)
+	case faultRebalanceSlowApp:
+		// An app holds its acks (below the ack timeout) while a second
+		// gateway joins: the revoke grace runs out with the app's records
+		// in its hands, and its acks come after the revoke.
+		a := h.appsA[s.rng.IntN(len(h.appsA))]
+		hold := h.maxPollInterval + 4*time.Second
+		ev.detail = a.name
+		if err = a.command("slow " + hold.String()); err != nil {
+			break
+		}
+		sleep(ctx, time.Second)
+		if err = h.gwB.start(ctx); err != nil {
+			break
+		}
+		sleep(ctx, hold)
+		h.gwB.stop(30 * time.Second)
+	case faultBrokerKillRebal:
+		// The second gateway's apps subscribe within a second of it
+		// serving: the rebalance is under way when the broker dies.
+		if err = h.gwB.start(ctx); err != nil {
+			break
+		}
+		sleep(ctx, time.Duration(300+s.rng.IntN(1200))*time.Millisecond)
+		if ev.detail, err = s.brokerFault(ctx, false); err != nil {
+			break
+		}
+		sleep(ctx, time.Duration(6+s.rng.IntN(6))*time.Second)
+		h.gwB.stop(30 * time.Second)
+	case faultRedisKillRevoke:
+		// Redis dies as soon as the main gateway's apps are told of a
+		// revocation, while the revoke grace waits for their acks (whose
+		// done markers need Redis) and claims are retained or released.
+		since := time.Now().UnixNano()
+		if err = h.gwB.start(ctx); err != nil {
+			break
+		}
+		if !h.waitRevoke(ctx, since, 15*time.Second) {
+			ev.detail = "no revocation within 15s"
+		}
+		if err = s.redisKill(ctx); err != nil {
+			break
+		}
+		sleep(ctx, time.Duration(6+s.rng.IntN(6))*time.Second)
+		h.gwB.stop(30 * time.Second)
 	default:
 		return fmt.Errorf("unknown fault %q", kind)
 	}
@@ -169,6 +212,40 @@ func (s *scheduler) inject(ctx context.Context, kind string) error {
 	}
 	s.log("fault %-22s %-28s healed after %.1fs", kind, ev.detail, ev.heal.Sub(ev.start).Seconds())
 	return nil
+}
+
+// brokerFault SIGKILLs (or stops) a broker, a random one of the cluster,
+// and starts it again after 1–3 s; it returns which.
+func (s *scheduler) brokerFault(ctx context.Context, graceful bool) (string, error) {
+	h := s.h
+	verb := "kill"
+	if graceful {
+		verb = "stop"
+	}
+	node, service, detail := "", "kafka", ""
+	if h.cluster {
+		node = strconv.Itoa(1 + s.rng.IntN(3))
+		service, detail = node, "node "+node
+	}
+	if err := h.kafka.run(verb, service); err != nil {
+		return detail, err
+	}
+	release := reservePorts(h.brokerPorts(node)...)
+	defer release()
+	sleep(ctx, time.Duration(1+s.rng.IntN(3))*time.Second)
+	return detail, h.kafka.run("start", service)
+}
+
+// redisKill SIGKILLs Redis and starts it again after 1–3 s.
+func (s *scheduler) redisKill(ctx context.Context) error {
+	h := s.h
+	if err := h.redis.run("kill", "redis"); err != nil {
+		return err
+	}
+	release := reservePorts(portOf(h.redisAddr))
+	defer release()
+	sleep(ctx, time.Duration(1+s.rng.IntN(3))*time.Second)
+	return h.redis.run("start", "redis")
 }
 
 // plan orders the faults of a run: every kind at least once, shuffled, and
@@ -195,12 +272,12 @@ func sleep(ctx context.Context, d time.Duration) {
 func (h *harness) waitNoAssignments(ctx context.Context, quiet, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		ledgers, err := readLedgers(h.dir, h.appGroup)
+		groups, err := h.ledgers.refresh()
 		if err != nil {
 			return
 		}
 		var last int64
-		for _, gl := range ledgers {
+		for _, gl := range groups {
 			for _, t := range gl.assigns {
 				last = max(last, t)
 			}
@@ -212,28 +289,52 @@ func (h *harness) waitNoAssignments(ctx context.Context, quiet, limit time.Durat
 	}
 }
 
+// waitRevoke waits until an app of the main gateway is told of a
+// revocation after since (Unix ns), at most limit.
+func (h *harness) waitRevoke(ctx context.Context, since int64, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		groups, err := h.ledgers.refresh()
+		if err != nil {
+			return false
+		}
+		for _, gl := range groups {
+			for _, t := range gl.revokes {
+				if t > since {
+					return true
+				}
+			}
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+	return false
+}
+
 // state describes what a gateway kill hits: records in unanswered produce
-// calls, records delivered and not yet acked, and records acked within the
-// last commit interval (most of them not committed yet).
+// calls, deliveries not yet answered, and acks answered OK within the last
+// commit interval (most of them not committed yet).
 func (h *harness) state() string {
 	produce := h.load.inflight.Load()
-	ledgers, err := readLedgers(h.dir, h.appGroup)
+	groups, err := h.ledgers.refresh()
 	if err != nil {
 		return ""
 	}
-	since := time.Now().Add(-h.commitInterval).UnixNano()
+	now := time.Now()
+	since, leased := now.Add(-h.commitInterval).UnixNano(), now.Add(-h.ackTimeout).UnixNano()
 	var inflight, recent int
-	for _, gl := range ledgers {
-		for _, m := range gl.msgs {
-			switch {
-			case len(m.processed) > 0 && m.acked+m.unknown+m.refused+m.invalid == 0:
-				inflight++
-			case m.firstA >= since:
-				recent++
+	for _, gl := range groups {
+		for _, ds := range gl.byMsg {
+			for _, d := range ds {
+				switch {
+				case d.outcome == 0 && !d.skipped && d.recv >= leased:
+					inflight++
+				case d.acked() && d.answered >= since:
+					recent++
+				}
 			}
 		}
 	}
-	return fmt.Sprintf("produce %d, unacked %d, acked<%v %d", produce, inflight, h.commitInterval, recent)
+	return fmt.Sprintf("produce %d, unanswered %d, acked<%v %d", produce, inflight, h.commitInterval, recent)
 }
 
 // brokerPorts are the listener and controller ports of a broker: the

@@ -280,6 +280,13 @@ func firstLine(err error) string {
 
 func (s services) runOnce(args ...string) error {
 	cmd := exec.Command(s.script, args...)
+	if os.Getenv("REDIS_PERSIST") == "" {
+		// Dedupe's done markers must survive the redis-kill fault: a
+		// Redis the harness restarts keeps an append-only file, as
+		// scripts/chaos.sh starts it (services.sh alone starts Redis
+		// in memory, and would lose every marker at the next kill).
+		cmd.Env = append(os.Environ(), "REDIS_PERSIST=1")
+	}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
