@@ -29,7 +29,17 @@ type history struct {
 	// they could not be read.
 	committed map[string]map[int32]int64
 	ends      map[int32]int64
+	// confirmed tells whether the gateway's own state shows a message
+	// settled in a group (see settled); nil: never.
+	confirmed confirmer
 }
+
+// confirmer tells whether the gateway's own state shows group's message s
+// settled: with dedupe, its done marker in Redis; without, the group's
+// committed offset past the record. Nothing but an Ack (or a dead letter)
+// makes either happen, so when the only acks of a message have an unknown
+// fate, this settles which way the gateway took them.
+type confirmer func(group string, s *source) bool
 
 // checkConfig is what a history is held against.
 type checkConfig struct {
@@ -75,17 +85,20 @@ type groupResult struct {
 	orderViol      int
 	phantom        int // deliveries that are not a topic record of their message ID
 	ackUnknown     int // deliveries whose ack's fate is unknown
-	refused        int
-	invalidAcks    int // acks of IDs the gateway issued, refused as invalid
-	nacked         int
-	skipped        int // deliveries too close to their deadline to start
-	noDeadline     int // deliveries without an ack_deadline
-	dlFull         int // dead letters in full
-	dlCompact      int // compact dead letters
-	dlMissing      int
-	dlTwice        int
-	commitBehind   int // partitions whose committed offset is short of the log end
-	examples       examples
+	// confirmedUnknown are messages whose only acks had an unknown fate
+	// and which the gateway's state shows settled (see confirmer).
+	confirmedUnknown int
+	refused          int
+	invalidAcks      int // acks of IDs the gateway issued, refused as invalid
+	nacked           int
+	skipped          int // deliveries too close to their deadline to start
+	noDeadline       int // deliveries without an ack_deadline
+	dlFull           int // dead letters in full
+	dlCompact        int // compact dead letters
+	dlMissing        int
+	dlTwice          int
+	commitBehind     int // partitions whose committed offset is short of the log end
+	examples         examples
 }
 
 // report is the whole verdict.
@@ -176,17 +189,26 @@ func indexTopic(topic []topicRecord) *topicIndex {
 }
 
 // settled reports whether a group has settled a message: an OK ack, or for
-// a poison record a dead letter of the group in the dead-letter topic.
-func settled(gl *groupLedger, msg string, poison bool, dead map[string]bool) bool {
-	if poison {
-		return dead[gl.name+"\x00"+msg]
+// a poison record a dead letter of the group in the dead-letter topic. An
+// ack of unknown fate (its answer never came: the app or the gateway died)
+// never settles a message by itself; byState reports the messages settled
+// only because the gateway's state confirms that such an ack was applied.
+func settled(gl *groupLedger, s *source, dead map[string]bool, confirmed confirmer) (ok, byState bool) {
+	msg := s.tr.messageID
+	if s.poison != poisonNone {
+		return dead[gl.name+"\x00"+msg], false
 	}
+	unknown := false
 	for _, d := range gl.byMsg[msg] {
 		if d.acked() {
-			return true
+			return true, false
 		}
+		unknown = unknown || d.unknown(true)
 	}
-	return false
+	if unknown && confirmed != nil && confirmed(gl.name, s) {
+		return true, true
+	}
+	return false, false
 }
 
 // deadLettered returns the set of group+"\x00"+message ID that have a dead
@@ -210,8 +232,9 @@ func deadLettered(dls []topicRecord, ix *topicIndex) map[string]bool {
 // drainTracker tells when every record of the topic is settled in every
 // group; each call looks only at what was unsettled the last time.
 type drainTracker struct {
-	ix      *topicIndex
-	pending map[string][]string // group → message IDs not yet settled
+	ix        *topicIndex
+	pending   map[string][]string // group → message IDs not yet settled
+	confirmed confirmer
 }
 
 func newDrainTracker(ix *topicIndex, groups []string) *drainTracker {
@@ -232,7 +255,7 @@ func (dt *drainTracker) unsettled(groups map[string]*groupLedger, dls []topicRec
 		gl := groups[g]
 		left := msgs[:0]
 		for _, msg := range msgs {
-			if !settled(gl, msg, dt.ix.byMsg[msg][0].poison != poisonNone, dead) {
+			if ok, _ := settled(gl, dt.ix.byMsg[msg][0], dead, dt.confirmed); !ok {
 				left = append(left, msg)
 			}
 		}
@@ -415,7 +438,11 @@ func check(r *report, cfg checkConfig, h *history) {
 			if srcs[0].poison != poisonNone {
 				continue // settled by its dead letter: see checkDeadLetters
 			}
-			if !settled(gl, msg, false, nil) {
+			ok, byState := settled(gl, srcs[0], nil, h.confirmed)
+			if byState {
+				gr.confirmedUnknown++
+			}
+			if !ok {
 				gr.lost++
 				s := srcs[0]
 				unknown := slices.ContainsFunc(gl.byMsg[msg], func(d *delivery) bool { return d.unknown(true) })
@@ -734,6 +761,7 @@ func (r *report) print(w io.Writer) {
 		row("    partitions committed short of the end", g.commitBehind)
 		row("    retried (nack/crash/disconnect/lease)", g.reprocessed)
 		row("    acks refused / of unknown fate", fmt.Sprintf("%d / %d", g.refused, g.ackUnknown))
+		row("    settled by an ack of unknown fate (confirmed by the gateway's state)", strconv.Itoa(g.confirmedUnknown))
 		row("    acks refused as invalid", g.invalidAcks)
 		row("    nacks / not started (deadline too close)", fmt.Sprintf("%d / %d", g.nacked, g.skipped))
 		if g.noDeadline > 0 {

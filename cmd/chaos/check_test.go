@@ -380,3 +380,35 @@ func TestRecordValuesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// An ack of unknown fate (the gateway died before it answered) settles a
+// message only when the gateway's own state shows the ack was applied: its
+// done marker in Redis, or the commit past the record. Without that
+// evidence the message is lost; with it, it is counted apart.
+func TestAnAckOfUnknownFateSettlesOnlyWhatTheGatewaysStateConfirms(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		confirmed bool
+		want      string
+	}{
+		{"not confirmed", false, "1 records lost"},
+		{"confirmed", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tr := newTestRun(8, "key")
+			tr.msg(3)[0].outcome = evUnknown
+			tr.h.confirmed = func(group string, s *source) bool {
+				return tc.confirmed && group == testGroup && s.tr.offset == 3
+			}
+			got := tr.check()
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Fatalf("violations %q, want %q", got, tc.want)
+			}
+			if gr := tr.rep.groups[0]; tc.confirmed && gr.confirmedUnknown != 1 {
+				t.Fatalf("confirmed unknown-fate acks = %d, want 1", gr.confirmedUnknown)
+			}
+		})
+	}
+}

@@ -413,6 +413,9 @@ func runHarness(argv []string) (bool, error) {
 	ix := indexTopic(topic)
 	groupNames := slices.Sorted(maps.Keys(orderings))
 	dt := newDrainTracker(ix, groupNames)
+	conf := h.confirmer(runID, *dedupeOn, prof.partitions, groupNames)
+	defer conf.close()
+	dt.confirmed, hist.confirmed = conf.confirmed, conf.confirmed
 	var lastDLQ time.Time
 	for {
 		groups, err := h.ledgers.refresh()
