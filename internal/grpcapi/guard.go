@@ -38,6 +38,11 @@ func (g Guard) admit(ctx context.Context, topic string, records []produce.Record
 	if g.Limits == nil {
 		return nil
 	}
+	// A topic name that could never exist is bad input, answered as such
+	// before any rule is consulted.
+	if why := produce.ValidTopicName(topic); why != "" {
+		return invalidField("topic", why)
+	}
 	n := 0
 	for i := range records {
 		n += records[i].Size()
