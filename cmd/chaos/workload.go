@@ -151,7 +151,8 @@ type workload struct {
 	batch   int
 	rate    float64 // records per second, all writers together
 	// poisonEvery makes every n-th record of a writer poison (0: none);
-	// largeEvery makes every n-th poison record large (0: none).
+	// largeEvery makes every n-th poison record large, the first one
+	// included (0: none).
 	poisonEvery, largeEvery int
 	// settle bounds the retries of the last calls once the load stops.
 	settle time.Duration
@@ -206,7 +207,9 @@ func (w *workload) writer(ctx context.Context, n int) {
 			if w.poisonEvery > 0 && count%w.poisonEvery == 0 {
 				poisoned++
 				a.poison = poisonSmall
-				if w.largeEvery > 0 && poisoned%w.largeEvery == 0 {
+				// The first poison record of a writer is large, so even a
+				// short run has one.
+				if w.largeEvery > 0 && (poisoned-1)%w.largeEvery == 0 {
 					a.poison = poisonLarge
 				}
 			}
