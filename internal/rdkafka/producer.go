@@ -758,6 +758,19 @@ static rd_kafka_resp_err_t gw_partitions(rd_kafka_t *rk, const char *name, int t
 	return err;
 }
 
+// gw_brokers asks for the cluster's brokers only (no topics) and returns the
+// call's error, or NO_ERROR with the broker count in *cnt.
+static rd_kafka_resp_err_t gw_brokers(rd_kafka_t *rk, int timeout_ms, int32_t *cnt) {
+	const rd_kafka_metadata_t *md = NULL;
+	rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+	*cnt = 0;
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return err;
+	*cnt = md->broker_cnt;
+	rd_kafka_metadata_destroy(md);
+	return err;
+}
+
 static int gw_flush(rd_kafka_t *rk, int timeout_ms) {
 	rd_kafka_flush(rk, timeout_ms);
 	return rd_kafka_outq_len(rk);
@@ -1179,6 +1192,23 @@ func (p *Producer) Partitions(topic string, timeout time.Duration) (int32, error
 		return 0, &Error{Code: code, Message: fmt.Sprintf("rdkafka: partitions of %q: %s", topic, code.description())}
 	}
 	return int32(cnt), nil
+}
+
+// Brokers asks the cluster, through this handle, for its brokers (a
+// metadata request without topics) and returns how many it lists, within
+// timeout. Its errors are *Error with the call's code (such as ErrTimedOut,
+// ErrTransport).
+func (p *Producer) Brokers(timeout time.Duration) (int, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.rk == nil {
+		return 0, errClosed()
+	}
+	var cnt C.int32_t
+	if code := ErrorCode(C.gw_brokers(p.rk, millis(timeout), &cnt)); code != ErrNoError {
+		return 0, &Error{Code: code, Message: "rdkafka: brokers: " + code.description()}
+	}
+	return int(cnt), nil
 }
 
 // Len is the number of messages and requests librdkafka holds, delivery

@@ -608,6 +608,29 @@ func TestPartitionsOfAKnownAndAnUnknownTopic(t *testing.T) {
 	}
 }
 
+// Brokers lists the cluster's brokers, and fails with a call-level error
+// when none answers in time.
+func TestBrokersOfAReachableAndAnUnreachableCluster(t *testing.T) {
+	t.Parallel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	p := newProducer(t, c.ListenAddrs()[0], nil)
+	if n, err := p.Brokers(10 * time.Second); n != 3 || err != nil {
+		t.Fatalf("Brokers() = %d, %v; want 3", n, err)
+	}
+
+	// A port nothing listens on.
+	down := newProducer(t, "127.0.0.1:1", nil)
+	n, err := down.Brokers(300 * time.Millisecond)
+	var e *Error
+	if n != 0 || !errors.As(err, &e) || e.Code == ErrNoError {
+		t.Fatalf("Brokers() with no broker = %d, %v; want an error", n, err)
+	}
+}
+
 // Several goroutines produce at once while one goroutine polls: every
 // record gets exactly one report, with its own opaque.
 func TestConcurrentProducersWhileOnePolls(t *testing.T) {
