@@ -2,7 +2,7 @@
 # The whole test suite, as CI runs it: lint, then unit, integration and
 # end-to-end tests against a real Kafka broker and a real Redis server (the
 # Go, Python and TypeScript example apps included, and the deploy/ manifests'
-# validation), a short fuzz run of every fuzz target, and the short chaos
+# validation), the cgo binding under cgocheck2, a short fuzz run of every fuzz target, and the short chaos
 # profile (faults against those same services). It installs and starts the
 # services, and stops them again afterwards, even when a test fails; services
 # that were already running are left running.
@@ -27,6 +27,10 @@ export GATEWAY_TEST_REQUIRE_SERVICES=1
 
 make --no-print-directory lint
 go test -race -count=1 -timeout 20m ./...
+# The cgo code again with cgocheck2, which checks every pointer that crosses
+# into C (no Go pointer kept by C): the binding itself, and the producer
+# that drives it.
+GOEXPERIMENT=cgocheck2 go test -count=1 -timeout 10m ./internal/rdkafka/ ./internal/produce/
 
 # Fuzzing: one target per invocation (go test allows no more).
 for target in \
