@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it: lint, then unit, integration and
 # end-to-end tests against a real Kafka broker and a real Redis server (the
 # Go, Python and TypeScript example apps included, and the deploy/ manifests'
-# validation), the cgo binding under cgocheck2, a short fuzz run of every fuzz target, and the short chaos
-# profile (faults against those same services). It installs and starts the
+# validation), the cgo binding under cgocheck2, a short fuzz run of every
+# fuzz target, and the short chaos profile (faults against those same
+# services). It installs and starts the
 # services, and stops them again afterwards, even when a test fails; services
 # that were already running are left running.
 #
