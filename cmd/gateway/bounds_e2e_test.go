@@ -80,8 +80,14 @@ func TestManyConnectionsAndLargeRequestsStayWithinTheGatewaysBounds(t *testing.T
 			for ctx.Err() == nil {
 				_, err := c.Produce(ctx, req)
 				calls.Add(1)
-				n, _ := codesSeen.LoadOrStore(status.Code(err), new(atomic.Int64))
+				code := status.Code(err)
+				n, _ := codesSeen.LoadOrStore(code, new(atomic.Int64))
 				n.(*atomic.Int64).Add(1)
+				if code == codes.Unavailable || code == codes.ResourceExhausted {
+					// Refused: back off a little, as clients do, rather
+					// than spin on the 2 cores the gateway needs too.
+					time.Sleep(20 * time.Millisecond)
+				}
 			}
 		})
 	}

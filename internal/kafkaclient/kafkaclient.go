@@ -163,7 +163,7 @@ func RouteLogsFunc(logger *slog.Logger, ch <-chan kafka.LogEvent, seen func(kafk
 		if seen != nil {
 			seen(ev)
 		}
-		logger.Log(context.Background(), syslogLevel(ev.Level), ev.Message, "facility", ev.Tag, "client", ev.Name)
+		logger.Log(context.Background(), SyslogLevel(ev.Level), ev.Message, "facility", ev.Tag, "client", ev.Name)
 	}
 }
 
@@ -176,8 +176,8 @@ func IsOffsetReset(ev kafka.LogEvent) bool {
 	return ev.Tag == "OFFSET" && strings.Contains(ev.Message, "offset reset")
 }
 
-// syslogLevel maps librdkafka's syslog levels (0 emergency … 7 debug) to slog.
-func syslogLevel(l int) slog.Level {
+// SyslogLevel maps librdkafka's syslog levels (0 emergency … 7 debug) to slog.
+func SyslogLevel(l int) slog.Level {
 	switch {
 	case l <= 3:
 		return slog.LevelError
@@ -247,31 +247,4 @@ func kindOf(code kafka.ErrorCode) error {
 		return ErrShutdown
 	}
 	return nil
-}
-
-// Unwritten reports whether err, the error of a producer delivery report,
-// means the record is certainly not in the topic: it never left the local
-// queue (purged or timed out there), or the client or the broker refused
-// it. Any other error leaves the record's fate unknown. In particular a
-// record that timed out (message.timeout.ms) or was purged while in flight
-// to the broker may have been written: librdkafka calls that "possibly
-// persisted". librdkafka tells a timed-out record still queued ("not
-// persisted") from one in flight only through rd_kafka_message_status,
-// which the Go client does not pass on, so a timeout counts as unknown.
-func Unwritten(err error) bool {
-	var kerr kafka.Error
-	if !errors.As(err, &kerr) {
-		return false
-	}
-	switch kerr.Code() {
-	case kafka.ErrPurgeQueue, kafka.ErrTimedOutQueue, kafka.ErrQueueFull,
-		kafka.ErrUnknownPartition, kafka.ErrUnknownTopic, kafka.ErrInvalidArg,
-		kafka.ErrInvalidMsg, kafka.ErrUnknownTopicOrPart, kafka.ErrInvalidMsgSize,
-		kafka.ErrMsgSizeTooLarge, kafka.ErrTopicException, kafka.ErrRecordListTooLarge,
-		kafka.ErrInvalidRequiredAcks, kafka.ErrTopicAuthorizationFailed,
-		kafka.ErrClusterAuthorizationFailed, kafka.ErrInvalidTimestamp,
-		kafka.ErrUnsupportedForMessageFormat, kafka.ErrPolicyViolation, kafka.ErrInvalidRecord:
-		return true
-	}
-	return false
 }

@@ -109,14 +109,14 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 		return err
 	}
 	// The layers together, so contradictions across them are caught too.
-	return kafkaclient.CheckProperties("producer", c.ConfigMap(kc))
+	return kafkaclient.CheckProperties("producer", c.LibrdkafkaProperties(kc))
 }
 
-// ConfigMap is the producer's librdkafka configuration: durable defaults,
-// the preset, the shared properties, the producer's own properties, and
-// last the settings the gateway's event handling depends on. Benchmarks use
-// it to configure a direct producer exactly like the gateway's.
-func (c Config) ConfigMap(kc kafkaclient.Config) kafka.ConfigMap {
+// LibrdkafkaProperties is the producer's librdkafka configuration: durable defaults,
+// the preset, the shared properties, and last the producer's own
+// properties. Benchmarks use it to configure a direct producer exactly like
+// the gateway's.
+func (c Config) LibrdkafkaProperties(kc kafkaclient.Config) map[string]string {
 	defaults := map[string]string{
 		"enable.idempotence":         "true",
 		"acks":                       "all",
@@ -126,9 +126,22 @@ func (c Config) ConfigMap(kc kafkaclient.Config) kafka.ConfigMap {
 		"allow.auto.create.topics":   strconv.FormatBool(c.AutoCreateTopics),
 	}
 	maps.Copy(defaults, presets[c.Preset])
-	out := kc.ConfigMap(defaults, c.Properties)
-	// Delivery reports need only partition, offset, timestamp and opaque:
-	// skip copying keys and values back into Go.
+	out := make(map[string]string)
+	for k, v := range kc.ConfigMap(defaults, c.Properties) {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// ConfigMap is LibrdkafkaProperties for a confluent-kafka-go producer (benchmarks
+// compare the gateway with one), with the Go client's settings that suit
+// the way it is used: delivery reports without keys and values copied
+// back, logs on a channel.
+func (c Config) ConfigMap(kc kafkaclient.Config) kafka.ConfigMap {
+	out := kafka.ConfigMap{}
+	for k, v := range c.LibrdkafkaProperties(kc) {
+		out[k] = v
+	}
 	out["go.delivery.report.fields"] = "none"
 	out["go.events.channel.size"] = 10_000
 	out["go.produce.channel.size"] = 1

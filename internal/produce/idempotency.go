@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
-	"github.com/kafkagate/gateway/internal/kafkaclient"
 )
 
 // IdempotencyStore remembers which idempotency keys were written (see
@@ -196,9 +195,10 @@ func (p *Producer) writeReserved(ctx context.Context, topic string, records []Re
 // reports:
 //
 //   - written: the result is stored for the window, so a retry returns it;
-//   - certainly not written (never enqueued, purged from the queue, refused
-//     by the broker; see kafkaclient.Unwritten): the reservation is deleted,
-//     so a retry writes;
+//   - certainly not written (never enqueued, or failed with librdkafka's
+//     status "not persisted": timed out or purged before it was sent,
+//     refused by the broker): the reservation is deleted, so a retry
+//     writes;
 //   - fate unknown (timed out or purged in flight, which librdkafka calls
 //     "possibly persisted", or no report before the client closed): the
 //     reservation is kept until its TTL. A retry meanwhile waits for it
@@ -237,7 +237,7 @@ func (p *Producer) settle(topic string, held []dedupe.Reservation, s sent) bool 
 		case res.Err == nil:
 			complete = append(complete, r)
 			stored = append(stored, dedupe.ProduceResult{Partition: res.Partition, Offset: res.Offset, Timestamp: res.Timestamp, MessageID: res.MessageID})
-		case j >= b.enqueued || kafkaclient.Unwritten(res.Err):
+		case j >= b.enqueued || res.unwritten:
 			abort = append(abort, r)
 		default:
 			unknown++

@@ -60,7 +60,7 @@ func (p *Producer) batchObserver(topic string) BatchObserver {
 // QueueLen is the number of records and requests librdkafka holds: waiting
 // to be sent, in flight to the broker, or with a delivery report not yet
 // handled.
-func (p *Producer) QueueLen() int { return p.kp.Len() }
+func (p *Producer) QueueLen() int { return p.eng.Len() }
 
 // CheckCluster asks the cluster for its brokers (a metadata request), for
 // readiness: it fails when no broker answers before ctx ends (at most 5 s).
@@ -72,11 +72,11 @@ func (p *Producer) CheckCluster(ctx context.Context) error {
 	if timeout < time.Millisecond {
 		return context.DeadlineExceeded
 	}
-	md, err := p.kp.GetMetadata(nil, false, int(timeout.Milliseconds()))
+	n, err := p.eng.Brokers(timeout)
 	if err != nil {
-		return fmt.Errorf("kafka metadata: %w", kafkaclient.Classify(err))
+		return fmt.Errorf("kafka metadata: %w", classifyProduce(err))
 	}
-	if len(md.Brokers) == 0 {
+	if n == 0 {
 		return fmt.Errorf("kafka metadata: no brokers: %w", kafkaclient.ErrUnavailable)
 	}
 	return nil

@@ -1,6 +1,13 @@
 // Package produce writes records to Kafka through one long-lived, idempotent
 // librdkafka producer and reports each record's fate from the broker's
 // delivery report. It knows nothing of gRPC.
+//
+// The producer runs on its own librdkafka handle through the gateway's
+// binding (package rdkafka): a batch goes into librdkafka in one cgo call,
+// concurrent calls' batches coalesced (enqueuer), each record carrying an
+// integer opaque (slotTable); delivery reports come back in bulk to one
+// poller goroutine, which also routes librdkafka's logs, statistics and
+// error events.
 package produce
 
 import (
@@ -12,10 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/msgid"
+	"github.com/kafkagate/gateway/internal/rdkafka"
 )
 
 var (
@@ -30,6 +36,8 @@ var (
 
 // Record is one record to write.
 type Record struct {
+	// Key and Value nil are null (a null value is a tombstone on a
+	// compacted topic); non-nil and empty are empty.
 	Key   []byte
 	Value []byte
 	// Headers are written after the message-id header, in order.
@@ -43,7 +51,7 @@ type Record struct {
 }
 
 // AnyPartition lets the partitioner choose from the key.
-const AnyPartition = kafka.PartitionAny
+const AnyPartition = rdkafka.PartitionAny
 
 // Header is one record header.
 type Header struct {
@@ -61,8 +69,10 @@ type Result struct {
 	// Err is nil when the broker acknowledged the record. Otherwise it wraps
 	// one of the kafkaclient error kinds, ErrQueueFull or ErrClosed.
 	Err error
-
-	batch *Batch // for the delivery report handler
+	// unwritten is set, with Err, when librdkafka knows the record is not
+	// in the topic (its status "not persisted": never sent, or refused by
+	// the broker). A failed record without it may have been written.
+	unwritten bool
 }
 
 // Batch is a group of records in flight. Its results are complete, and safe
@@ -80,6 +90,8 @@ type Batch struct {
 	// shutting down). Written by Send before it returns.
 	enqueued int
 	unsent   error
+	slot     uint32 // in the producer's slot table, while reports are due
+	slots    *slotTable
 }
 
 // Unsent returns the error that kept Send from enqueueing the batch's
@@ -96,6 +108,9 @@ func (b *Batch) Enqueued() int { return b.enqueued }
 // finish accounts for n finished records and notifies when none remain.
 func (b *Batch) finish(n int32) {
 	if b.remaining.Add(-n) == 0 {
+		if b.slots != nil {
+			b.slots.release(b.slot)
+		}
 		if b.obs != nil {
 			b.obs.BatchDone(b.Results, time.Since(b.start))
 		}
@@ -107,9 +122,13 @@ func (b *Batch) finish(n int32) {
 type Producer struct {
 	cfg    Config
 	logger *slog.Logger
-	kp     *kafka.Producer
+	eng    engine
 	ids    *msgid.Generator
 	topics *topicCache
+	slots  slotTable
+	enq    enqueuer
+	// pool recycles the message slices of Send.
+	pool sync.Pool
 
 	idem       IdempotencyStore // nil: idempotency keys only name messages
 	idemWindow time.Duration
@@ -137,25 +156,30 @@ type Producer struct {
 // New creates the producer. It connects in the background; nothing is
 // written until Run is called.
 func New(kc kafkaclient.Config, cfg Config, logger *slog.Logger) (*Producer, error) {
-	cm := cfg.ConfigMap(kc)
-	kp, err := kafka.NewProducer(&cm)
+	eng, err := rdkafka.NewProducer(cfg.LibrdkafkaProperties(kc))
 	if err != nil {
 		return nil, fmt.Errorf("create producer: %w", err)
 	}
+	return newProducer(eng, cfg, logger), nil
+}
+
+// newProducer makes a producer on eng (a fake one in tests).
+func newProducer(eng engine, cfg Config, logger *slog.Logger) *Producer {
 	p := &Producer{
 		cfg:          cfg,
 		logger:       logger,
-		kp:           kp,
+		eng:          eng,
 		ids:          msgid.New(nil),
 		stopping:     make(chan struct{}),
 		reportsEnded: make(chan struct{}),
 	}
+	p.enq = enqueuer{eng: eng, stopping: p.stopping}
 	p.topics = newTopicCache(p.lookupTopic, time.Now)
 	if cfg.AutoCreateTopics {
 		// A record may wait that long for the broker anyway.
 		p.topics.createWait = cfg.DeliveryTimeout
 	}
-	return p, nil
+	return p
 }
 
 // Run handles delivery reports and client events until ctx is done, then
@@ -165,10 +189,13 @@ func New(kc kafkaclient.Config, cfg Config, logger *slog.Logger) (*Producer, err
 // returns early with an error when the producer hits a fatal error;
 // shutdown runs then too.
 func (p *Producer) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	wg.Go(func() { kafkaclient.RouteLogs(p.logger.With("component", "librdkafka"), p.kp.Logs()) })
 	fatal := make(chan error, 1)
-	wg.Go(func() { p.handleEvents(fatal) })
+	stopPolling := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		p.poll(stopPolling, fatal)
+	}()
 
 	var err error
 	select {
@@ -176,15 +203,98 @@ func (p *Producer) Run(ctx context.Context) error {
 	case err = <-fatal:
 	}
 	p.shutdown()
-	wg.Wait()
+	close(stopPolling)
+	<-polled
+	p.eng.Close()
 	close(p.reportsEnded)
 	p.settling.close()
 	return err
 }
 
-// shutdown stops intake, flushes, purges what is left, and closes the client.
-// Every record ever enqueued gets its delivery report (success or failure)
-// before the client closes, so no caller waits forever.
+// pollWait is how long one poll of librdkafka waits for something to
+// happen; it returns at once when reports are already waiting.
+const pollWait = 100 * time.Millisecond
+
+// poll is the one goroutine that polls librdkafka: it completes records
+// from their delivery reports, in bulk, and routes logs, statistics and
+// error events, until stop closes; then it drains what is left. It owns
+// nothing but the results it writes.
+func (p *Producer) poll(stop <-chan struct{}, fatal chan<- error) {
+	logger := p.logger.With("component", "librdkafka")
+	var reports []rdkafka.Report
+	var batches []*Batch
+	brokersDown := false
+	for {
+		var stopping bool
+		select {
+		case <-stop:
+			stopping = true
+		default:
+		}
+		wait := pollWait
+		if stopping {
+			wait = 0
+		}
+		reports = p.eng.Poll(wait, reports[:0])
+		if len(reports) > 0 {
+			batches = p.slots.lookup(func(i int) uint64 { return reports[i].Opaque }, len(reports), batches[:0])
+			for i := range reports {
+				p.report(batches[i], &reports[i])
+			}
+			clear(batches)
+			if brokersDown && reports[len(reports)-1].Err == 0 {
+				brokersDown = false
+				logger.Info("Kafka brokers reachable again")
+			}
+		}
+		logs, stats, errs := p.eng.Events()
+		for _, l := range logs {
+			logger.Log(context.Background(), kafkaclient.SyslogLevel(l.Level), l.Message, "facility", l.Facility)
+		}
+		if p.onStats != nil {
+			for _, st := range stats {
+				p.onStats(st)
+			}
+		}
+		for _, e := range errs {
+			switch {
+			case e.Fatal:
+				p.logger.Error("producer fatal error", "err", e.Message, "code", e.Code.String())
+				select {
+				case fatal <- fmt.Errorf("producer: fatal error %s: %s", e.Code, e.Message):
+				default:
+				}
+			case e.Code == rdkafka.ErrAllBrokersDown:
+				if !brokersDown {
+					p.logger.Warn("all Kafka brokers are down", "err", e.Message)
+				}
+				brokersDown = true
+			default:
+				p.logger.Debug("producer error event", "err", e.Message, "code", e.Code.String())
+			}
+		}
+		if stopping && len(reports) == 0 {
+			return
+		}
+	}
+}
+
+// report completes one record from its delivery report.
+func (p *Producer) report(b *Batch, r *rdkafka.Report) {
+	res := &b.Results[uint32(r.Opaque)]
+	if r.Err != 0 {
+		res.Err = classifyReport(r)
+		res.unwritten = r.Status == rdkafka.NotPersisted
+	} else {
+		res.Partition = r.Partition
+		res.Offset = r.Offset
+	}
+	b.finish(1)
+}
+
+// shutdown stops intake, flushes, and purges what is left. Every record
+// ever enqueued gets its delivery report (success or failure) before the
+// poller stops, so no caller waits forever.
 func (p *Producer) shutdown() {
 	p.closeOnce.Do(func() { close(p.stopping) })
 	p.mu.Lock()
@@ -192,65 +302,17 @@ func (p *Producer) shutdown() {
 	p.mu.Unlock()
 
 	start := time.Now()
-	left := p.kp.Flush(int(p.cfg.FlushTimeout.Milliseconds()))
+	left := p.eng.Flush(p.cfg.FlushTimeout)
 	if left > 0 {
 		p.logger.Warn("producer flush timed out; failing the records still queued",
 			"records", left, "timeout", p.cfg.FlushTimeout)
-		if err := p.kp.Purge(kafka.PurgeQueue | kafka.PurgeInFlight); err != nil {
+		if err := p.eng.Purge(true); err != nil {
 			p.logger.Error("purge producer queue", "err", err)
 		}
-		// The purged records' reports come through the events channel.
-		p.kp.Flush(5_000)
+		// The purged records' reports come through the poller.
+		p.eng.Flush(5 * time.Second)
 	}
-	p.kp.Close() // closes Events and Logs, ending the handler goroutines
 	p.logger.Info("producer closed", "flush", time.Since(start).Round(time.Millisecond))
-}
-
-// handleEvents completes records from delivery reports. It owns nothing but
-// the results it writes, and returns when the events channel closes.
-func (p *Producer) handleEvents(fatal chan<- error) {
-	var brokersDown bool
-	for ev := range p.kp.Events() {
-		switch e := ev.(type) {
-		case *kafka.Message:
-			r, ok := e.Opaque.(*Result)
-			if !ok {
-				continue
-			}
-			if err := e.TopicPartition.Error; err != nil {
-				r.Err = kafkaclient.Classify(err)
-			} else {
-				r.Partition = e.TopicPartition.Partition
-				r.Offset = int64(e.TopicPartition.Offset)
-			}
-			r.batch.finish(1)
-		case *kafka.Stats:
-			if p.onStats != nil {
-				p.onStats(e.String())
-			}
-		case kafka.Error:
-			switch {
-			case e.IsFatal():
-				p.logger.Error("producer fatal error", "err", e)
-				select {
-				case fatal <- fmt.Errorf("producer: %w", e):
-				default:
-				}
-			case e.Code() == kafka.ErrAllBrokersDown:
-				if !brokersDown {
-					p.logger.Warn("all Kafka brokers are down", "err", e)
-				}
-				brokersDown = true
-			default:
-				p.logger.Debug("producer error event", "err", e)
-			}
-		default:
-			if brokersDown {
-				brokersDown = false
-				p.logger.Info("Kafka brokers reachable again")
-			}
-		}
-	}
 }
 
 // Produce writes records to topic and waits for every delivery report, or
@@ -310,77 +372,79 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 		return nil, ErrClosed
 	}
 
-	b := &Batch{Tag: tag, Results: make([]Result, len(records)), notify: notify, obs: obs}
+	b := &Batch{Tag: tag, Results: make([]Result, len(records)), notify: notify, obs: obs, slots: &p.slots}
 	if obs != nil {
 		b.start = time.Now()
 	}
 	b.remaining.Store(int32(len(records)))
 	b.enqueued = len(records) // unless a record fails below
-	wait := p.queueWait(ctx)
-	// librdkafka's delivery reports do not carry the timestamp through the Go
-	// client, so the gateway sets CreateTime itself and reports what it set.
+	b.slot = p.slots.take(b)
+	// The gateway sets CreateTime itself and reports what it set.
 	received := time.Now().Truncate(time.Millisecond)
-	// One Message and one header slice serve every record: librdkafka copies
-	// them during Produce.
-	msg := kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic}}
-	var headers []kafka.Header
+	msgs := p.messages(len(records))
+	// One header slice holds every record's headers: the message ID first,
+	// then the record's own.
+	nh := len(records)
+	for i := range records {
+		nh += len(records[i].Headers)
+	}
+	headers := make([]rdkafka.Header, 0, nh)
 	for i := range records {
 		rec := &records[i]
 		res := &b.Results[i]
-		res.batch = b
 		res.MessageID = rec.IdempotencyKey
 		if res.MessageID == "" {
 			res.MessageID = p.ids.Next()
 		}
-		headers = append(headers[:0], kafka.Header{Key: p.cfg.MessageIDHeader, Value: []byte(res.MessageID)})
+		first := len(headers)
+		headers = append(headers, rdkafka.Header{Key: p.cfg.MessageIDHeader, Value: []byte(res.MessageID)})
 		size := len(rec.Key) + len(rec.Value)
 		for _, h := range rec.Headers {
-			headers = append(headers, kafka.Header{Key: h.Key, Value: h.Value})
+			headers = append(headers, rdkafka.Header{Key: h.Key, Value: h.Value})
 			size += len(h.Key) + len(h.Value)
 		}
 		res.size = int32(size)
-		msg.TopicPartition.Partition = rec.Partition
-		msg.Key, msg.Value, msg.Headers = rec.Key, rec.Value, headers
-		msg.Timestamp = received
+		ts := received
 		if !rec.Timestamp.IsZero() {
-			msg.Timestamp = rec.Timestamp.Truncate(time.Millisecond)
+			ts = rec.Timestamp.Truncate(time.Millisecond)
 		}
-		res.Timestamp = msg.Timestamp
-		msg.Opaque = res
-		if err := p.enqueue(&msg, wait); err != nil {
-			b.enqueued, b.unsent = i, err
-			// Fail this record and every later one: writing the later ones
-			// could reorder records that share a key.
-			for j := i; j < len(records); j++ {
-				b.Results[j].Err = err
-				if j > i {
-					b.Results[j].MessageID = records[j].IdempotencyKey
-					b.Results[j].size = int32(recordBytes(&records[j]))
-				}
-			}
-			b.finish(int32(len(records) - i))
-			break
+		res.Timestamp = ts
+		msgs[i] = rdkafka.Message{
+			Partition: rec.Partition,
+			Key:       rec.Key,
+			Value:     rec.Value,
+			Headers:   headers[first:len(headers):len(headers)],
+			Timestamp: ts.UnixMilli(),
+			Opaque:    opaqueOf(b.slot, i),
 		}
+	}
+	s := &send{topic: topic, msgs: msgs, wait: p.queueWait(ctx), done: make(chan struct{})}
+	p.enq.enqueue(s)
+	p.recycle(msgs)
+	if s.err != nil {
+		b.enqueued, b.unsent = s.n, s.err
+		// This record failed, and every later one was not tried: writing
+		// them could reorder records that share a key.
+		for j := s.n; j < len(records); j++ {
+			b.Results[j].Err = s.err
+		}
+		b.finish(int32(len(records) - s.n))
 	}
 	return b, nil
 }
 
-// enqueue hands one message to librdkafka, waiting for room while the queue
-// is full until wait ends.
-func (p *Producer) enqueue(msg *kafka.Message, wait *queueWait) error {
-	for {
-		err := p.kp.Produce(msg, nil)
-		if err == nil {
-			return nil
-		}
-		var kerr kafka.Error
-		if !errors.As(err, &kerr) || kerr.Code() != kafka.ErrQueueFull {
-			return kafkaclient.Classify(err)
-		}
-		if err := wait.sleep(p.stopping); err != nil {
-			return err
-		}
+// messages returns a message slice of length n, recycled when it can be.
+func (p *Producer) messages(n int) []rdkafka.Message {
+	if m, ok := p.pool.Get().(*[]rdkafka.Message); ok && cap(*m) >= n {
+		return (*m)[:n]
 	}
+	return make([]rdkafka.Message, n)
+}
+
+// recycle gives a message slice back once librdkafka has copied it.
+func (p *Producer) recycle(msgs []rdkafka.Message) {
+	clear(msgs)
+	p.pool.Put(&msgs)
 }
 
 // queueWait paces retries while the local queue is full.
@@ -427,22 +491,18 @@ func (p *Producer) lookupTopic(ctx context.Context, topic string) (int32, error)
 	if timeout < time.Millisecond {
 		return 0, context.DeadlineExceeded
 	}
-	md, err := p.kp.GetMetadata(&topic, false, int(timeout.Milliseconds()))
-	if err != nil {
-		return 0, fmt.Errorf("read metadata of topic %q: %w", topic, kafkaclient.Classify(err))
-	}
-	tm, ok := md.Topics[topic]
-	if !ok {
-		return 0, fmt.Errorf("topic %q: %w", topic, ErrUnknownTopic)
-	}
-	switch tm.Error.Code() {
-	case kafka.ErrNoError:
-		return int32(len(tm.Partitions)), nil
-	case kafka.ErrLeaderNotAvailable:
+	n, err := p.eng.Partitions(topic, timeout)
+	var rerr *rdkafka.Error
+	switch {
+	case err == nil:
+		return n, nil
+	case errors.As(err, &rerr) && rerr.Code == rdkafka.ErrLeaderNotAvailable:
 		// Being created (auto-create) or electing a leader: let librdkafka
 		// wait for it; the partition count is not known yet.
 		return 0, nil
+	case errors.As(err, &rerr) && (rerr.Code == rdkafka.ErrUnknownTopicOrPart || rerr.Code == rdkafka.ErrUnknownTopic):
+		return 0, fmt.Errorf("topic %q: %w", topic, ErrUnknownTopic)
 	default:
-		return 0, fmt.Errorf("topic %q: %w", topic, kafkaclient.Classify(tm.Error))
+		return 0, fmt.Errorf("read metadata of topic %q: %w", topic, classifyProduce(err))
 	}
 }
