@@ -27,14 +27,14 @@ const (
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The record key. Unset = null: the record has no key. Set and empty =
-	// an empty key. Records with the same key go to the same partition (the
-	// Java client's murmur2 mapping), so their order is kept.
+	// an empty key, mapped to a partition like any other key. Records with
+	// the same key go to the same partition (the Java client's murmur2
+	// mapping), so their order is kept.
 	Key []byte `protobuf:"bytes,1,opt,name=key,proto3,oneof" json:"key,omitempty"`
 	// The record value. Unset = null (a null value is a tombstone on a
 	// compacted topic: it deletes the key). Set and empty = an empty value,
 	// not a tombstone. Key, value and headers together must not exceed the
-	// gateway's max_record_bytes; a null key or value counts as zero bytes.
-	// Clients generated from an older version of this file, where value was
+	// gateway's max_record_bytes. Clients generated from an older version of this file, where value was
 	// not optional, cannot send an empty value: it is not on the wire, so it
 	// arrives unset and is written as null.
 	Value []byte `protobuf:"bytes,2,opt,name=value,proto3,oneof" json:"value,omitempty"`

@@ -32,8 +32,9 @@ export const protobufFileName = "gateway/v1/producer.proto";
 export interface Record {
   /**
    * The record key. Unset = null: the record has no key. Set and empty =
-   * an empty key. Records with the same key go to the same partition (the
-   * Java client's murmur2 mapping), so their order is kept.
+   * an empty key, mapped to a partition like any other key. Records with
+   * the same key go to the same partition (the Java client's murmur2
+   * mapping), so their order is kept.
    */
   key?:
     | Buffer
@@ -42,8 +43,7 @@ export interface Record {
    * The record value. Unset = null (a null value is a tombstone on a
    * compacted topic: it deletes the key). Set and empty = an empty value,
    * not a tombstone. Key, value and headers together must not exceed the
-   * gateway's max_record_bytes; a null key or value counts as zero bytes.
-   * Clients generated from an older version of this file, where value was
+   * gateway's max_record_bytes. Clients generated from an older version of this file, where value was
    * not optional, cannot send an empty value: it is not on the wire, so it
    * arrives unset and is written as null.
    */
