@@ -34,9 +34,10 @@ type Record struct {
 	// The record value. Unset = null (a null value is a tombstone on a
 	// compacted topic: it deletes the key). Set and empty = an empty value,
 	// not a tombstone. Key, value and headers together must not exceed the
-	// gateway's max_record_bytes. Clients generated from an older version of this file, where value was
-	// not optional, cannot send an empty value: it is not on the wire, so it
-	// arrives unset and is written as null.
+	// gateway's max_record_bytes. Clients generated from a version of this
+	// file where key and value were not optional cannot send an empty key or
+	// value: it is not on the wire, so it arrives unset and is written as
+	// null.
 	Value []byte `protobuf:"bytes,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// Application headers, written in this order after the gateway's
 	// message-id header. Keys must be non-empty and must not be the message-id

@@ -43,9 +43,10 @@ export interface Record {
    * The record value. Unset = null (a null value is a tombstone on a
    * compacted topic: it deletes the key). Set and empty = an empty value,
    * not a tombstone. Key, value and headers together must not exceed the
-   * gateway's max_record_bytes. Clients generated from an older version of this file, where value was
-   * not optional, cannot send an empty value: it is not on the wire, so it
-   * arrives unset and is written as null.
+   * gateway's max_record_bytes. Clients generated from a version of this
+   * file where key and value were not optional cannot send an empty key or
+   * value: it is not on the wire, so it arrives unset and is written as
+   * null.
    */
   value?:
     | Buffer
