@@ -3,7 +3,9 @@ package main
 // End-to-end tests of the example apps in examples/ (Go, Python, TypeScript)
 // against the built gateway, the real broker and the real Redis: each app
 // produces records through the gateway, then consumes them with acks, and
-// every record must have arrived exactly once.
+// every record must have arrived exactly once. Every seventh record is a
+// tombstone (sent without a value): Kafka must hold it with a null value,
+// and the app must receive it without one.
 
 import (
 	"bufio"
@@ -36,6 +38,7 @@ type event struct {
 	Offset    int64    `json:"offset"`
 	Attempt   int32    `json:"attempt"`
 	Duplicate bool     `json:"duplicate"`
+	Tombstone bool     `json:"tombstone"`
 	Assigned  []string `json:"assigned"`
 	Revoked   []string `json:"revoked"`
 }
@@ -130,7 +133,7 @@ func TestClientExamplesProduceAndConsumeEveryRecordExactlyOnce(t *testing.T) {
 		for _, app := range apps {
 			t.Run(app.name, func(t *testing.T) {
 				t.Parallel()
-				const n = 300
+				const n, tombstoneEvery = 300, 7
 				target := p.addr
 				if app.transport == "unix" {
 					target = "unix://" + socket
@@ -141,19 +144,29 @@ func TestClientExamplesProduceAndConsumeEveryRecordExactlyOnce(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 				defer cancel()
 				cmd := app.command(t, []string{"--target", target, "--topic", topic, "--group", group,
-					"--produce", strconv.Itoa(n), "--consume", strconv.Itoa(n), "--batch", "40", "--run-id", runID})
+					"--produce", strconv.Itoa(n), "--consume", strconv.Itoa(n), "--batch", "40", "--run-id", runID,
+					"--tombstone-every", strconv.Itoa(tombstoneEvery)})
 				events := runExample(ctx, t, cmd, p)
 				checkExactlyOnce(t, events, runID, n, topic)
+				checkTombstones(t, events, n/tombstoneEvery)
 
-				// What the app saw is what Kafka holds: n records, one per key.
+				// What the app saw is what Kafka holds: n records, one per
+				// message ID, the tombstones with a null value.
 				var inKafka []string
+				nullValues := map[string]bool{}
 				for _, m := range testenv.ReadTopic(t, bootstrap, topic) {
 					id, _ := testenv.Header(m, "message-id")
 					inKafka = append(inKafka, id)
+					nullValues[id] = m.Value == nil
 				}
 				slices.Sort(inKafka)
 				if want := wantIDs(runID, n); !slices.Equal(inKafka, want) {
 					t.Errorf("the topic holds %d records, want the %d written once each", len(inKafka), n)
+				}
+				for _, e := range events {
+					if e.Event == "produced" && nullValues[e.MessageID] != e.Tombstone {
+						t.Errorf("%s: sent as a tombstone %v, held in Kafka with a null value %v", e.MessageID, e.Tombstone, nullValues[e.MessageID])
+					}
 				}
 
 				// The acks reach Kafka as the group's committed offsets.
@@ -275,6 +288,33 @@ func checkExactlyOnce(t *testing.T, events []event, runID string, n int, topic s
 	for part := range 3 {
 		if tp := fmt.Sprintf("%s/%d", topic, part); !assigned[tp] {
 			t.Errorf("no Assignment frame assigned %s (assigned: %s)", tp, strings.Join(slices.Sorted(maps.Keys(assigned)), ", "))
+		}
+	}
+}
+
+// checkTombstones checks that the app sent want tombstones and received
+// each record as it sent it: a tombstone without a value, any other record
+// with one.
+func checkTombstones(t *testing.T, events []event, want int) {
+	t.Helper()
+	sent := map[string]bool{}
+	for _, e := range events {
+		if e.Event == "produced" {
+			sent[e.MessageID] = e.Tombstone
+		}
+	}
+	tombstones := 0
+	for _, tomb := range sent {
+		if tomb {
+			tombstones++
+		}
+	}
+	if tombstones != want {
+		t.Errorf("the app sent %d tombstones, want %d", tombstones, want)
+	}
+	for _, e := range events {
+		if e.Event == "consumed" && e.Tombstone != sent[e.MessageID] {
+			t.Errorf("%s: sent as a tombstone %v, received as one %v", e.MessageID, sent[e.MessageID], e.Tombstone)
 		}
 	}
 }

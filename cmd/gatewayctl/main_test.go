@@ -202,6 +202,60 @@ type groupJSON struct {
 	} `json:"partitions"`
 }
 
+// An operator deletes a key of a compacted topic by writing a tombstone,
+// and must see one when tailing. gatewayctl wrote "value": null as an empty
+// value and tail printed a null key or value as an empty one. Now
+// "value": null is a tombstone (a record without value still has an empty
+// value), "key": "" an empty key, and tail prints null (JSON null) for
+// what is null and "" for what is empty.
+func TestProduceAndTailTellATombstoneFromAnEmptyValue(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	g := startGateway(t)
+	in := `{"key":"k","value":null}` + "\n" + // a tombstone of k
+		`{"key":"k"}` + "\n" + // an empty value
+		`{"key":"","value":"v"}` + "\n" + // an empty key
+		`{"value":"null"}` + "\n" // no key, a value whose text is null
+	ok(t, g, in, "produce", "--topic", topic)
+
+	type record struct {
+		Offset int64   `json:"offset"`
+		Key    *string `json:"key"`
+		Value  *string `json:"value"`
+	}
+	str := func(s *string) string {
+		if s == nil {
+			return "null"
+		}
+		return fmt.Sprintf("%q", *s)
+	}
+	want := [][2]string{{`"k"`, "null"}, {`"k"`, `""`}, {`""`, `"v"`}, {"null", `"null"`}}
+	group := testenv.UniqueName("g")
+	got := jsonLines[record](t, ok(t, g, "", "tail", "--group", group, "--topic", topic, "--ordering", "partition", "--max", "4", "--output", "json"))
+	if len(got) != len(want) {
+		t.Fatalf("tailed %d records, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		if k, v := str(r.Key), str(r.Value); r.Offset != int64(i) || k != want[i][0] || v != want[i][1] {
+			t.Errorf("record %d: offset %d, key %s, value %s; want key %s, value %s", i, r.Offset, k, v, want[i][0], want[i][1])
+		}
+	}
+	for _, m := range testenv.ReadTopic(t, bootstrap, topic)[:1] {
+		if m.Value != nil {
+			t.Errorf("Kafka holds the tombstone with value %q, want null", m.Value)
+		}
+	}
+
+	// The table output of another group.
+	lines := strings.Split(strings.TrimSpace(ok(t, g, "", "tail", "--group", testenv.UniqueName("g"), "--topic", topic, "--ordering", "none", "--max", "4")), "\n")
+	wantLines := []string{topic + "/0@0  k  null", topic + "/0@1  k  \"\"", topic + "/0@2  \"\"  v", topic + "/0@3  null  \"null\""}
+	slices.Sort(lines)
+	if !slices.Equal(lines, wantLines) {
+		t.Errorf("table output:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
+	}
+}
+
 func TestProduceTailAckAndLagThroughTheCommandLine(t *testing.T) {
 	t.Parallel()
 	bootstrap := testenv.Kafka(t)

@@ -9,25 +9,40 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 )
 
+// A record's key and value keep their presence: without a key, or with
+// "key": null, the record has no key (null), and "key": "" is an empty key;
+// "value": null is a null value (a tombstone), and a record without value,
+// or with "value": "", has an empty value. Until the API could tell null
+// from empty, "value": null wrote an empty value and "key": "" no key.
 func TestParseRecord(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, line     string
 		b64            bool
 		key, value     string
+		nullKey        bool
+		nullValue      bool
 		headers        []string // key=value
 		partition      int32    // -1: none
 		idempotencyKey string
 		err            string
 	}{
 		{name: "strings", line: `{"key":"k","value":"héllo"}`, key: "k", value: "héllo", partition: -1},
-		{name: "JSON value", line: `{"value": {"a": [1, 2]}}`, value: `{"a":[1,2]}`, partition: -1},
-		{name: "number value", line: `{"value": 12}`, value: `12`, partition: -1},
-		{name: "null value", line: `{"key":"k","value":null}`, key: "k", partition: -1},
-		{name: "headers sorted", line: `{"headers":{"b":"2","a":"1"}}`, headers: []string{"a=1", "b=2"}, partition: -1},
-		{name: "partition and idempotency key", line: `{"partition":2,"idempotency_key":"id-1"}`, partition: 2, idempotencyKey: "id-1"},
+		{name: "JSON value", line: `{"value": {"a": [1, 2]}}`, nullKey: true, value: `{"a":[1,2]}`, partition: -1},
+		{name: "number value", line: `{"value": 12}`, nullKey: true, value: `12`, partition: -1},
+		{name: "null value: a tombstone", line: `{"key":"k","value":null}`, key: "k", nullValue: true, partition: -1},
+		{name: "no value: an empty value", line: `{"key":"k"}`, key: "k", partition: -1},
+		{name: "empty value", line: `{"key":"k","value":""}`, key: "k", partition: -1},
+		{name: "empty key", line: `{"key":"","value":"v"}`, value: "v", partition: -1},
+		{name: "null key", line: `{"key":null,"value":"v"}`, nullKey: true, value: "v", partition: -1},
+		{name: "empty key and value in base64", line: `{"key":"","value":""}`, b64: true, partition: -1},
+		{name: "headers sorted", line: `{"headers":{"b":"2","a":"1"}}`, nullKey: true, headers: []string{"a=1", "b=2"}, partition: -1},
+		{name: "partition and idempotency key", line: `{"partition":2,"idempotency_key":"id-1"}`, nullKey: true, partition: 2, idempotencyKey: "id-1"},
 		{name: "base64", line: `{"key":"AAE=","value":"aGk=","headers":{"h":"eA=="}}`, b64: true, key: "\x00\x01", value: "hi", headers: []string{"h=x"}, partition: -1},
 		{name: "bad base64", line: `{"value":"%%%"}`, b64: true, err: "value: not base64"},
 		{name: "unknown field", line: `{"valeu":"x"}`, err: "unknown field"},
@@ -45,6 +60,15 @@ func TestParseRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// What the gateway receives: presence survives the wire.
+			wire, err := proto.Marshal(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec = &gatewayv1.Record{}
+			if err := proto.Unmarshal(wire, rec); err != nil {
+				t.Fatal(err)
+			}
 			var hs []string
 			for _, h := range rec.GetHeaders() {
 				hs = append(hs, h.GetKey()+"="+string(h.GetValue()))
@@ -56,6 +80,9 @@ func TestParseRecord(t *testing.T) {
 			if string(rec.GetKey()) != tc.key || string(rec.GetValue()) != tc.value || !slices.Equal(hs, tc.headers) ||
 				p != tc.partition || rec.GetIdempotencyKey() != tc.idempotencyKey {
 				t.Errorf("record = %v", rec)
+			}
+			if (rec.Key == nil) != tc.nullKey || (rec.Value == nil) != tc.nullValue {
+				t.Errorf("key null %v, value null %v; want %v, %v", rec.Key == nil, rec.Value == nil, tc.nullKey, tc.nullValue)
 			}
 		})
 	}

@@ -35,6 +35,11 @@ written as UTF-8; with --encoding base64, key, a string value and header
 values are base64 and written decoded (for binary data). Empty lines are
 skipped.
 
+A record without key (or with "key": null) has no key; "key": "" is an
+empty key. "value": null writes a null value: on a compacted topic, a
+tombstone that deletes the key. A record without value, or with
+"value": "", has an empty value, not a tombstone.
+
 Records are written in input order, --batch per call. The table output
 sums up per partition; --output json prints one line per record with its
 input line, partition, offset and message_id, or its error.`,
@@ -114,7 +119,10 @@ func parseRecord(line []byte, b64 bool) (*gatewayv1.Record, error) {
 		}
 	}
 	switch v := bytes.TrimSpace(in.Value); {
-	case len(v) == 0 || bytes.Equal(v, []byte("null")):
+	case len(v) == 0:
+		rec.Value = []byte{} // no "value": an empty value
+	case bytes.Equal(v, []byte("null")):
+		// "value": null: left unset, written as a null value (a tombstone)
 	case v[0] == '"':
 		var s string
 		if err := json.Unmarshal(v, &s); err != nil {

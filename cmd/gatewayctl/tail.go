@@ -21,6 +21,8 @@ var tailCmd = &command{
 Joins (or attaches to) the group on the gateway and prints each record as it
 arrives, acknowledging it once printed, until --max records are done or the
 command is interrupted. Partitions gained or lost are reported on stderr.
+A null key or value (a tombstone's value is null) is printed as null, an
+empty one as "" (a key or value whose text is null is quoted: "null").
 
 With --no-ack nothing is acknowledged and each line carries its ack ID, for
 "gatewayctl ack" (valid while the gateway owns the record's partition);
@@ -95,8 +97,8 @@ type recordJSON struct {
 	Topic     string            `json:"topic"`
 	Partition int32             `json:"partition"`
 	Offset    int64             `json:"offset"`
-	Key       string            `json:"key"`
-	Value     string            `json:"value"`
+	Key       *string           `json:"key"`   // nil: a null key
+	Value     *string           `json:"value"` // nil: a null value (a tombstone)
 	Headers   map[string]string `json:"headers"`
 	Timestamp time.Time         `json:"timestamp"`
 	MessageID string            `json:"message_id"`
@@ -120,6 +122,20 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 			return base64.StdEncoding.EncodeToString(b)
 		}
 		return string(b)
+	}
+	// A key or value is unset (nil) when null, set and empty when empty.
+	nullable := func(b []byte) *string {
+		if b == nil {
+			return nil
+		}
+		s := text(b)
+		return &s
+	}
+	shown := func(b []byte) string {
+		if b == nil {
+			return "null"
+		}
+		return printable(text(b))
 	}
 	done := 0
 	for maxRecords == 0 || done < maxRecords {
@@ -145,7 +161,7 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 			if e.json() {
 				r := recordJSON{
 					Topic: d.GetTopic(), Partition: d.GetPartition(), Offset: d.GetOffset(),
-					Key: text(d.GetKey()), Value: text(d.GetValue()), Headers: map[string]string{},
+					Key: nullable(d.Key), Value: nullable(d.Value), Headers: map[string]string{},
 					Timestamp: d.GetTimestamp().AsTime(), MessageID: d.GetMessageId(), Attempt: d.GetAttempt(), AckID: d.GetAckId(),
 				}
 				for _, h := range d.GetHeaders() {
@@ -155,7 +171,7 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 					return err
 				}
 			} else {
-				line := fmt.Sprintf("%s/%d@%d  %s  %s", d.GetTopic(), d.GetPartition(), d.GetOffset(), printable(text(d.GetKey())), printable(text(d.GetValue())))
+				line := fmt.Sprintf("%s/%d@%d  %s  %s", d.GetTopic(), d.GetPartition(), d.GetOffset(), shown(d.Key), shown(d.Value))
 				if showHeaders {
 					var hs []string
 					for _, h := range d.GetHeaders() {
@@ -191,10 +207,11 @@ func tpList(tps []*gatewayv1.TopicPartition) string {
 	return strings.Join(s, ", ")
 }
 
-// printable quotes s when it would not read well on one line.
+// printable quotes s when it would not read well on one line, or would
+// read as a null key or value.
 func printable(s string) string {
-	if s == "" {
-		return `""`
+	if s == "" || s == "null" {
+		return fmt.Sprintf("%q", s)
 	}
 	if !utf8.ValidString(s) || strings.ContainsAny(s, "\n\r\t") {
 		return fmt.Sprintf("%q", s)

@@ -7,6 +7,11 @@
 //	go run ./examples/go --target unix:///var/run/gateway/gateway.sock \
 //	  --topic orders --group billing --produce 100 --consume 100
 //
+// With --tombstone-every N, every Nth record is a tombstone: a record with
+// its key and no value, which deletes the key on a compacted topic (see
+// tombstone). A consumer tells a tombstone by its unset value (see
+// isTombstone), not by an empty one.
+//
 // Calls that fail with RESOURCE_EXHAUSTED (a rate limit or a full queue) are
 // retried after the delay the gateway asks for (google.rpc.RetryInfo), or
 // with a backoff when it gives none. Produce retries are safe because every
@@ -50,12 +55,13 @@ func run() error {
 	nConsume := flag.Int("consume", 0, "distinct records to handle before exiting")
 	batch := flag.Int("batch", 50, "records per Produce call")
 	runID := flag.String("run-id", randomID(), "prefix of the idempotency keys")
+	tombstoneEvery := flag.Int("tombstone-every", 0, "make every Nth record a tombstone (no value); 0: none")
 	flag.Parse()
 	switch {
 	case *topic == "" || *group == "":
 		return errors.New("--topic and --group are required")
-	case *nProduce < 0 || *nConsume < 0 || *batch <= 0:
-		return errors.New("--produce and --consume must not be negative, --batch must be positive")
+	case *nProduce < 0 || *nConsume < 0 || *batch <= 0 || *tombstoneEvery < 0:
+		return errors.New("--produce, --consume and --tombstone-every must not be negative, --batch must be positive")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,7 +72,7 @@ func run() error {
 	}
 	defer conn.Close()
 	if *nProduce > 0 {
-		if err := produce(ctx, gatewayv1.NewProducerServiceClient(conn), *topic, *nProduce, *batch, *runID); err != nil {
+		if err := produce(ctx, gatewayv1.NewProducerServiceClient(conn), *topic, *nProduce, *batch, *runID, *tombstoneEvery); err != nil {
 			return err
 		}
 	}
@@ -118,17 +124,36 @@ func emit(event string, fields map[string]any) {
 	fmt.Println(string(b))
 }
 
+// tombstone is a record that deletes key on a compacted topic: its value is
+// left unset (nil), which the gateway writes as a null value. A non-nil
+// empty value ([]byte{}) would be an empty value instead, not a tombstone.
+func tombstone(key []byte, idempotencyKey string) *gatewayv1.Record {
+	return &gatewayv1.Record{Key: key, IdempotencyKey: idempotencyKey}
+}
+
+// isTombstone tells a delivered tombstone: its value is unset (nil). An
+// empty value is set and empty (non-nil), so len(d.GetValue()) == 0 cannot
+// tell the two apart.
+func isTombstone(d *gatewayv1.Delivery) bool { return d.Value == nil }
+
+// nthRecord is the i-th record of a run: an order of customer i%10, or, with
+// tombstoneEvery > 0, every tombstoneEvery-th one a tombstone of that
+// customer.
+func nthRecord(runID string, i, tombstoneEvery int) *gatewayv1.Record {
+	key, id := fmt.Appendf(nil, "customer-%d", i%10), fmt.Sprintf("%s-%d", runID, i)
+	if tombstoneEvery > 0 && i%tombstoneEvery == tombstoneEvery-1 {
+		return tombstone(key, id)
+	}
+	return &gatewayv1.Record{Key: key, Value: fmt.Appendf(nil, `{"order":%d}`, i), IdempotencyKey: id}
+}
+
 // produce writes n records in batches. Records a batch could not write for
 // a retryable reason are sent again, with the same idempotency keys.
-func produce(ctx context.Context, producer gatewayv1.ProducerServiceClient, topic string, n, batch int, runID string) error {
+func produce(ctx context.Context, producer gatewayv1.ProducerServiceClient, topic string, n, batch int, runID string, tombstoneEvery int) error {
 	for start := 0; start < n; start += batch {
 		var pending []*gatewayv1.Record
 		for i := start; i < min(start+batch, n); i++ {
-			pending = append(pending, &gatewayv1.Record{
-				Key:            fmt.Appendf(nil, "customer-%d", i%10),
-				Value:          fmt.Appendf(nil, `{"order":%d}`, i),
-				IdempotencyKey: fmt.Sprintf("%s-%d", runID, i),
-			})
+			pending = append(pending, nthRecord(runID, i, tombstoneEvery))
 		}
 		for attempt := 1; len(pending) > 0; attempt++ {
 			req := &gatewayv1.ProduceRequest{Topic: topic, Records: pending}
@@ -142,7 +167,8 @@ func produce(ctx context.Context, producer gatewayv1.ProducerServiceClient, topi
 			var wait time.Duration
 			for i, r := range resp.GetResults() {
 				if r.GetError() == nil {
-					emit("produced", map[string]any{"message_id": r.GetMessageId(), "partition": r.GetPartition(), "offset": r.GetOffset()})
+					emit("produced", map[string]any{"message_id": r.GetMessageId(), "partition": r.GetPartition(), "offset": r.GetOffset(),
+						"tombstone": pending[i].Value == nil})
 					continue
 				}
 				st := status.FromProto(r.GetError())
@@ -210,7 +236,8 @@ func subscribeOnce(ctx context.Context, consumer gatewayv1.ConsumerServiceClient
 		for _, d := range resp.GetDeliveries().GetDeliveries() {
 			// Handle the record here; this app only reports it.
 			emit("consumed", map[string]any{"message_id": d.GetMessageId(), "partition": d.GetPartition(),
-				"offset": d.GetOffset(), "attempt": d.GetAttempt(), "duplicate": seen[d.GetMessageId()]})
+				"offset": d.GetOffset(), "attempt": d.GetAttempt(), "duplicate": seen[d.GetMessageId()],
+				"tombstone": isTombstone(d)})
 			seen[d.GetMessageId()] = true
 			ids = append(ids, d.GetAckId())
 		}

@@ -8,6 +8,11 @@ line, so a person or a test can follow it; logs go to stderr.
         --target unix:///var/run/gateway/gateway.sock \
         --topic orders --group billing --produce 100 --consume 100
 
+With --tombstone-every N, every Nth record is a tombstone: a record with its
+key and no value, which deletes the key on a compacted topic (see tombstone).
+A consumer tells a tombstone by its unset value (see is_tombstone), not by an
+empty one.
+
 Calls that fail with RESOURCE_EXHAUSTED (a rate limit or a full queue) are
 retried after the delay the gateway asks for (google.rpc.RetryInfo), or with
 a backoff when it gives none. Produce retries are safe because every record
@@ -77,19 +82,36 @@ def emit(event: str, **fields) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
+def tombstone(key: bytes, idempotency_key: str) -> producer_pb2.Record:
+    """A record that deletes key on a compacted topic: its value is left unset,
+    which the gateway writes as a null value. value=b"" would set an empty
+    value instead, not a tombstone."""
+    return producer_pb2.Record(key=key, idempotency_key=idempotency_key)
+
+
+def is_tombstone(delivery: consumer_pb2.Delivery) -> bool:
+    """Tells a delivered tombstone: its value is unset. An empty value is set
+    and empty, so `not delivery.value` cannot tell the two apart."""
+    return not delivery.HasField("value")
+
+
+def nth_record(run_id: str, i: int, tombstone_every: int = 0) -> producer_pb2.Record:
+    """The i-th record of a run: an order of customer i % 10, or, with
+    tombstone_every > 0, every tombstone_every-th one a tombstone of that
+    customer."""
+    key, idempotency_key = f"customer-{i % 10}".encode(), f"{run_id}-{i}"
+    if tombstone_every > 0 and i % tombstone_every == tombstone_every - 1:
+        return tombstone(key, idempotency_key)
+    return producer_pb2.Record(key=key, value=json.dumps({"order": i}).encode(),
+                               idempotency_key=idempotency_key)
+
+
 def produce(producer: producer_pb2_grpc.ProducerServiceStub, topic: str, count: int, batch: int,
-            run_id: str, sleep: Callable[[float], None] = time.sleep) -> None:
+            run_id: str, sleep: Callable[[float], None] = time.sleep, tombstone_every: int = 0) -> None:
     """Writes count records in batches. Records a batch could not write for a
     retryable reason are sent again, with the same idempotency keys."""
     for start in range(0, count, batch):
-        pending = [
-            producer_pb2.Record(
-                key=f"customer-{i % 10}".encode(),
-                value=json.dumps({"order": i}).encode(),
-                idempotency_key=f"{run_id}-{i}",
-            )
-            for i in range(start, min(start + batch, count))
-        ]
+        pending = [nth_record(run_id, i, tombstone_every) for i in range(start, min(start + batch, count))]
         attempt = 0
         while pending:
             attempt += 1
@@ -99,7 +121,7 @@ def produce(producer: producer_pb2_grpc.ProducerServiceStub, topic: str, count: 
             for record, result in zip(pending, response.results):
                 if not result.HasField("error"):
                     emit("produced", message_id=result.message_id, partition=result.partition,
-                         offset=result.offset)
+                         offset=result.offset, tombstone=not record.HasField("value"))
                     continue
                 if CODES.get(result.error.code) not in RETRYABLE or attempt >= 20:
                     raise RuntimeError(f"record {record.idempotency_key}: {result.error.message}")
@@ -133,7 +155,7 @@ def consume(consumer: consumer_pb2_grpc.ConsumerServiceStub, topic: str, group: 
                 for d in frame.deliveries.deliveries:
                     # Handle the record here; this app only reports it.
                     emit("consumed", message_id=d.message_id, partition=d.partition, offset=d.offset,
-                         attempt=d.attempt, duplicate=d.message_id in seen)
+                         attempt=d.attempt, duplicate=d.message_id in seen, tombstone=is_tombstone(d))
                     seen.add(d.message_id)
                     ack_ids.append(d.ack_id)
                 if ack_ids:
@@ -173,15 +195,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="distinct records to handle before exiting")
     parser.add_argument("--batch", type=int, default=50, help="records per Produce call")
     parser.add_argument("--run-id", default=uuid.uuid4().hex, help="prefix of the idempotency keys")
+    parser.add_argument("--tombstone-every", type=int, default=0, metavar="N",
+                        help="make every Nth record a tombstone (no value); 0: none")
     args = parser.parse_args(argv)
-    if args.produce < 0 or args.consume < 0 or args.batch <= 0:
-        parser.error("--produce and --consume must not be negative, --batch must be positive")
+    if args.produce < 0 or args.consume < 0 or args.tombstone_every < 0 or args.batch <= 0:
+        parser.error("--produce, --consume and --tombstone-every must not be negative, --batch must be positive")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     with grpc.insecure_channel(args.target) as channel:
         if args.produce:
             produce(producer_pb2_grpc.ProducerServiceStub(channel), args.topic, args.produce,
-                    args.batch, args.run_id)
+                    args.batch, args.run_id, tombstone_every=args.tombstone_every)
         if args.consume:
             consume(consumer_pb2_grpc.ConsumerServiceStub(channel), args.topic, args.group, args.consume)
     return 0

@@ -13,7 +13,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 import app
-from gateway.v1 import producer_pb2, producer_pb2_grpc
+from gateway.v1 import consumer_pb2, producer_pb2, producer_pb2_grpc
 
 
 def throttled(delay: timedelta, message: str) -> status_pb2.Status:
@@ -83,6 +83,52 @@ class RetryTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError):
             app.with_retry(invalid, "produce", sleep=lambda _: self.fail("slept"))
         self.assertEqual(len(calls), 1)
+
+
+class AcceptingProducer(producer_pb2_grpc.ProducerServiceServicer):
+    """Accepts every record and keeps the requests as the server decoded them."""
+
+    def __init__(self):
+        self.requests = []
+
+    def Produce(self, request, context):
+        self.requests.append(request)
+        return producer_pb2.ProduceResponse(results=[
+            producer_pb2.RecordResult(partition=0, offset=i, message_id=r.idempotency_key)
+            for i, r in enumerate(request.records)])
+
+
+class TombstoneTest(unittest.TestCase):
+    """A tombstone reaches the gateway with its key and no value (unset, not
+    empty), and a consumer tells it from a record whose value is empty."""
+
+    def setUp(self):
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self.servicer = AcceptingProducer()
+        producer_pb2_grpc.add_ProducerServiceServicer_to_server(self.servicer, self.server)
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+
+    def tearDown(self):
+        self.channel.close()
+        self.server.stop(None)
+
+    def test_every_nth_record_is_sent_without_a_value(self):
+        app.produce(producer_pb2_grpc.ProducerServiceStub(self.channel), "orders", 4, 10, "run",
+                    sleep=self.fail, tombstone_every=2)
+        (request,) = self.servicer.requests
+        self.assertEqual([r.HasField("value") for r in request.records], [True, False, True, False])
+        self.assertEqual([r.key for r in request.records],
+                         [b"customer-0", b"customer-1", b"customer-2", b"customer-3"])
+
+    def test_a_delivery_without_a_value_is_a_tombstone_and_an_empty_value_is_not(self):
+        def decoded(**fields):
+            return consumer_pb2.Delivery.FromString(consumer_pb2.Delivery(key=b"k", **fields).SerializeToString())
+
+        self.assertTrue(app.is_tombstone(decoded()))
+        self.assertFalse(app.is_tombstone(decoded(value=b"")))
+        self.assertFalse(app.is_tombstone(decoded(value=b"x")))
 
 
 class FakeError(grpc.RpcError):

@@ -107,8 +107,8 @@ func toProtoFrame(f consume.Frame) *gatewayv1.SubscribeResponse {
 			Topic:     d.Topic,
 			Partition: d.Partition,
 			Offset:    d.Offset,
-			Key:       d.Key,
-			Value:     d.Value,
+			Key:       d.Key,   // nil (null) is unset, non-nil empty is set and empty
+			Value:     d.Value, // nil (a tombstone's null) likewise
 			Timestamp: timestamppb.New(d.Timestamp),
 			MessageId: d.MessageID,
 			Attempt:   d.Attempt,

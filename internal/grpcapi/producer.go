@@ -239,20 +239,17 @@ func (s *ProducerServer) stopStatus(requestID string, from int, err error) *stat
 		requestID, from, st.Message(), from)
 }
 
-// fromProtoRecords converts records; bad timestamps are reported by field.
+// fromProtoRecords converts records, keeping a null key or value (unset)
+// apart from an empty one; bad timestamps are reported by field.
 func fromProtoRecords(in []*gatewayv1.Record) ([]produce.Record, error) {
 	var errs invalid.Error
 	out := make([]produce.Record, len(in))
 	for i, r := range in {
 		rec := &out[i]
-		rec.Key = r.GetKey()
-		if len(rec.Key) == 0 {
-			rec.Key = nil // no key: the partitioner spreads such records
-		}
-		rec.Value = r.GetValue()
-		if rec.Value == nil {
-			rec.Value = []byte{} // an empty value, never a tombstone
-		}
+		// Presence is kept: an unset key or value decodes as nil, which the
+		// producer writes as null (a null value is a tombstone); a set one,
+		// even empty, decodes as a non-nil slice and is written as it is.
+		rec.Key, rec.Value = r.GetKey(), r.GetValue()
 		rec.Partition = produce.AnyPartition
 		if r.Partition != nil {
 			rec.Partition = r.GetPartition()

@@ -15,9 +15,11 @@ import {
   ProducerServiceClient,
   ProducerServiceService,
 } from "../../../gen/ts/gateway/v1/producer";
+import { Delivery } from "../../../gen/ts/gateway/v1/consumer";
+import { Record } from "../../../gen/ts/gateway/v1/producer";
 import { Duration } from "../../../gen/ts/google/protobuf/duration";
 import { Status } from "../../../gen/ts/google/rpc/status";
-import { produce, retryDelayMs, withRetry } from "./app";
+import { isTombstone, nthRecord, produce, retryDelayMs, withRetry } from "./app";
 
 function throttled(delayMs: number, message: string): Status {
   const retryInfo = new BinaryWriter();
@@ -92,4 +94,28 @@ test("errors that retrying cannot fix are thrown at once", async () => {
     }, "produce", async () => assert.fail("slept")),
   );
   assert.equal(calls, 1);
+});
+
+// A tombstone reaches the gateway with its key and no value (unset, not
+// empty), and a consumer tells it from a record whose value is empty; both
+// are checked as the other side decodes them.
+test("every nth record is sent without a value", () => {
+  const decoded = [0, 1, 2, 3].map((i) => Record.decode(Record.encode(nthRecord("run", i, 2)).finish()));
+  assert.deepEqual(
+    decoded.map((r) => r.value !== undefined),
+    [true, false, true, false],
+  );
+  assert.deepEqual(
+    decoded.map((r) => r.key?.toString()),
+    ["customer-0", "customer-1", "customer-2", "customer-3"],
+  );
+  assert.equal(Record.decode(Record.encode(nthRecord("run", 1)).finish()).value?.toString(), `{"order":1}`);
+});
+
+test("a delivery without a value is a tombstone and an empty value is not", () => {
+  const decoded = (value: Buffer | undefined) =>
+    Delivery.decode(Delivery.encode(Delivery.fromPartial({ key: Buffer.from("k"), value })).finish());
+  assert.equal(isTombstone(decoded(undefined)), true);
+  assert.equal(isTombstone(decoded(Buffer.alloc(0))), false);
+  assert.equal(isTombstone(decoded(Buffer.from("x"))), false);
 });

@@ -8,6 +8,11 @@
 //     --target unix:///var/run/gateway/gateway.sock \
 //     --topic orders --group billing --produce 100 --consume 100
 //
+// With --tombstone-every N, every Nth record is a tombstone: a record with its
+// key and no value, which deletes the key on a compacted topic (see
+// tombstone). A consumer tells a tombstone by its unset value (see
+// isTombstone), not by an empty one.
+//
 // Calls that fail with RESOURCE_EXHAUSTED (a rate limit or a full queue) are
 // retried after the delay the gateway asks for (google.rpc.RetryInfo), or
 // with a backoff when it gives none. Produce retries are safe because every
@@ -20,7 +25,7 @@ import { setTimeout as sleepMs } from "node:timers/promises";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { credentials, Metadata, status as Code, type ServiceError } from "@grpc/grpc-js";
 
-import { ConsumerServiceClient, Ordering, type SubscribeResponse } from "../../../gen/ts/gateway/v1/consumer";
+import { ConsumerServiceClient, Ordering, type Delivery, type SubscribeResponse } from "../../../gen/ts/gateway/v1/consumer";
 import { ProducerServiceClient, type ProduceResponse, type Record } from "../../../gen/ts/gateway/v1/producer";
 import { Duration } from "../../../gen/ts/google/protobuf/duration";
 import { Status } from "../../../gen/ts/google/rpc/status";
@@ -102,6 +107,37 @@ function emit(event: string, fields: object): void {
 }
 
 /**
+ * A record that deletes key on a compacted topic: its value is left
+ * undefined (unset), which the gateway writes as a null value. An empty
+ * Buffer would be an empty value instead, not a tombstone.
+ */
+export function tombstone(key: Buffer, idempotencyKey: string): Record {
+  return { key, value: undefined, headers: [], timestamp: undefined, idempotencyKey };
+}
+
+/**
+ * Tells a delivered tombstone: its value is unset (undefined). An empty
+ * value is an empty Buffer, so a length check cannot tell the two apart.
+ */
+export function isTombstone(d: Delivery): boolean {
+  return d.value === undefined;
+}
+
+/**
+ * The i-th record of a run: an order of customer i % 10, or, with
+ * tombstoneEvery > 0, every tombstoneEvery-th one a tombstone of that
+ * customer.
+ */
+export function nthRecord(runID: string, i: number, tombstoneEvery = 0): Record {
+  const key = Buffer.from(`customer-${i % 10}`);
+  const idempotencyKey = `${runID}-${i}`;
+  if (tombstoneEvery > 0 && i % tombstoneEvery === tombstoneEvery - 1) {
+    return tombstone(key, idempotencyKey);
+  }
+  return { key, value: Buffer.from(JSON.stringify({ order: i })), headers: [], timestamp: undefined, idempotencyKey };
+}
+
+/**
  * Writes count records in batches. Records a batch could not write for a
  * retryable reason are sent again, with the same idempotency keys.
  */
@@ -112,17 +148,12 @@ export async function produce(
   batch: number,
   runID: string,
   sleep: Sleep = sleepMs,
+  tombstoneEvery = 0,
 ): Promise<void> {
   for (let start = 0; start < count; start += batch) {
     let pending: Record[] = [];
     for (let i = start; i < Math.min(start + batch, count); i++) {
-      pending.push({
-        key: Buffer.from(`customer-${i % 10}`),
-        value: Buffer.from(JSON.stringify({ order: i })),
-        headers: [],
-        timestamp: undefined,
-        idempotencyKey: `${runID}-${i}`,
-      });
+      pending.push(nthRecord(runID, i, tombstoneEvery));
     }
     for (let attempt = 1; pending.length > 0; attempt++) {
       const records = pending;
@@ -135,7 +166,12 @@ export async function produce(
       let wait = 0;
       res.results.forEach((result, i) => {
         if (!result.error) {
-          emit("produced", { message_id: result.messageId, partition: result.partition, offset: result.offset });
+          emit("produced", {
+            message_id: result.messageId,
+            partition: result.partition,
+            offset: result.offset,
+            tombstone: records[i].value === undefined,
+          });
           return;
         }
         if (!retryable.has(result.error.code) || attempt >= 20) {
@@ -189,6 +225,7 @@ export async function consume(consumer: ConsumerServiceClient, topic: string, gr
             offset: d.offset,
             attempt: d.attempt,
             duplicate: seen.has(d.messageId),
+            tombstone: isTombstone(d),
           });
           seen.add(d.messageId);
           ackIds.push(d.ackId);
@@ -245,6 +282,7 @@ export async function main(argv: string[]): Promise<void> {
       consume: { type: "string", default: "0" },
       batch: { type: "string", default: "50" },
       "run-id": { type: "string", default: randomUUID() },
+      "tombstone-every": { type: "string", default: "0" },
     },
   });
   if (!values.topic || !values.group) {
@@ -253,11 +291,12 @@ export async function main(argv: string[]): Promise<void> {
   const toProduce = count("produce", values.produce, 0);
   const toConsume = count("consume", values.consume, 0);
   const batch = count("batch", values.batch, 1);
+  const tombstoneEvery = count("tombstone-every", values["tombstone-every"], 0);
 
   const creds = credentials.createInsecure();
   if (toProduce > 0) {
     const producer = new ProducerServiceClient(values.target, creds);
-    await produce(producer, values.topic, toProduce, batch, values["run-id"]);
+    await produce(producer, values.topic, toProduce, batch, values["run-id"], sleepMs, tombstoneEvery);
     producer.close();
   }
   if (toConsume > 0) {

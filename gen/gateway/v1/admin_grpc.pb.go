@@ -115,7 +115,8 @@ type AdminServiceClient interface {
 	// ReplayDeadLetters reads records from a dead-letter topic and writes them
 	// back to the topic each came from (its dlq-source-topic header), or to
 	// target_topic. A replayed record keeps its key, value and application
-	// headers; the gateway's dlq-* headers are dropped, and replay-source
+	// headers (a null key or value stays null: a tombstone stays one); the
+	// gateway's dlq-* headers are dropped, and replay-source
 	// ("<dead-letter topic>/<partition>/<offset>") and
 	// replay-original-message-id are added. Its message ID is derived from its
 	// place in the dead-letter topic, so running the same replay twice writes
@@ -295,7 +296,8 @@ type AdminServiceServer interface {
 	// ReplayDeadLetters reads records from a dead-letter topic and writes them
 	// back to the topic each came from (its dlq-source-topic header), or to
 	// target_topic. A replayed record keeps its key, value and application
-	// headers; the gateway's dlq-* headers are dropped, and replay-source
+	// headers (a null key or value stays null: a tombstone stays one); the
+	// gateway's dlq-* headers are dropped, and replay-source
 	// ("<dead-letter topic>/<partition>/<offset>") and
 	// replay-original-message-id are added. Its message ID is derived from its
 	// place in the dead-letter topic, so running the same replay twice writes

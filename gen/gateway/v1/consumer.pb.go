@@ -32,8 +32,9 @@ const (
 	// At most one record in flight per partition: strict partition order.
 	Ordering_ORDERING_PARTITION Ordering = 1
 	// At most one record in flight per key (within its partition); records
-	// with different keys are processed in parallel. Records without a key are
-	// ordered by partition.
+	// with different keys are processed in parallel. Records without a key (a
+	// null key) and records with an empty key share one key: one at a time per
+	// partition, in partition order.
 	Ordering_ORDERING_KEY Ordering = 2
 	// No ordering: up to max_in_flight records per stream at once.
 	Ordering_ORDERING_NONE Ordering = 3
@@ -498,10 +499,13 @@ type Delivery struct {
 	Partition int32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	// Offset of the record in its partition.
 	Offset int64 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
-	// Record key (empty when the record has none).
-	Key []byte `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
-	// Record value.
-	Value []byte `protobuf:"bytes,6,opt,name=value,proto3" json:"value,omitempty"`
+	// Record key. Unset = null: the record has no key. Set and empty = an
+	// empty key. For ORDERING_KEY both are the same "no key".
+	Key []byte `protobuf:"bytes,5,opt,name=key,proto3,oneof" json:"key,omitempty"`
+	// Record value. Unset = null (a null value is a tombstone on a compacted
+	// topic: the key's deletion). Set and empty = an empty value, not a
+	// tombstone.
+	Value []byte `protobuf:"bytes,6,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// Record headers, including the message-id header.
 	Headers []*Header `protobuf:"bytes,7,rep,name=headers,proto3" json:"headers,omitempty"`
 	// Record timestamp.
@@ -873,21 +877,23 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\n" +
 	"Assignment\x126\n" +
 	"\bassigned\x18\x01 \x03(\v2\x1a.gateway.v1.TopicPartitionR\bassigned\x124\n" +
-	"\arevoked\x18\x02 \x03(\v2\x1a.gateway.v1.TopicPartitionR\arevoked\"\xf5\x02\n" +
+	"\arevoked\x18\x02 \x03(\v2\x1a.gateway.v1.TopicPartitionR\arevoked\"\x91\x03\n" +
 	"\bDelivery\x12\x15\n" +
 	"\x06ack_id\x18\x01 \x01(\tR\x05ackId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x10\n" +
-	"\x03key\x18\x05 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x06 \x01(\fR\x05value\x12,\n" +
+	"\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x15\n" +
+	"\x03key\x18\x05 \x01(\fH\x00R\x03key\x88\x01\x01\x12\x19\n" +
+	"\x05value\x18\x06 \x01(\fH\x01R\x05value\x88\x01\x01\x12,\n" +
 	"\aheaders\x18\a \x03(\v2\x12.gateway.v1.HeaderR\aheaders\x128\n" +
 	"\ttimestamp\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\t \x01(\tR\tmessageId\x12\x18\n" +
 	"\aattempt\x18\n" +
 	" \x01(\x05R\aattempt\x12=\n" +
-	"\fack_deadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadline\";\n" +
+	"\fack_deadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadlineB\x06\n" +
+	"\x04_keyB\b\n" +
+	"\x06_value\";\n" +
 	"\n" +
 	"AckRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
@@ -983,6 +989,7 @@ func file_gateway_v1_consumer_proto_init() {
 		(*SubscribeResponse_Deliveries)(nil),
 		(*SubscribeResponse_Assignment)(nil),
 	}
+	file_gateway_v1_consumer_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -26,18 +26,26 @@ const (
 // Record is one Kafka record to write.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The record key. Records with the same key go to the same partition (the
-	// Java client's murmur2 mapping), so their order is kept. May be empty.
-	Key []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	// The record value. May be empty. Key, value and headers together must not
-	// exceed the gateway's max_record_bytes.
-	Value []byte `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// The record key. Unset = null: the record has no key. Set and empty =
+	// an empty key, mapped to a partition like any other key. Records with
+	// the same key go to the same partition (the Java client's murmur2
+	// mapping), so their order is kept.
+	Key []byte `protobuf:"bytes,1,opt,name=key,proto3,oneof" json:"key,omitempty"`
+	// The record value. Unset = null (a null value is a tombstone on a
+	// compacted topic: it deletes the key). Set and empty = an empty value,
+	// not a tombstone. Key, value and headers together must not exceed the
+	// gateway's max_record_bytes. Clients generated from a version of this
+	// file where key and value were not optional cannot send an empty key or
+	// value: it is not on the wire, so it arrives unset and is written as
+	// null.
+	Value []byte `protobuf:"bytes,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// Application headers, written in this order after the gateway's
 	// message-id header. Keys must be non-empty and must not be the message-id
 	// header name, which the gateway owns.
 	Headers []*Header `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
 	// Explicit partition; when unset the partition is chosen from the key
-	// (murmur2), or at random for an empty key. Must exist in the topic.
+	// (murmur2), or at random for a record with no key (key unset). Must exist
+	// in the topic.
 	Partition *int32 `protobuf:"varint,4,opt,name=partition,proto3,oneof" json:"partition,omitempty"`
 	// Record timestamp (CreateTime); when unset, the time the gateway received
 	// the record.
@@ -436,14 +444,16 @@ var File_gateway_v1_producer_proto protoreflect.FileDescriptor
 const file_gateway_v1_producer_proto_rawDesc = "" +
 	"\n" +
 	"\x19gateway/v1/producer.proto\x12\n" +
-	"gateway.v1\x1a\x17gateway/v1/record.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xf2\x01\n" +
-	"\x06Record\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\x12,\n" +
+	"gateway.v1\x1a\x17gateway/v1/record.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x8e\x02\n" +
+	"\x06Record\x12\x15\n" +
+	"\x03key\x18\x01 \x01(\fH\x00R\x03key\x88\x01\x01\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\fH\x01R\x05value\x88\x01\x01\x12,\n" +
 	"\aheaders\x18\x03 \x03(\v2\x12.gateway.v1.HeaderR\aheaders\x12!\n" +
-	"\tpartition\x18\x04 \x01(\x05H\x00R\tpartition\x88\x01\x01\x128\n" +
+	"\tpartition\x18\x04 \x01(\x05H\x02R\tpartition\x88\x01\x01\x128\n" +
 	"\ttimestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12'\n" +
-	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\f\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\x06\n" +
+	"\x04_keyB\b\n" +
+	"\x06_valueB\f\n" +
 	"\n" +
 	"_partition\"T\n" +
 	"\x0eProduceRequest\x12\x14\n" +

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gateway/v1/producer.proto\x12\ngateway.v1\x1a\x17gateway/v1/record.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xf2\x01\n\x06Record\x12\x10\n\x03key\x18\x01 \x01(\x0cR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x0cR\x05value\x12,\n\x07headers\x18\x03 \x03(\x0b\x32\x12.gateway.v1.HeaderR\x07headers\x12!\n\tpartition\x18\x04 \x01(\x05H\x00R\tpartition\x88\x01\x01\x12\x38\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\x0c\n\n_partition\"T\n\x0eProduceRequest\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12,\n\x07records\x18\x02 \x03(\x0b\x32\x12.gateway.v1.RecordR\x07records\"\xc7\x01\n\x0cRecordResult\x12\x1c\n\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x38\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n\nmessage_id\x18\x04 \x01(\tR\tmessageId\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.google.rpc.StatusR\x05\x65rror\"E\n\x0fProduceResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32\x18.gateway.v1.RecordResultR\x07results\"y\n\x14ProduceStreamRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x14\n\x05topic\x18\x02 \x01(\tR\x05topic\x12,\n\x07records\x18\x03 \x03(\x0b\x32\x12.gateway.v1.RecordR\x07records\"j\n\x15ProduceStreamResponse\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32\x18.gateway.v1.RecordResultR\x07results2\xaf\x01\n\x0fProducerService\x12\x42\n\x07Produce\x12\x1a.gateway.v1.ProduceRequest\x1a\x1b.gateway.v1.ProduceResponse\x12X\n\rProduceStream\x12 .gateway.v1.ProduceStreamRequest\x1a!.gateway.v1.ProduceStreamResponse(\x01\x30\x01\x42\x37Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gateway/v1/producer.proto\x12\ngateway.v1\x1a\x17gateway/v1/record.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x8e\x02\n\x06Record\x12\x15\n\x03key\x18\x01 \x01(\x0cH\x00R\x03key\x88\x01\x01\x12\x19\n\x05value\x18\x02 \x01(\x0cH\x01R\x05value\x88\x01\x01\x12,\n\x07headers\x18\x03 \x03(\x0b\x32\x12.gateway.v1.HeaderR\x07headers\x12!\n\tpartition\x18\x04 \x01(\x05H\x02R\tpartition\x88\x01\x01\x12\x38\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\x06\n\x04_keyB\x08\n\x06_valueB\x0c\n\n_partition\"T\n\x0eProduceRequest\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12,\n\x07records\x18\x02 \x03(\x0b\x32\x12.gateway.v1.RecordR\x07records\"\xc7\x01\n\x0cRecordResult\x12\x1c\n\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x38\n\ttimestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n\nmessage_id\x18\x04 \x01(\tR\tmessageId\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.google.rpc.StatusR\x05\x65rror\"E\n\x0fProduceResponse\x12\x32\n\x07results\x18\x01 \x03(\x0b\x32\x18.gateway.v1.RecordResultR\x07results\"y\n\x14ProduceStreamRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x14\n\x05topic\x18\x02 \x01(\tR\x05topic\x12,\n\x07records\x18\x03 \x03(\x0b\x32\x12.gateway.v1.RecordR\x07records\"j\n\x15ProduceStreamResponse\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x32\n\x07results\x18\x02 \x03(\x0b\x32\x18.gateway.v1.RecordResultR\x07results2\xaf\x01\n\x0fProducerService\x12\x42\n\x07Produce\x12\x1a.gateway.v1.ProduceRequest\x1a\x1b.gateway.v1.ProduceResponse\x12X\n\rProduceStream\x12 .gateway.v1.ProduceStreamRequest\x1a!.gateway.v1.ProduceStreamResponse(\x01\x30\x01\x42\x37Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1'
   _globals['_RECORD']._serialized_start=125
-  _globals['_RECORD']._serialized_end=367
-  _globals['_PRODUCEREQUEST']._serialized_start=369
-  _globals['_PRODUCEREQUEST']._serialized_end=453
-  _globals['_RECORDRESULT']._serialized_start=456
-  _globals['_RECORDRESULT']._serialized_end=655
-  _globals['_PRODUCERESPONSE']._serialized_start=657
-  _globals['_PRODUCERESPONSE']._serialized_end=726
-  _globals['_PRODUCESTREAMREQUEST']._serialized_start=728
-  _globals['_PRODUCESTREAMREQUEST']._serialized_end=849
-  _globals['_PRODUCESTREAMRESPONSE']._serialized_start=851
-  _globals['_PRODUCESTREAMRESPONSE']._serialized_end=957
-  _globals['_PRODUCERSERVICE']._serialized_start=960
-  _globals['_PRODUCERSERVICE']._serialized_end=1135
+  _globals['_RECORD']._serialized_end=395
+  _globals['_PRODUCEREQUEST']._serialized_start=397
+  _globals['_PRODUCEREQUEST']._serialized_end=481
+  _globals['_RECORDRESULT']._serialized_start=484
+  _globals['_RECORDRESULT']._serialized_end=683
+  _globals['_PRODUCERESPONSE']._serialized_start=685
+  _globals['_PRODUCERESPONSE']._serialized_end=754
+  _globals['_PRODUCESTREAMREQUEST']._serialized_start=756
+  _globals['_PRODUCESTREAMREQUEST']._serialized_end=877
+  _globals['_PRODUCESTREAMRESPONSE']._serialized_start=879
+  _globals['_PRODUCESTREAMRESPONSE']._serialized_end=985
+  _globals['_PRODUCERSERVICE']._serialized_start=988
+  _globals['_PRODUCERSERVICE']._serialized_end=1163
 # @@protoc_insertion_point(module_scope)

@@ -36,8 +36,9 @@ export enum Ordering {
   ORDERING_PARTITION = 1,
   /**
    * ORDERING_KEY - At most one record in flight per key (within its partition); records
-   * with different keys are processed in parallel. Records without a key are
-   * ordered by partition.
+   * with different keys are processed in parallel. Records without a key (a
+   * null key) and records with an empty key share one key: one at a time per
+   * partition, in partition order.
    */
   ORDERING_KEY = 2,
   /** ORDERING_NONE - No ordering: up to max_in_flight records per stream at once. */
@@ -210,10 +211,21 @@ export interface Delivery {
   partition: number;
   /** Offset of the record in its partition. */
   offset: number;
-  /** Record key (empty when the record has none). */
-  key: Buffer;
-  /** Record value. */
-  value: Buffer;
+  /**
+   * Record key. Unset = null: the record has no key. Set and empty = an
+   * empty key. For ORDERING_KEY both are the same "no key".
+   */
+  key?:
+    | Buffer
+    | undefined;
+  /**
+   * Record value. Unset = null (a null value is a tombstone on a compacted
+   * topic: the key's deletion). Set and empty = an empty value, not a
+   * tombstone.
+   */
+  value?:
+    | Buffer
+    | undefined;
   /** Record headers, including the message-id header. */
   headers: Header[];
   /** Record timestamp. */
@@ -800,8 +812,8 @@ function createBaseDelivery(): Delivery {
     topic: "",
     partition: 0,
     offset: 0,
-    key: Buffer.alloc(0),
-    value: Buffer.alloc(0),
+    key: undefined,
+    value: undefined,
     headers: [],
     timestamp: undefined,
     messageId: "",
@@ -824,10 +836,10 @@ export const Delivery: MessageFns<Delivery> = {
     if (message.offset !== 0) {
       writer.uint32(32).int64(message.offset);
     }
-    if (message.key.length !== 0) {
+    if (message.key !== undefined) {
       writer.uint32(42).bytes(message.key);
     }
-    if (message.value.length !== 0) {
+    if (message.value !== undefined) {
       writer.uint32(50).bytes(message.value);
     }
     for (const v of message.headers) {
@@ -971,8 +983,8 @@ export const Delivery: MessageFns<Delivery> = {
       topic: isSet(object.topic) ? globalThis.String(object.topic) : "",
       partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
-      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
-      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : undefined,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : undefined,
       headers: globalThis.Array.isArray(object?.headers) ? object.headers.map((e: any) => Header.fromJSON(e)) : [],
       timestamp: isSet(object.timestamp) ? fromJsonTimestamp(object.timestamp) : undefined,
       messageId: isSet(object.messageId)
@@ -1003,10 +1015,10 @@ export const Delivery: MessageFns<Delivery> = {
     if (message.offset !== 0) {
       obj.offset = Math.round(message.offset);
     }
-    if (message.key.length !== 0) {
+    if (message.key !== undefined) {
       obj.key = base64FromBytes(message.key);
     }
-    if (message.value.length !== 0) {
+    if (message.value !== undefined) {
       obj.value = base64FromBytes(message.value);
     }
     if (message.headers?.length) {
@@ -1036,8 +1048,8 @@ export const Delivery: MessageFns<Delivery> = {
     message.topic = object.topic ?? "";
     message.partition = object.partition ?? 0;
     message.offset = object.offset ?? 0;
-    message.key = object.key ?? Buffer.alloc(0);
-    message.value = object.value ?? Buffer.alloc(0);
+    message.key = object.key ?? undefined;
+    message.value = object.value ?? undefined;
     message.headers = object.headers?.map((e) => Header.fromPartial(e)) || [];
     message.timestamp = object.timestamp ?? undefined;
     message.messageId = object.messageId ?? "";

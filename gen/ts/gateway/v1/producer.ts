@@ -31,15 +31,26 @@ export const protobufFileName = "gateway/v1/producer.proto";
 /** Record is one Kafka record to write. */
 export interface Record {
   /**
-   * The record key. Records with the same key go to the same partition (the
-   * Java client's murmur2 mapping), so their order is kept. May be empty.
+   * The record key. Unset = null: the record has no key. Set and empty =
+   * an empty key, mapped to a partition like any other key. Records with
+   * the same key go to the same partition (the Java client's murmur2
+   * mapping), so their order is kept.
    */
-  key: Buffer;
+  key?:
+    | Buffer
+    | undefined;
   /**
-   * The record value. May be empty. Key, value and headers together must not
-   * exceed the gateway's max_record_bytes.
+   * The record value. Unset = null (a null value is a tombstone on a
+   * compacted topic: it deletes the key). Set and empty = an empty value,
+   * not a tombstone. Key, value and headers together must not exceed the
+   * gateway's max_record_bytes. Clients generated from a version of this
+   * file where key and value were not optional cannot send an empty key or
+   * value: it is not on the wire, so it arrives unset and is written as
+   * null.
    */
-  value: Buffer;
+  value?:
+    | Buffer
+    | undefined;
   /**
    * Application headers, written in this order after the gateway's
    * message-id header. Keys must be non-empty and must not be the message-id
@@ -48,7 +59,8 @@ export interface Record {
   headers: Header[];
   /**
    * Explicit partition; when unset the partition is chosen from the key
-   * (murmur2), or at random for an empty key. Must exist in the topic.
+   * (murmur2), or at random for a record with no key (key unset). Must exist
+   * in the topic.
    */
   partition?:
     | number
@@ -135,8 +147,8 @@ export interface ProduceStreamResponse {
 
 function createBaseRecord(): Record {
   return {
-    key: Buffer.alloc(0),
-    value: Buffer.alloc(0),
+    key: undefined,
+    value: undefined,
     headers: [],
     partition: undefined,
     timestamp: undefined,
@@ -146,10 +158,10 @@ function createBaseRecord(): Record {
 
 export const Record: MessageFns<Record> = {
   encode(message: Record, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key.length !== 0) {
+    if (message.key !== undefined) {
       writer.uint32(10).bytes(message.key);
     }
-    if (message.value.length !== 0) {
+    if (message.value !== undefined) {
       writer.uint32(18).bytes(message.value);
     }
     for (const v of message.headers) {
@@ -242,8 +254,8 @@ export const Record: MessageFns<Record> = {
 
   fromJSON(object: any): Record {
     return {
-      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : Buffer.alloc(0),
-      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      key: isSet(object.key) ? Buffer.from(bytesFromBase64(object.key)) : undefined,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : undefined,
       headers: globalThis.Array.isArray(object?.headers) ? object.headers.map((e: any) => Header.fromJSON(e)) : [],
       partition: isSet(object.partition) ? globalThis.Number(object.partition) : undefined,
       timestamp: isSet(object.timestamp) ? fromJsonTimestamp(object.timestamp) : undefined,
@@ -257,10 +269,10 @@ export const Record: MessageFns<Record> = {
 
   toJSON(message: Record): unknown {
     const obj: any = {};
-    if (message.key.length !== 0) {
+    if (message.key !== undefined) {
       obj.key = base64FromBytes(message.key);
     }
-    if (message.value.length !== 0) {
+    if (message.value !== undefined) {
       obj.value = base64FromBytes(message.value);
     }
     if (message.headers?.length) {
@@ -283,8 +295,8 @@ export const Record: MessageFns<Record> = {
   },
   fromPartial<I extends Exact<DeepPartial<Record>, I>>(object: I): Record {
     const message = createBaseRecord();
-    message.key = object.key ?? Buffer.alloc(0);
-    message.value = object.value ?? Buffer.alloc(0);
+    message.key = object.key ?? undefined;
+    message.value = object.value ?? undefined;
     message.headers = object.headers?.map((e) => Header.fromPartial(e)) || [];
     message.partition = object.partition ?? undefined;
     message.timestamp = object.timestamp ?? undefined;
