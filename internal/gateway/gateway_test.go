@@ -33,7 +33,7 @@ type harness struct {
 // startGateway runs a gateway against the real broker (or, with
 // cfg.Embedded.Enabled left on by mutate, in embedded mode) and stops it when
 // the test ends.
-func startGateway(t *testing.T, mutate func(*config.Config)) *harness {
+func startGateway(t testing.TB, mutate func(*config.Config)) *harness {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Embedded.Enabled = false
