@@ -289,12 +289,13 @@ func main() {
 // are reported, not fatal).
 func run(ctx context.Context, o options) int {
 	start := time.Now()
+	list := selectScenarios(o.only) // before anything is created: a bad name exits
 	b, err := newBench(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gatewaybench:", err)
 		return 1
 	}
-	report := b.runScenarios(ctx, selectScenarios(o.only))
+	report := b.runScenarios(ctx, list)
 	b.close(report.OK())
 	report.Elapsed = time.Since(start)
 	report.LoadEnd = loadAverage()
