@@ -8,6 +8,9 @@
 #   scripts/bench.sh --only direct-async,stream-100 --out ''
 #   scripts/bench.sh --only direct-consume,gateway-consume-none --out ''
 #   scripts/bench.sh --only direct-consume,gateway-consume-none,gateway-consume-none-dedupe --out ''
+#   scripts/bench.sh --only direct-async,direct-gwlike,stream-1000 --profile-all --profile-dir .cache/prof --out ''
+# The gateways it starts serve their CPU profiles (--metrics.pprof=true) on
+# loopback; the report sums them up where a produce target is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,12 +31,13 @@ var scenarios = []scenario{
 	{"direct-async", (*bench).directAsync},
 	{"direct-gwlike", (*bench).directGatewayLike},
 	{"stream-100", func(b *bench, ctx context.Context) ([]Row, error) {
-		return b.gatewayStream(ctx, "stream-100", 100, b.opts.window100)
+		return b.gatewayStream(ctx, "stream-100", 100, b.opts.window100, stream100Target)
 	}},
 	{"stream-1000", func(b *bench, ctx context.Context) ([]Row, error) {
-		return b.gatewayStream(ctx, "stream-1000", 1000, b.opts.window1000)
+		return b.gatewayStream(ctx, "stream-1000", 1000, b.opts.window1000, stream1000Target)
 	}},
 	{"stream-100-limited", (*bench).streamLimited},
+	{"grpc-echo-64", (*bench).grpcEcho},
 	{"unary-1", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayUnary(ctx, "unary-1", 1)
 	}},
@@ -57,6 +58,23 @@ var scenarios = []scenario{
 	}},
 }
 
+// Produce targets (ratios of the same run).
+const (
+	stream100Target  = 0.6 // stream-100 ≥ 0.6× direct-async
+	stream1000Target = 0.8 // stream-1000 ≥ 0.8× direct-async
+	gwlikeTarget     = 1.5 // stream-100 and stream-1000 ≥ 1.5× direct-gwlike
+	echoTarget       = 0.7 // unary-64 ≥ 0.7× grpc-echo-64
+)
+
+// scenarioNames lists the scenarios in the order they run.
+func scenarioNames() []string {
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
+	return names
+}
+
 // selectScenarios returns the scenarios named in only (comma-separated), or
 // all of them.
 func selectScenarios(only string) []scenario {
@@ -68,6 +86,11 @@ func selectScenarios(only string) []scenario {
 	for _, s := range scenarios {
 		if slices.Contains(names, s.name) {
 			out = append(out, s)
+		}
+	}
+	for _, n := range names {
+		if !slices.Contains(scenarioNames(), n) {
+			fatalf("--only: no scenario %q (scenarios: %s)", n, strings.Join(scenarioNames(), ", "))
 		}
 	}
 	if len(out) == 0 {
@@ -100,6 +123,8 @@ type bench struct {
 
 	// Baselines, set by the scenarios that measure them.
 	directRate        float64 // direct-async records/s
+	gwlikeRate        float64 // direct-gwlike records/s
+	echoRate          float64 // grpc-echo-64 calls/s
 	directConsumeRate float64 // direct-consume records/s
 	consumeNoneRate   float64 // gateway-consume-none records/s
 }

@@ -22,11 +22,11 @@ import (
 // the run would measure duplicate drops (and miss records). Every run also
 // has a fresh group, and the keys of a run are
 //
-//	<prefix>dedupe:<group>:<topic>/<partition>/<offset>
+//	<prefix>dedupe:<group>:<topic>:<topic>/<partition>/<offset>
 //
-// (the records of the consume topic, written by a direct producer, carry no
-// message-id header, so the gateway identifies them by topic, partition
-// and offset). After a run has committed the whole topic, every record must
+// (a message is a group, a source topic and a message ID; the records of
+// the consume topic, written by a direct producer, carry no message-id
+// header, so the gateway identifies them by topic, partition and offset). After a run has committed the whole topic, every record must
 // have its done marker ("d"); the run's keys are then deleted, so that each
 // run starts with the same Redis.
 
@@ -147,10 +147,10 @@ func (b *bench) dedupeFlags() []string {
 }
 
 // checkDoneMarkers checks that every record of t has a done marker of
-// group, and nothing else of the group is left (a claim still held), then
-// deletes the group's keys.
+// group, and nothing else of the group and topic is left (a claim still
+// held), then deletes those keys.
 func (b *bench) checkDoneMarkers(ctx context.Context, rdb *redis.Client, t *filledTopic, group string) error {
-	base := b.dedupePrefix + "dedupe:" + group + ":"
+	base := b.dedupePrefix + "dedupe:" + dedupeNameEscaper.Replace(group) + ":" + dedupeNameEscaper.Replace(t.name) + ":"
 	cov := newCoverage(t, nil)
 	var claims, others int64
 	var parts []int32
@@ -208,6 +208,10 @@ func (b *bench) checkDoneMarkers(ctx context.Context, rdb *redis.Client, t *fill
 	}
 	return nil
 }
+
+// dedupeNameEscaper escapes a group or topic name in a dedupe key, as the
+// gateway's dedupe store does.
+var dedupeNameEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 
 // parseRecordID parses "<topic>/<partition>/<offset>", the message ID the
 // gateway gives a record without a message-id header.

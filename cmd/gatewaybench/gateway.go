@@ -29,6 +29,7 @@ type gatewayProc struct {
 	name     string // the preset, or another name for a gateway with extra flags
 	cmd      *exec.Cmd
 	addr     string
+	pprof    string // the metrics listener, which serves /debug/pprof/
 	logPath  string
 	conn     *grpc.ClientConn
 	client   gatewayv1.ProducerServiceClient
@@ -75,6 +76,7 @@ func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatew
 		"--kafka.bootstrap_servers=" + bootstrap,
 		"--server.listen=127.0.0.1:0",
 		"--metrics.listen=127.0.0.1:0",
+		"--metrics.pprof=true", // the bench profiles its gateways
 		"--log.format=json",
 		"--producer.preset=" + spec.preset,
 	}
@@ -93,13 +95,14 @@ func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatew
 	}
 	g := &gatewayProc{name: name, cmd: cmd, logPath: logPath, usesRedis: spec.usesRedis, logDone: make(chan struct{})}
 
-	addrCh := make(chan string, 1)
+	addrCh := make(chan serving, 1)
 	go g.readLogs(stderr, logFile, addrCh)
 
 	timer := time.NewTimer(30 * time.Second)
 	defer timer.Stop()
 	select {
-	case g.addr = <-addrCh:
+	case sv := <-addrCh:
+		g.addr, g.pprof = sv.addr, sv.metrics
 	case <-g.logDone:
 		g.wait()
 		return nil, fmt.Errorf("gateway (%s) exited before serving (%v); see %s", name, g.waitErr, logPath)
@@ -110,10 +113,7 @@ func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatew
 		g.kill()
 		return nil, ctx.Err()
 	}
-	g.conn, err = grpc.NewClient(g.addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// A Deliveries frame holds up to max_in_flight records.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	g.conn, err = dialGRPC(g.addr)
 	if err != nil {
 		g.kill()
 		return nil, err
@@ -127,18 +127,32 @@ func startGateway(ctx context.Context, bin, bootstrap, logDir string, spec gatew
 	return g, nil
 }
 
+// dialGRPC connects the bench's client to a gRPC server on loopback: the
+// same client setup for every gateway and for the echo server.
+func dialGRPC(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A Deliveries frame holds up to max_in_flight records.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+}
+
 // logLine is the part of a gateway JSON log line the bench reads.
 type logLine struct {
-	Level string            `json:"level"`
-	Msg   string            `json:"msg"`
-	Addrs []json.RawMessage `json:"addrs"`
+	Level   string            `json:"level"`
+	Msg     string            `json:"msg"`
+	Addrs   []json.RawMessage `json:"addrs"`
+	Metrics string            `json:"metrics"`
 }
+
+// serving is what the "gateway serving" line says: the gRPC address and
+// the metrics listener's.
+type serving struct{ addr, metrics string }
 
 // readLogs copies the gateway's stderr to out, sends the first TCP address
 // of the "gateway serving" line on addrCh, and counts ERROR lines. It keeps
 // reading until the process closes stderr, so the gateway never blocks on a
 // full pipe.
-func (g *gatewayProc) readLogs(stderr io.Reader, out *os.File, addrCh chan<- string) {
+func (g *gatewayProc) readLogs(stderr io.Reader, out *os.File, addrCh chan<- serving) {
 	defer close(g.logDone)
 	defer out.Close()
 	sc := bufio.NewScanner(stderr)
@@ -161,7 +175,7 @@ func (g *gatewayProc) readLogs(stderr io.Reader, out *os.File, addrCh chan<- str
 		if !found && l.Msg == "gateway serving" && len(l.Addrs) > 0 {
 			if addr, err := parseAddr(l.Addrs[0]); err == nil {
 				found = true
-				addrCh <- addr
+				addrCh <- serving{addr: addr, metrics: l.Metrics}
 			}
 		}
 	}

@@ -31,18 +31,29 @@
 //	                   of those client features from the cost of gRPC.
 //	stream-100         Gateway ProduceStream, throughput preset, batches of
 //	                   100 records, a window of outstanding batches per
-//	                   stream on a few streams: records/s and ratio to
-//	                   direct-async.
-//	stream-1000        The same with batches of 1000 records.
+//	                   stream on a few streams: records/s, ratio to
+//	                   direct-async (target ≥ 0.6×) and to direct-gwlike
+//	                   (target ≥ 1.5×).
+//	stream-1000        The same with batches of 1000 records (targets ≥ 0.8×
+//	                   direct-async, ≥ 1.5× direct-gwlike).
 //	stream-100-limited stream-100 through a gateway with limits that admit
 //	                   everything, alternated with stream-100 runs without
 //	                   limits: the limiter's cost (target ≥ 0.95×).
+//	grpc-echo-64       The ceiling of the machine's gRPC stack for unary
+//	                   calls: a bare gRPC server (this binary run as
+//	                   `gatewaybench echo-server`, a subprocess on loopback,
+//	                   default options, no interceptors) whose unary Produce
+//	                   answers at once with a result shaped like the
+//	                   gateway's, driven by the unary-64 client (64 callers,
+//	                   one-record requests) for the same duration: calls/s,
+//	                   and the CPU of the echo server and of the client.
 //	unary-1            Gateway unary Produce, 1 record per call, 1 caller, for
 //	                   a fixed duration: calls/s. Latency preset (a unary
 //	                   single-record call waits for its own delivery report,
 //	                   so under the throughput preset it would only measure
 //	                   linger.ms).
-//	unary-64           The same with 64 concurrent callers.
+//	unary-64           The same with 64 concurrent callers; target ≥ 0.7×
+//	                   grpc-echo-64's calls/s.
 //	latency            Latency preset: a direct synchronous produce (produce
 //	                   one record, wait for its delivery report) and a gateway
 //	                   single-record unary Produce, alternated, each repeated
@@ -98,6 +109,19 @@
 // about 150,000 records/s). Consume scenarios run --consume-repeats times
 // (default 3); the median run is reported.
 //
+// Every throughput row reports each process's CPU per record (or per call):
+// the gateway's, the echo server's, the bench's own, the broker's and
+// Redis's, each read from /proc over the measurement. During one measured
+// run of each produce scenario (direct-*, stream-*, unary-64, grpc-echo-64)
+// the bench also takes CPU profiles (--profile): the gateway's from its
+// /debug/pprof/profile (gateways start with --metrics.pprof=true), the echo
+// server's likewise, and its own with runtime/pprof; librdkafka's own
+// threads, which a Go profile cannot see, are measured per thread from
+// /proc. Where a produce target is missed, the report sums each profile up
+// by category (librdkafka/cgo, gRPC/HTTP2, protobuf, the process's own
+// code, runtime/GC, other) with the top functions of each, and states the
+// next lever computed from the gateway's (profile.go, profilereport.go).
+//
 // New scenarios (limits, …) are added to the scenarios slice in
 // bench.go; each returns rows of the result table (report.go), which
 // prints them and writes them to the Markdown report.
@@ -110,6 +134,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -150,6 +175,11 @@ type options struct {
 
 	redisAddr string // Redis of the dedupe scenario (host:port)
 	redisPID  int    // its pid, to report its CPU time (optional)
+
+	profile    bool   // take CPU profiles during one measured run of each produce scenario
+	profileTop int    // functions listed per profile in the report
+	profileAll bool   // report every profile, not only those of scenarios that miss a target
+	profileDir string // also write the raw profiles here
 }
 
 func parseFlags() options {
@@ -159,7 +189,7 @@ func parseFlags() options {
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "Markdown report to write; empty writes none")
 	flag.StringVar(&o.kafkaVersion, "kafka-version", "", "Kafka broker version, for the report (scripts/bench.sh reads it from the harness)")
 	flag.IntVar(&o.brokerPID, "broker-pid", 0, "broker process id, to report its CPU time per scenario (optional)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenario names to run (default all); ratios need direct-async (produce) or direct-consume (consume)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenario names to run (default all); a ratio needs its baseline in the same run: direct-async and direct-gwlike (stream-*), grpc-echo-64 (unary-64), direct-consume (consume)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this bench client to FILE")
 	flag.StringVar(&o.logDir, "log-dir", "", "directory for the gateways' logs (default a temporary directory, removed after a clean run)")
 	flag.IntVar(&o.partitions, "partitions", 6, "partitions of every topic")
@@ -185,16 +215,36 @@ func parseFlags() options {
 	flag.StringVar(&o.redisAddr, "redis", os.Getenv("GATEWAY_TEST_REDIS"), "Redis host:port for gateway-consume-none-dedupe (default $GATEWAY_TEST_REDIS)")
 	flag.IntVar(&o.redisPID, "redis-pid", 0, "redis-server process id, to report its CPU time in the dedupe scenario (optional)")
 	flag.DurationVar(&o.consumeTimeout, "consume-timeout", 60*time.Second, "a consume run that has not seen every record by then fails")
+	flag.BoolVar(&o.profile, "profile", true,
+		"take CPU profiles during one measured run of each produce scenario (direct-*, stream-*, unary-64, grpc-echo-64): "+
+			"the gateway's from /debug/pprof/ (the bench starts gateways with --metrics.pprof=true), the echo server's, and this client's "+
+			"with runtime/pprof; the report sums them up by category where a produce target is missed")
+	flag.IntVar(&o.profileTop, "profile-top", 3, "functions listed per category by flat and by cumulative share for each profile in the report")
+	flag.BoolVar(&o.profileAll, "profile-all", false, "report the profiles of every profiled scenario, not only of those that miss a target")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "also write every profile to DIR as SCENARIO.PROCESS.pb.gz, for go tool pprof (with the binary, for C symbols)")
+	flag.Usage = func() {
+		out := flag.CommandLine.Output()
+		fmt.Fprintf(out, "Usage: gatewaybench [flags]\n\n"+
+			"Benchmarks the gateway against direct librdkafka on a real broker and writes BENCHMARKS.md\n"+
+			"(make bench runs it). Scenarios, in order (--only takes a comma-separated list):\n  %s\n\n"+
+			"`gatewaybench %s` is the bare gRPC server of grpc-echo-64; the bench starts it itself.\n\nFlags:\n",
+			strings.Join(scenarioNames(), ", "), echoServerArg)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	return o
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == echoServerArg {
+		runEchoServer()
+		return
+	}
 	o := parseFlags()
 	if o.repeats < 1 || o.records < 1 || o.streams < 1 || o.window100 < 1 || o.window1000 < 1 || o.latencySamples < 1 ||
 		o.consumeRecords < 1 || o.consumeRepeats < 1 || o.consumeStreams < 1 || o.consumeKeyStreams < 1 ||
-		o.consumeInFlight < 1 || o.consumeBuffered < 1 || o.consumeKeyBuffered < 1 {
-		fatalf("--repeats, --records, --streams, --window-*, --latency-samples, --consume-* must be at least 1")
+		o.consumeInFlight < 1 || o.consumeBuffered < 1 || o.consumeKeyBuffered < 1 || o.profileTop < 1 {
+		fatalf("--repeats, --records, --streams, --window-*, --latency-samples, --consume-*, --profile-top must be at least 1")
 	}
 	if o.consumeAck != "frame" && o.consumeAck != "batch" {
 		fatalf("--consume-ack must be frame or batch")
@@ -204,6 +254,11 @@ func main() {
 		fatalf("--consume-properties: %v", err)
 	}
 	o.consumeProps = props
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			fatalf("--profile-dir: %v", err)
+		}
+	}
 	if o.bootstrap == "" {
 		fatalf("no broker: pass --bootstrap or set GATEWAY_TEST_KAFKA (scripts/bench.sh does both)")
 	}
@@ -234,12 +289,13 @@ func main() {
 // are reported, not fatal).
 func run(ctx context.Context, o options) int {
 	start := time.Now()
+	list := selectScenarios(o.only) // before anything is created: a bad name exits
 	b, err := newBench(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gatewaybench:", err)
 		return 1
 	}
-	report := b.runScenarios(ctx, selectScenarios(o.only))
+	report := b.runScenarios(ctx, list)
 	b.close(report.OK())
 	report.Elapsed = time.Since(start)
 	report.LoadEnd = loadAverage()

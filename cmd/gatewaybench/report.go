@@ -17,17 +17,27 @@ import (
 
 // Row is one figure of the result table.
 type Row struct {
-	Scenario string  // set by the runner from the scenario's name
-	Figure   string  // what is measured, e.g. "throughput", "gateway p99"
-	Value    float64 // in Unit
-	Unit     string  // records/s, calls/s, ms, MiB
-	Detail   string  // a secondary figure, e.g. MB/s
-	Ratio    float64 // Value relative to the direct librdkafka figure; 0 when none
-	Target   *Target // nil when the figure has none
-	Failures int64   // records that failed (or went missing); any makes the run fail
-	FailedAs string  // what happened to Failures records: "failed" when empty, or e.g. "missing"
-	CPU      CPU     // CPU used during the measurement, if measured
+	Scenario string           // set by the runner from the scenario's name
+	Figure   string           // what is measured, e.g. "throughput", "gateway p99"
+	Value    float64          // in Unit
+	Unit     string           // records/s, calls/s, ms, MiB
+	Detail   string           // a secondary figure, e.g. MB/s
+	Ratio    float64          // Value relative to the direct librdkafka figure; 0 when none
+	Target   *Target          // nil when the figure has none
+	Failures int64            // records that failed (or went missing); any makes the run fail
+	FailedAs string           // what happened to Failures records: "failed" when empty, or e.g. "missing"
+	CPU      CPU              // CPU used during the measurement, if measured
+	Profiles []profileSummary // CPU profiles of the processes during one measured run, if taken
 	Note     string
+}
+
+// cpuPerUnitText is the CPU column in microseconds per record (or per
+// call) of a throughput row, empty for other rows.
+func (r Row) cpuPerUnitText() string {
+	if r.Unit != "records/s" && r.Unit != "calls/s" {
+		return ""
+	}
+	return r.CPU.PerUnitText(r.Value)
 }
 
 // Target is a goal for a figure and whether it was met.
@@ -156,12 +166,19 @@ func (r *Report) targets() (met, total int) {
 func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tFIGURE\tVALUE\tVS DIRECT\tTARGET\tRESULT\tCPU (cores busy)")
+	fmt.Fprintln(tw, "SCENARIO\tFIGURE\tVALUE\tVS DIRECT\tTARGET\tRESULT\tCPU (cores busy)\tCPU PER RECORD/CALL (µs)")
 	for _, row := range r.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row.Scenario, row.Figure, row.valueText(),
-			row.ratioText(), row.targetText(), row.resultText(), row.CPU)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row.Scenario, row.Figure, row.valueText(),
+			row.ratioText(), row.targetText(), row.resultText(), row.CPU, row.cpuPerUnitText())
 	}
 	tw.Flush()
+	if lines := r.analysis(); len(lines) > 0 {
+		fmt.Fprintln(w, "\nwhere the time goes:")
+		for _, l := range lines {
+			fmt.Fprintln(w, "-", l)
+		}
+	}
+	r.writeProfiles(w, false)
 	met, total := r.targets()
 	fmt.Fprintf(w, "\ntargets met: %d of %d; run took %s\n", met, total, r.Elapsed.Round(time.Second))
 	for _, e := range r.Errors {
@@ -217,11 +234,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		p("> **Note:** %s", w)
 		p("")
 	}
-	p("| Scenario | Figure | Value | vs direct | Target | Result | CPU (cores busy) | Notes |")
-	p("|---|---|---|---|---|---|---|---|")
+	p("| Scenario | Figure | Value | vs direct | Target | Result | CPU (cores busy) | CPU per record or call (µs) | Notes |")
+	p("|---|---|---|---|---|---|---|---|---|")
 	for _, row := range r.Rows {
-		p("| %s | %s | %s | %s | %s | %s | %s | %s |", row.Scenario, row.Figure, row.valueText(),
-			row.ratioText(), row.targetText(), row.resultText(), row.CPU, mdEscape(row.Note))
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", row.Scenario, row.Figure, row.valueText(),
+			row.ratioText(), row.targetText(), row.resultText(), row.CPU, row.cpuPerUnitText(), mdEscape(row.Note))
 	}
 	if len(r.Errors) > 0 {
 		p("")
@@ -240,6 +257,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		p("")
 	}
+	r.writeProfiles(w, true)
 	p("### Scenarios")
 	p("")
 	p("- **rss-idle**: VmRSS of a freshly started gateway (default `balanced` preset, external")
@@ -253,16 +271,25 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("  the cost of those client features from the cost of the gRPC hop.")
 	p("- **stream-100 / stream-1000**: the same number of records through the gateway's")
 	p("  `ProduceStream`, batches of 100 (%d streams × %d outstanding batches) and of 1000", o.streams, o.window100)
-	p("  (%d streams × %d outstanding batches), throughput preset. Target ≥ 0.7× direct-async.", o.streams, o.window1000)
+	p("  (%d streams × %d outstanding batches), throughput preset. Targets: stream-1000 ≥ %.1f× and", o.streams, o.window1000, stream1000Target)
+	p("  stream-100 ≥ %.1f× direct-async; both ≥ %.1f× direct-gwlike (the *vs direct-gwlike* rows), the", stream100Target, gwlikeTarget)
+	p("  rate of an application that hands confluent-kafka-go a header and an `Opaque` per record.")
 	p("- **stream-100-limited**: stream-100 through a second gateway whose limits document (`--limits.file`)")
 	p("  has one rule matching every call, with records and bytes limits far above the offered load, so")
 	p("  each batch pays the whole admission (ACL, rule match, two token-bucket reservations) without")
 	p("  being delayed; its runs alternate with stream-100 runs against the gateway without limits.")
 	p("  Target ≥ 0.95× of those (the limiter costs under 5%%).")
+	p("- **grpc-echo-64**: the ceiling of this machine's gRPC stack for unary calls. A bare gRPC")
+	p("  server (`gatewaybench echo-server`, a subprocess on loopback: default server options, no")
+	p("  interceptors) whose unary `Produce` answers at once with a result shaped like the gateway's")
+	p("  (partition, offset, timestamp, 36-byte message ID), so requests and responses have the sizes")
+	p("  of unary-64's; driven like unary-64 (the same Go client setup, 64 callers, one record per")
+	p("  call, %s after a 1 s warm-up). `echo` in the CPU columns is the echo server.", o.unaryDuration)
 	p("- **unary-1 / unary-64**: unary `Produce` with one record per call, from 1 and 64")
 	p("  concurrent callers, for %s each. Latency preset: a single-record call waits for its", o.unaryDuration)
 	p("  own delivery report, so under the throughput preset (`linger.ms=50`) it would measure")
-	p("  the linger. The ratio to direct-async is informational.")
+	p("  the linger. The ratio to direct-async is informational. Target: unary-64 ≥ %.1f×", echoTarget)
+	p("  grpc-echo-64's calls/s (the *vs grpc-echo-64* row).")
 	p("- **latency**: latency preset on both sides; one record at a time, %s samples per side,", thousands(int64(o.latencySamples)))
 	p("  alternating a direct synchronous produce (produce, wait for the delivery report) and a")
 	p("  gateway unary `Produce` of one record, measured by the caller. *Added* is gateway −")
@@ -311,11 +338,20 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("The broker is warmed up first with 500,000 records. Every scenario is warmed up too")
 	p("(throughput: %s records; unary: 1 s; latency: 300 samples per side) on its own topic.", thousands(int64(o.warmupRecords)))
 	p("Produce throughput scenarios then run %d times and report the median run (the spread is in", o.repeats)
-	p("the notes). The *CPU* column is the CPU time each process used")
-	p("during the measurement divided by its wall time: `gw` the gateway, `bench` this client")
+	p("the notes). The *CPU (cores busy)* column is the CPU time each process used")
+	p("during the measurement divided by its wall time: `gw` the gateway, `echo` the echo server, `bench` this client")
 	p("(the gRPC client, or the direct producer or consumer with its librdkafka threads), `broker` the Kafka")
-	p("JVM, `redis` the Redis server (dedupe scenario only). Direct records carry no headers; the gateway adds its 36-byte `message-id` header to")
+	p("JVM, `redis` the Redis server (dedupe scenario only). The *CPU per record or call* column is the same")
+	p("CPU time divided by the records (or calls) of the measurement, in µs, per process and for all of them.")
+	p("Direct records carry no headers; the gateway adds its 36-byte `message-id` header to")
 	p("every record, which is part of what it costs.")
+	if o.profile {
+		p("")
+		p("During one measured run of each produce scenario the processes are profiled (`--profile`): the")
+		p("gateway's CPU profile from `/debug/pprof/profile` on its metrics listener (`metrics.pprof`), the")
+		p("echo server's likewise, this client's with `runtime/pprof`, at 100 samples per second. Profiling")
+		p("costs those runs a little CPU. *Where the CPU goes* sums the profiles up where a target is missed.")
+	}
 	p("")
 	p("## Machine")
 	p("")
@@ -344,11 +380,12 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("$GATEWAY_TEST_REDIS --gateway-bin bin/gateway --out BENCHMARKS.md` (with the broker's and")
 	p("Redis's pids, for the CPU column) and stops the services it started.")
 	p("`go run ./cmd/gatewaybench --help` lists the knobs (record counts, repeats, windows,")
-	p("durations, `--only`, `--cpuprofile` for the bench client). To see where the gateway's")
-	p("time goes, run one scenario with more records, e.g. `scripts/bench.sh --only stream-1000")
-	p("--records 3000000 --repeats 1 --out ''` or `scripts/bench.sh --only gateway-consume-none")
-	p("--consume-records 3000000 --consume-repeats 1 --out ''`, and attach `perf record -g -p PID`")
-	p("to the gateway whose pid the bench prints.")
+	p("durations, `--only`, `--cpuprofile` for the whole bench client, `--profile-all` to report every")
+	p("profile taken, `--profile-dir` to keep them for `go tool pprof`). To look closer at where the")
+	p("gateway's time goes, run one scenario with more records, e.g. `scripts/bench.sh --only")
+	p("direct-async,direct-gwlike,stream-1000 --records 3000000 --repeats 1 --profile-all --profile-dir")
+	p(".cache/prof --out ''`, then `go tool pprof -top bin/gateway .cache/prof/stream-1000.gateway.pb.gz`; for the")
+	p("consume scenarios, attach `perf record -g -p PID` to the gateway whose pid the bench prints.")
 }
 
 func ackModeText(mode string) string {
@@ -390,8 +427,7 @@ func cpuPerRecord(row *Row) float64 {
 	if row == nil || row.Value <= 0 || row.CPU.Wall <= 0 {
 		return 0
 	}
-	total := row.CPU.Gateway + row.CPU.Bench + row.CPU.Broker + row.CPU.Redis
-	return total.Seconds() / row.CPU.Wall.Seconds() / row.Value * 1e6
+	return row.CPU.perUnit(row.CPU.Total(), row.Value)
 }
 
 // analysis derives a few observations from the figures of this run.
@@ -412,11 +448,25 @@ func (r *Report) analysis() []string {
 		if st == nil {
 			continue
 		}
-		line := fmt.Sprintf("%s: %.1f µs of CPU per record (gateway %.2f cores, bench client %.2f cores)",
-			name, cpuPerRecord(st), st.CPU.Gateway.Seconds()/st.CPU.Wall.Seconds(), st.CPU.Bench.Seconds()/st.CPU.Wall.Seconds())
+		line := fmt.Sprintf("%s: %.1f µs of CPU per record (%s µs; gateway %.2f cores, bench client %.2f cores)",
+			name, cpuPerRecord(st), st.CPU.PerUnitText(st.Value), st.CPU.Gateway.Seconds()/st.CPU.Wall.Seconds(), st.CPU.Bench.Seconds()/st.CPU.Wall.Seconds())
 		if like != nil {
-			line += fmt.Sprintf("; it reaches %.2f× direct-gwlike, the rest of its gap being the gRPC hop, protobuf and the gateway's own bookkeeping",
-				st.Value/like.Value)
+			line += fmt.Sprintf("; it reaches %.2f× direct-gwlike's records/s, and its gateway alone spends %.2f× the CPU per record of direct-gwlike's whole producer process",
+				st.Value/like.Value, st.CPU.perUnit(st.CPU.Gateway, st.Value)/max(like.CPU.perUnit(like.CPU.Bench, like.Value), 1e-9))
+		}
+		if len(r.missedProfiled()) > 0 && len(st.Profiles) > 0 && r.missesTarget(name) {
+			line += " (where it goes: below)"
+		}
+		out = append(out, line+".")
+	}
+	if e := r.row("grpc-echo-64", "calls/s"); cpuPerRecord(e) > 0 {
+		line := fmt.Sprintf("grpc-echo-64: %s calls/s at %.1f µs of CPU per call (%s µs): what this machine's gRPC stack does with unary calls and nothing behind them",
+			thousands(int64(e.Value+0.5)), cpuPerRecord(e), e.CPU.PerUnitText(e.Value))
+		if u := r.row("unary-64", "calls/s"); cpuPerRecord(u) > 0 {
+			line += fmt.Sprintf("; unary-64 reaches %.2f× its calls/s, its gateway spending %.1f µs per call against the echo server's %.1f (%.2f×) and its bench client %.1f against %.1f",
+				u.Value/e.Value, u.CPU.perUnit(u.CPU.Gateway, u.Value), e.CPU.perUnit(e.CPU.Echo, e.Value),
+				u.CPU.perUnit(u.CPU.Gateway, u.Value)/max(e.CPU.perUnit(e.CPU.Echo, e.Value), 1e-9),
+				u.CPU.perUnit(u.CPU.Bench, u.Value), e.CPU.perUnit(e.CPU.Bench, e.Value))
 		}
 		out = append(out, line+".")
 	}

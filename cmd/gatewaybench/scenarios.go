@@ -116,6 +116,7 @@ func (b *bench) directGatewayLike(ctx context.Context) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.gwlikeRate = row.Value
 	if b.directRate > 0 {
 		row.Ratio = row.Value / b.directRate
 	}
@@ -185,10 +186,20 @@ func (b *bench) directThroughput(ctx context.Context, name string, n, repeats in
 		return Row{}, fmt.Errorf("warm-up: %w", err)
 	}
 	var runs []measurement
-	for range repeats {
+	var profiles []profileSummary
+	for i := range repeats {
+		// The last run is profiled (the bench client's warm-up does not
+		// count): this process is the producer.
+		var prof *profiling
+		if i == repeats-1 && name != "warmup" {
+			prof = b.startProfiling(name, "direct producer", 0)
+		}
 		mark := b.markCPU(nil)
 		elapsed, err := produceN(n)
 		cpu := mark.since()
+		if prof != nil {
+			profiles = prof.finish()
+		}
 		if err != nil {
 			reported, failed, _ := d.counts()
 			topic.acked = reported - failed
@@ -204,6 +215,7 @@ func (b *bench) directThroughput(ctx context.Context, name string, n, repeats in
 		Detail:   mbps(n, m.elapsed),
 		Failures: failed,
 		CPU:      m.cpu,
+		Profiles: profiles,
 		Note:     fmt.Sprintf("%s records, throughput preset, %s", thousands(int64(n)), spread),
 	}
 	if failed > 0 {
@@ -233,8 +245,9 @@ func checkFailures(r Row) error {
 
 // gatewayStream sends N records through ProduceStream in batches of
 // batchSize, keeping window batches outstanding on each of opts.streams
-// streams, against the throughput-preset gateway.
-func (b *bench) gatewayStream(ctx context.Context, name string, batchSize, window int) ([]Row, error) {
+// streams, against the throughput-preset gateway. Targets: target×
+// direct-async, and gwlikeTarget× direct-gwlike.
+func (b *bench) gatewayStream(ctx context.Context, name string, batchSize, window int, target float64) ([]Row, error) {
 	gw, err := b.gateway(ctx, "throughput")
 	if err != nil {
 		return nil, err
@@ -252,11 +265,27 @@ func (b *bench) gatewayStream(ctx context.Context, name string, batchSize, windo
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	var runs []measurement
+	var profiles []profileSummary
 	failed, firstErr := warm.failed, warm.firstErr
-	for range b.opts.repeats {
+	for i := range b.opts.repeats {
+		// The last run is profiled, for as long as the runs before it took
+		// (or the warm-up's rate says it will take).
+		var prof *profiling
+		if i == b.opts.repeats-1 {
+			expected := time.Duration(float64(warm.elapsed) * float64(b.opts.records) / float64(max(warm.records, 1)))
+			if len(runs) > 0 {
+				m, _ := median(slices.Clone(runs))
+				expected = m.elapsed
+			}
+			prof = b.startProfiling(name, "bench client", profileSeconds(expected),
+				profileTarget{process: "gateway", own: "gateway code", addr: gw.pprof, pid: gw.pid()})
+		}
 		mark := b.markCPU(gw)
 		res, err := runStream(ctx, gw.client, cfg, b.opts.records)
 		cpu := mark.since()
+		if prof != nil {
+			profiles = prof.finish()
+		}
 		topic.acked += res.ok
 		failed += res.failed
 		firstErr = firstNonEmpty(firstErr, res.firstErr)
@@ -272,18 +301,29 @@ func (b *bench) gatewayStream(ctx context.Context, name string, batchSize, windo
 		Detail:   mbps(int(m.records), m.elapsed),
 		Failures: failed,
 		CPU:      m.cpu,
+		Profiles: profiles,
 		Note: fmt.Sprintf("%s records, %d streams × %d batches outstanding, throughput preset, %s",
 			thousands(m.records), cfg.streams, window, spread),
 	}
 	if b.directRate > 0 {
 		row.Ratio = rate / b.directRate
-		row.Target = atLeastRatio(row.Ratio, 0.7)
+		row.Target = atLeastRatio(row.Ratio, target)
+	}
+	rows := []Row{row}
+	if b.gwlikeRate > 0 {
+		r := rate / b.gwlikeRate
+		rows = append(rows, Row{
+			Figure: "vs direct-gwlike", Value: r, Unit: "×",
+			Target: &Target{Text: fmt.Sprintf("≥ %.2f× direct-gwlike", gwlikeTarget), Met: r >= gwlikeTarget},
+			Note: fmt.Sprintf("%s records/s ÷ %s records/s of direct-gwlike (librdkafka with a message-id header and an Opaque per record), same run",
+				thousands(int64(rate+0.5)), thousands(int64(b.gwlikeRate+0.5))),
+		})
 	}
 	if row.Failures > 0 {
-		row.Note += "; first failure: " + firstErr
-		return []Row{row}, errFailures
+		rows[0].Note += "; first failure: " + firstErr
+		return rows, errFailures
 	}
-	return []Row{row}, nil
+	return rows, nil
 }
 
 type streamConfig struct {
@@ -437,9 +477,19 @@ func (b *bench) gatewayUnary(ctx context.Context, name string, callers int) ([]R
 	recs := protoRecords(1)
 	warm := runUnary(ctx, gw.client, topic.name, recs, callers, time.Second)
 	topic.acked += warm.ok
+	// unary-64 is profiled: it has a target (against grpc-echo-64).
+	var prof *profiling
+	if callers == 64 {
+		prof = b.startProfiling(name, "bench client", profileSeconds(b.opts.unaryDuration),
+			profileTarget{process: "gateway", own: "gateway code", addr: gw.pprof, pid: gw.pid()})
+	}
 	mark := b.markCPU(gw)
 	res := runUnary(ctx, gw.client, topic.name, recs, callers, b.opts.unaryDuration)
 	cpu := mark.since()
+	var profiles []profileSummary
+	if prof != nil {
+		profiles = prof.finish()
+	}
 	topic.acked += res.ok
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -450,17 +500,28 @@ func (b *bench) gatewayUnary(ctx context.Context, name string, callers int) ([]R
 		Figure: "calls/s", Value: rate, Unit: "calls/s",
 		Failures: res.failed + warm.failed,
 		CPU:      cpu,
+		Profiles: profiles,
 		Note: fmt.Sprintf("1 record/call, %d caller(s), latency preset, %s calls; call p50 %s, p99 %s",
 			callers, thousands(res.calls), fmtMs(lat.p50), fmtMs(lat.p99)),
 	}
 	if b.directRate > 0 {
 		row.Ratio = rate / b.directRate
 	}
-	if row.Failures > 0 {
-		row.Note += "; first failure: " + firstNonEmpty(warm.firstErr, res.firstErr)
-		return []Row{row}, errFailures
+	rows := []Row{row}
+	if callers == 64 && b.echoRate > 0 {
+		r := rate / b.echoRate
+		rows = append(rows, Row{
+			Figure: "vs grpc-echo-64", Value: r, Unit: "×",
+			Target: &Target{Text: fmt.Sprintf("≥ %.2f× grpc-echo-64", echoTarget), Met: r >= echoTarget},
+			Note: fmt.Sprintf("%s calls/s ÷ %s calls/s of the bare gRPC echo server with the same client, callers and message sizes, same run",
+				thousands(int64(rate+0.5)), thousands(int64(b.echoRate+0.5))),
+		})
 	}
-	return []Row{row}, nil
+	if row.Failures > 0 {
+		rows[0].Note += "; first failure: " + firstNonEmpty(warm.firstErr, res.firstErr)
+		return rows, errFailures
+	}
+	return rows, nil
 }
 
 type unaryResult struct {

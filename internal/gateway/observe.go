@@ -45,7 +45,7 @@ func (g *Gateway) observe() error {
 		return nil
 	}
 	g.registry = metrics.NewRegistry()
-	srv, err := metrics.Listen(c.Listen, g.registry, g.readiness.err, g.logger.With("component", "metrics"))
+	srv, err := metrics.Listen(c, g.registry, g.readiness.err, g.logger.With("component", "metrics"))
 	if err != nil {
 		return err
 	}

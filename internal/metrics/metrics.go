@@ -34,6 +34,11 @@ type Config struct {
 	// producer and the consumers: how often broker health and consumer lag
 	// are refreshed. 0 turns those metrics off.
 	KafkaStatisticsInterval time.Duration `yaml:"kafka_statistics_interval"`
+	// Pprof also serves the Go runtime's profiles (net/http/pprof) under
+	// /debug/pprof/ on Listen. Off by default: profiles expose the
+	// process's internals (stacks, command line, memory contents by
+	// type), and a CPU profile costs CPU while it runs.
+	Pprof bool `yaml:"pprof"`
 }
 
 // DefaultConfig returns the defaults.

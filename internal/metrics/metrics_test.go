@@ -231,7 +231,7 @@ func TestServerAnswersProbesAndScrapes(t *testing.T) {
 	r := NewRegistry()
 	RegisterReadiness(r).Set(true, map[string]bool{"kafka": true})
 	var ready atomic.Bool
-	srv, err := Listen("127.0.0.1:0", r, func() error {
+	srv, err := Listen(Config{Listen: "127.0.0.1:0"}, r, func() error {
 		if ready.Load() {
 			return nil
 		}
@@ -263,5 +263,45 @@ func TestServerAnswersProbesAndScrapes(t *testing.T) {
 	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `gateway_readiness_check_up{check="kafka"} 1`) {
 		t.Errorf("/metrics = %d, want 200 with the readiness series:\n%s", code, body)
+	}
+}
+
+// The CPU profile of a running gateway is how one finds where its CPU goes
+// under load (the benchmark fetches it during its produce scenarios); it
+// must be there when metrics.pprof is on, and absent by default, since
+// profiles expose the process's internals to whoever reaches the listener.
+func TestPprofIsServedOnlyWhenTurnedOn(t *testing.T) {
+	t.Parallel()
+	get := func(t *testing.T, c Config, path string) (int, []byte) {
+		t.Helper()
+		srv, err := Listen(c, NewRegistry(), func() error { return nil }, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve()
+		defer srv.Shutdown()
+		resp, err := http.Get("http://" + srv.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	off := DefaultConfig()
+	off.Listen = "127.0.0.1:0"
+	on := off
+	on.Pprof = true
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1"} {
+		if code, _ := get(t, off, path); code != http.StatusNotFound {
+			t.Errorf("by default, %s = %d, want 404", path, code)
+		}
+	}
+	if code, body := get(t, on, "/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(string(body), "goroutine profile:") {
+		t.Errorf("with pprof on, the goroutine profile = %d %.80q, want 200 and the profile", code, body)
+	}
+	// A CPU profile is a gzipped protocol buffer.
+	if code, body := get(t, on, "/debug/pprof/profile?seconds=1"); code != 200 || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		t.Errorf("with pprof on, the CPU profile = %d, %d bytes, want 200 and a gzipped profile", code, len(body))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,16 +20,18 @@ import (
 //     a restart would not help anything else);
 //   - /readyz answers 200 when ready() returns nil, else 503 with the
 //     reason (readiness: Kubernetes routes traffic, and sidecar-aware apps
-//     wait, until it passes).
+//     wait, until it passes);
+//   - with Config.Pprof, /debug/pprof/ serves the Go runtime's profiles
+//     (net/http/pprof): CPU, heap, goroutines and the rest.
 type Server struct {
 	ln     net.Listener
 	srv    *http.Server
 	logger *slog.Logger
 }
 
-// Listen binds addr and prepares the handlers; Serve serves them.
-func Listen(addr string, r *Registry, ready func() error, logger *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Listen binds c.Listen and prepares the handlers; Serve serves them.
+func Listen(c Config, r *Registry, ready func() error, logger *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen: %w", err)
 	}
@@ -52,6 +55,15 @@ func Listen(addr string, r *Registry, ready func() error, logger *slog.Logger) (
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if c.Pprof {
+		// Registered on this mux only: importing net/http/pprof also adds
+		// them to http.DefaultServeMux, which the gateway never serves.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return &Server{
 		ln:     ln,
 		logger: logger,

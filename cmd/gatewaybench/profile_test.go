@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"runtime/pprof"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+)
+
+// The report says where a process's CPU went by category; a reader adds
+// the shares up and compares µs across processes, so every sample must
+// count exactly once, and a call into librdkafka must count for
+// librdkafka/cgo however deep it sits under the gateway's own code.
+
+func TestFramesArePlacedInTheirCategory(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		frame frame
+		want  category
+	}{
+		{"C code of the binary", frame{name: "rd_kafka_msg_new", c: true, file: "/bin/gateway"}, catKafka},
+		{"cgo crossing", frame{name: "runtime.cgocall"}, catKafka},
+		{"cgo pointer check", frame{name: "runtime.cgoCheckPointer"}, catKafka},
+		{"cgo stub", frame{name: "github.com/confluentinc/confluent-kafka-go/v2/kafka._Cfunc_do_produce"}, catKafka},
+		{"gRPC transport", frame{name: "google.golang.org/grpc/internal/transport.(*loopyWriter).run"}, catGRPC},
+		{"HTTP/2 framing", frame{name: "golang.org/x/net/http2.(*Framer).ReadFrame"}, catGRPC},
+		{"protobuf", frame{name: "google.golang.org/protobuf/internal/impl.(*MessageInfo).unmarshal"}, catProto},
+		{"generated messages", frame{name: "github.com/kafkagate/gateway/gen/gateway/v1.(*Record).ProtoReflect"}, catProto},
+		{"gateway package", frame{name: "github.com/kafkagate/gateway/internal/produce.(*Producer).Send"}, catOwn},
+		{"bench code", frame{name: "main.runStream"}, catOwn},
+		{"allocation", frame{name: "runtime.mallocgc"}, catRuntime},
+		{"scheduler", frame{name: "runtime.findRunnable"}, catRuntime},
+		{"copying counts for its caller", frame{name: "runtime.memmove"}, catNeutral},
+		{"a system call counts for its caller", frame{name: "internal/runtime/syscall/linux.Syscall6"}, catNeutral},
+		{"map lookup counts for its caller", frame{name: "internal/runtime/maps.ctrlGroup.matchH2"}, catNeutral},
+		{"vDSO is the runtime's", frame{name: "[vdso]+0x10", c: true, file: "[vdso]"}, catRuntime},
+		{"another library", frame{name: "github.com/prometheus/client_golang/prometheus.(*counter).Add"}, catOther},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := frameCategory(tc.frame); got != tc.want {
+				t.Errorf("frameCategory(%q) = %d, want %d", tc.frame.name, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestASampleCountsForItsInnermostCategory(t *testing.T) {
+	t.Parallel()
+	stack := func(names ...string) []frame {
+		var fs []frame
+		for _, n := range names {
+			fs = append(fs, frame{name: n})
+		}
+		return fs
+	}
+	cases := []struct {
+		name      string
+		stack     []frame
+		wantCat   category
+		wantUnder string
+	}{
+		{
+			name: "a write under gRPC is gRPC's",
+			stack: stack("internal/runtime/syscall/linux.Syscall6", "syscall.write", "net.(*conn).Write",
+				"google.golang.org/grpc/internal/transport.(*bufWriter).Flush", "main.oneStream"),
+			wantCat: catGRPC, wantUnder: "google.golang.org/grpc/internal/transport.(*bufWriter).Flush",
+		},
+		{
+			name: "a call into C is counted under the stub naming the C function",
+			stack: stack("runtime.cgocall", "github.com/confluentinc/confluent-kafka-go/v2/kafka._Cfunc_do_produce",
+				"github.com/confluentinc/confluent-kafka-go/v2/kafka.(*Producer).produce",
+				"github.com/kafkagate/gateway/internal/produce.(*Producer).enqueue"),
+			wantCat: catKafka, wantUnder: "github.com/confluentinc/confluent-kafka-go/v2/kafka._Cfunc_do_produce",
+		},
+		{
+			name:    "allocation is the runtime's, whoever allocates",
+			stack:   stack("runtime.memclrNoHeapPointers", "runtime.mallocgc", "google.golang.org/protobuf/internal/impl.consumeBytes"),
+			wantCat: catRuntime, wantUnder: "runtime.mallocgc",
+		},
+		{
+			name:    "standard library only is other",
+			stack:   stack("compress/flate.(*compressor).deflate", "compress/gzip.(*Writer).Write"),
+			wantCat: catOther, wantUnder: "compress/flate.(*compressor).deflate",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, under := sampleCategory(tc.stack)
+			if c != tc.wantCat || under != tc.wantUnder {
+				t.Errorf("sampleCategory = %d under %q, want %d under %q", c, under, tc.wantCat, tc.wantUnder)
+			}
+		})
+	}
+}
+
+// A real profile of this process marshalling and unmarshalling gateway
+// messages: the parser reads what runtime/pprof writes, every sample is
+// counted once, and the work shows up as protobuf.
+func TestAProfileOfThisProcessSumsUpToTheWhole(t *testing.T) {
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		t.Skipf("CPU profiling unavailable: %v", err)
+	}
+	msg := &gatewayv1.ProduceRequest{Topic: "t", Records: protoRecords(100)}
+	start := selfCPU()
+	for selfCPU()-start < 500*time.Millisecond {
+		data, err := proto.Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back gatewayv1.ProduceRequest
+		if err := proto.Unmarshal(data, &back); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pprof.StopCPUProfile()
+
+	raw, err := parseCPUProfile(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := summarizeProfile(raw, "bench client", "bench code", 3)
+	if s.Err != "" || s.Samples == 0 {
+		t.Fatalf("summary: %q, %d samples", s.Err, s.Samples)
+	}
+	var sum float64
+	for _, c := range s.Cats {
+		sum += c.Flat
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Errorf("flat shares add up to %v, want 1", sum)
+	}
+	if s.Cats[catProto].Flat == 0 || len(s.Cats[catProto].TopFlat) == 0 {
+		t.Errorf("no protobuf in a profile of protobuf work: %+v", s.Cats)
+	}
+
+	// librdkafka's own threads, which the profile cannot see, are added:
+	// the shares still add up to 1, the threads' part is librdkafka's.
+	// (The race detector's runtime is C code too: under -race the profile
+	// has librdkafka/cgo samples of its own.)
+	before := s.Cats[catKafka].Flat
+	s.addThreadCPU(4*time.Second, time.Second)
+	sum = 0
+	for _, c := range s.Cats {
+		sum += c.Flat
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		t.Errorf("after adding librdkafka's threads, flat shares add up to %v, want 1", sum)
+	}
+	k := s.Cats[catKafka]
+	if want := 0.75*before + 0.25; math.Abs(k.Flat-want) > 1e-9 || !slices.ContainsFunc(k.TopFlat, func(f funcShare) bool { return f.Name == rdkThreads }) {
+		t.Errorf("librdkafka/cgo after adding a quarter of the CPU in its threads: %.3f under %v, want %.3f with its threads listed", k.Flat, k.TopFlat, want)
+	}
+}
