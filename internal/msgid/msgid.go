@@ -38,17 +38,36 @@ func New(now func() time.Time) *Generator {
 	return &Generator{now: now, rng: rand.NewChaCha8(seed)}
 }
 
+// Len is the length of an ID in the canonical form.
+const Len = 36
+
 // Next returns a new ID in the canonical 36-character form.
 func (g *Generator) Next() string {
-	var u [16]byte
-	g.next(&u)
-	return format(&u)
+	var b [Len]byte
+	g.Fill(b[:])
+	return string(b[:])
 }
 
-func (g *Generator) next(u *[16]byte) {
+// Fill writes len(dst)/Len new IDs into dst, back to back in the canonical
+// form, in increasing order, reading the clock and taking the lock once.
+func (g *Generator) Fill(dst []byte) {
+	n := len(dst) / Len
+	if n == 0 {
+		return
+	}
 	ms := g.now().UnixMilli()
-
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range n {
+		var u [16]byte
+		g.nextLocked(ms, &u)
+		format((*[Len]byte)(dst[i*Len:]), &u)
+	}
+}
+
+// nextLocked makes the ID after the last one, for the clock reading ms.
+// g.mu is held.
+func (g *Generator) nextLocked(ms int64, u *[16]byte) {
 	switch {
 	case ms > g.lastMS:
 		g.lastMS = ms
@@ -61,7 +80,6 @@ func (g *Generator) next(u *[16]byte) {
 	}
 	ms, ctr := g.lastMS, g.counter
 	rnd := g.rng.Uint64()
-	g.mu.Unlock()
 
 	u[0] = byte(ms >> 40)
 	u[1] = byte(ms >> 32)
@@ -81,8 +99,8 @@ func (g *Generator) next(u *[16]byte) {
 	u[15] = byte(rnd)
 }
 
-func format(u *[16]byte) string {
-	var b [36]byte
+// format writes u in the canonical form into b.
+func format(b *[Len]byte, u *[16]byte) {
 	hex.Encode(b[0:8], u[0:4])
 	b[8] = '-'
 	hex.Encode(b[9:13], u[4:6])
@@ -92,5 +110,4 @@ func format(u *[16]byte) string {
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:], u[10:])
-	return string(b[:])
 }

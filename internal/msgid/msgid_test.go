@@ -105,3 +105,31 @@ func BenchmarkNext(b *testing.B) {
 		_ = g.Next()
 	}
 }
+
+// TestFillMakesTheSameIDsAsNext: IDs written in bulk are canonical UUIDv7s
+// and keep the strict order with the IDs made one by one around them, also
+// when many are made within one millisecond.
+func TestFillMakesTheSameIDsAsNext(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
+	g := New(func() time.Time { return at })
+	ids := []string{g.Next()}
+	buf := make([]byte, 5000*Len+7) // the 7 bytes left over stay untouched
+	g.Fill(buf)
+	for i := range 5000 {
+		ids = append(ids, string(buf[i*Len:(i+1)*Len]))
+	}
+	if tail := buf[5000*Len:]; string(tail) != "\x00\x00\x00\x00\x00\x00\x00" {
+		t.Errorf("Fill wrote past the last whole ID: %q", tail)
+	}
+	ids = append(ids, g.Next())
+	for i, id := range ids {
+		u := decode(t, id)
+		if u[6]>>4 != 7 || u[8]>>6 != 0b10 {
+			t.Fatalf("id %d %q: not a UUIDv7", i, id)
+		}
+		if i > 0 && id <= ids[i-1] {
+			t.Fatalf("id %d %q does not follow %q", i, id, ids[i-1])
+		}
+	}
+}
