@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -275,16 +276,26 @@ func fromProtoRecords(in []*gatewayv1.Record) ([]produce.Record, error) {
 }
 
 func (s *ProducerServer) toProtoResults(results []produce.Result) []*gatewayv1.RecordResult {
+	// The results and their timestamps are allocated together, and records
+	// with the same timestamp (those of one batch, unless the app set them)
+	// share one: the response is only marshalled, never changed.
 	out := make([]*gatewayv1.RecordResult, len(results))
+	prs := make([]gatewayv1.RecordResult, len(results))
+	var last *timestamppb.Timestamp
+	var lastTime time.Time
 	for i := range results {
 		r := &results[i]
-		pr := &gatewayv1.RecordResult{MessageId: r.MessageID}
+		pr := &prs[i]
+		pr.MessageId = r.MessageID
 		if r.Err != nil {
 			pr.Error = toStatus(s.logger, r.Err).Proto()
 		} else {
 			pr.Partition = r.Partition
 			pr.Offset = r.Offset
-			pr.Timestamp = timestamppb.New(r.Timestamp)
+			if last == nil || !r.Timestamp.Equal(lastTime) {
+				last, lastTime = timestamppb.New(r.Timestamp), r.Timestamp
+			}
+			pr.Timestamp = last
 		}
 		out[i] = pr
 	}

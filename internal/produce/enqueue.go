@@ -25,24 +25,28 @@ type enqueuer struct {
 type send struct {
 	topic string
 	msgs  []rdkafka.Message
-	wait  *queueWait
+	wait  queueWait
 	// Set by the enqueuer before done is closed: how many messages, from
 	// the first, went in; when fewer than all, err is why the next one did
 	// not (and the rest were not tried: they could overtake it).
-	n    int
-	err  error
+	n   int
+	err error
+	// done is closed once the send is settled, when it was queued behind
+	// another caller's enqueue (nil otherwise: its own caller settled it).
 	done chan struct{}
 }
 
 // enqueue returns once s is settled (s.n and s.err set).
 func (q *enqueuer) enqueue(s *send) {
 	q.mu.Lock()
-	q.queue = append(q.queue, s)
 	if q.busy {
+		s.done = make(chan struct{})
+		q.queue = append(q.queue, s)
 		q.mu.Unlock()
 		<-s.done
 		return
 	}
+	q.queue = append(q.queue, s)
 	q.busy = true
 	for {
 		work := q.queue
@@ -80,7 +84,9 @@ func (q *enqueuer) run(work []*send) {
 		i = j
 	}
 	for _, s := range work {
-		close(s.done)
+		if s.done != nil {
+			close(s.done)
+		}
 	}
 }
 

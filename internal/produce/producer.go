@@ -238,9 +238,22 @@ func (p *Producer) poll(stop <-chan struct{}, fatal chan<- error) {
 		reports = p.eng.Poll(wait, reports[:0])
 		if len(reports) > 0 {
 			batches = p.slots.lookup(func(i int) uint64 { return reports[i].Opaque }, len(reports), batches[:0])
+			// Reports of one batch mostly come together: each run of them
+			// finishes its batch's count once.
+			var run *Batch
+			var n int32
 			for i := range reports {
-				p.report(batches[i], &reports[i])
+				b := batches[i]
+				if b != run {
+					if run != nil {
+						run.finish(n)
+					}
+					run, n = b, 0
+				}
+				fill(b, &reports[i])
+				n++
 			}
+			run.finish(n)
 			clear(batches)
 			if brokersDown && reports[len(reports)-1].Err == 0 {
 				brokersDown = false
@@ -279,8 +292,8 @@ func (p *Producer) poll(stop <-chan struct{}, fatal chan<- error) {
 	}
 }
 
-// report completes one record from its delivery report.
-func (p *Producer) report(b *Batch, r *rdkafka.Report) {
+// fill writes one record's result from its delivery report.
+func fill(b *Batch, r *rdkafka.Report) {
 	res := &b.Results[uint32(r.Opaque)]
 	if r.Err != 0 {
 		res.Err = classifyReport(r)
@@ -289,7 +302,6 @@ func (p *Producer) report(b *Batch, r *rdkafka.Report) {
 		res.Partition = r.Partition
 		res.Offset = r.Offset
 	}
-	b.finish(1)
 }
 
 // shutdown stops intake, flushes, and purges what is left. Every record
@@ -383,21 +395,42 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 	received := time.Now().Truncate(time.Millisecond)
 	msgs := p.messages(len(records))
 	// One header slice holds every record's headers: the message ID first,
-	// then the record's own.
-	nh := len(records)
+	// then the record's own. The message IDs are made in bulk into one
+	// arena, with the idempotency keys after them, so a batch allocates
+	// them twice (the bytes, and the one string the results slice), not
+	// per record.
+	nh, fresh, keyBytes := len(records), 0, 0
 	for i := range records {
 		nh += len(records[i].Headers)
+		if k := records[i].IdempotencyKey; k == "" {
+			fresh++
+		} else {
+			keyBytes += len(k)
+		}
 	}
+	arena := make([]byte, fresh*msgid.Len, fresh*msgid.Len+keyBytes)
+	p.ids.Fill(arena)
+	for i := range records {
+		arena = append(arena, records[i].IdempotencyKey...)
+	}
+	ids := string(arena[:fresh*msgid.Len])
 	headers := make([]rdkafka.Header, 0, nh)
+	nextID, nextKey := 0, fresh*msgid.Len
 	for i := range records {
 		rec := &records[i]
 		res := &b.Results[i]
-		res.MessageID = rec.IdempotencyKey
-		if res.MessageID == "" {
-			res.MessageID = p.ids.Next()
+		var id []byte
+		if k := rec.IdempotencyKey; k != "" {
+			res.MessageID = k
+			id = arena[nextKey : nextKey+len(k) : nextKey+len(k)]
+			nextKey += len(k)
+		} else {
+			res.MessageID = ids[nextID : nextID+msgid.Len]
+			id = arena[nextID : nextID+msgid.Len : nextID+msgid.Len]
+			nextID += msgid.Len
 		}
 		first := len(headers)
-		headers = append(headers, rdkafka.Header{Key: p.cfg.MessageIDHeader, Value: []byte(res.MessageID)})
+		headers = append(headers, rdkafka.Header{Key: p.cfg.MessageIDHeader, Value: id})
 		size := len(rec.Key) + len(rec.Value)
 		for _, h := range rec.Headers {
 			headers = append(headers, rdkafka.Header{Key: h.Key, Value: h.Value})
@@ -418,7 +451,7 @@ func (p *Producer) Send(ctx context.Context, topic string, records []Record, not
 			Opaque:    opaqueOf(b.slot, i),
 		}
 	}
-	s := &send{topic: topic, msgs: msgs, wait: p.queueWait(ctx), done: make(chan struct{})}
+	s := &send{topic: topic, msgs: msgs, wait: p.queueWait(ctx)}
 	p.enq.enqueue(s)
 	p.recycle(msgs)
 	if s.err != nil {
@@ -454,12 +487,12 @@ type queueWait struct {
 	backoff  time.Duration
 }
 
-func (p *Producer) queueWait(ctx context.Context) *queueWait {
+func (p *Producer) queueWait(ctx context.Context) queueWait {
 	deadline := time.Now().Add(p.cfg.QueueFullWait)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	return &queueWait{ctx: ctx, deadline: deadline, backoff: 500 * time.Microsecond}
+	return queueWait{ctx: ctx, deadline: deadline, backoff: 500 * time.Microsecond}
 }
 
 // sleep waits for the next retry; it fails with ErrQueueFull once the
