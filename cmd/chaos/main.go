@@ -99,11 +99,15 @@ var baseFaults = []string{
 
 var compoundFaults = []string{faultRebalanceSlowApp, faultBrokerKillRebal, faultRedisKillRevoke}
 
+// A profile's minProcessed sits a little under minWritten: poison records
+// are dead-lettered, not processed, and a record written twice with one
+// message ID is processed once; whether every record was processed is the
+// loss check's question, not this floor's.
 var profiles = map[string]profile{
 	// short: every single fault once; a few minutes on two busy cores.
 	"short": {faults: baseFaults, rounds: 1, rate: 100, partitions: 6, gap: 3 * time.Second,
 		writers: 4, batch: 5, keys: 48, poisonEvery: 500, largeEvery: 4, pDisconnect: 0.003, pNack: 0.01,
-		minWritten: 5_000, minProcessed: 5_000, minPoison: 5, liveness: 180 * time.Second},
+		minWritten: 5_000, minProcessed: 4_900, minPoison: 5, liveness: 180 * time.Second},
 	// long: every fault, compound ones included, six times (90 faults),
 	// at a rate two shared cores sustain with three dedupe groups on a
 	// Redis that fsyncs every write (each group settled 230–320 records/s
@@ -111,17 +115,17 @@ var profiles = map[string]profile{
 	// are written.
 	"long": {faults: slices.Concat(baseFaults, []string{faultGatewayJoinKill}, compoundFaults), rounds: 6, rate: 250, partitions: 24, gap: 4 * time.Second, maxInFlight: 50,
 		writers: 8, batch: 10, keys: 160, poisonEvery: 2_000, largeEvery: 4, pDisconnect: 0.0003, pNack: 0.005,
-		minWritten: 500_000, minProcessed: 500_000, minPoison: 50, liveness: 300 * time.Second},
+		minWritten: 500_000, minProcessed: 495_000, minPoison: 50, liveness: 300 * time.Second},
 	// cluster: three brokers (replication 3, min.insync.replicas 2),
 	// partition leaders killed.
 	"cluster": {faults: slices.Concat(baseFaults, []string{faultLeaderKill, faultLeaderKill, faultGatewayJoinKill, faultBrokerKillRebal}), rounds: 2, rate: 150, partitions: 6, gap: 4 * time.Second, cluster: true,
 		writers: 4, batch: 5, keys: 48, poisonEvery: 1_000, largeEvery: 4, pDisconnect: 0.003, pNack: 0.01,
-		minWritten: 20_000, minProcessed: 20_000, minPoison: 5, liveness: 180 * time.Second},
+		minWritten: 20_000, minProcessed: 19_800, minPoison: 5, liveness: 180 * time.Second},
 	// dlq: many poison records, small and large, under the faults that
 	// cut a dead letter's way short.
 	"dlq": {faults: []string{faultGatewayKill, faultGatewayJoinLeave, faultGatewayJoinKill, faultBrokerKill, faultRedisKill, faultAppKill, faultAppLateAck, faultRedisKillRevoke}, rounds: 1, rate: 100, partitions: 4, gap: 3 * time.Second,
 		writers: 4, batch: 5, keys: 48, poisonEvery: 25, largeEvery: 3, pDisconnect: 0.003, pNack: 0.01,
-		minWritten: 3_000, minProcessed: 3_000, minPoison: 50, liveness: 180 * time.Second},
+		minWritten: 3_000, minProcessed: 2_800, minPoison: 50, liveness: 180 * time.Second},
 }
 
 type harness struct {

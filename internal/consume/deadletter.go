@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"strconv"
 	"sync"
 	"time"
@@ -313,6 +314,12 @@ func (d *deadLetters) settle(j *dlqJob, err error) {
 		d.queue = append(d.queue, j)
 		g.mu.Unlock()
 		d.kick()
+	case tooLarge(err) && j.retries < dlqCompactSizeRetries:
+		// A compact dead letter is a few hundred bytes: the broker refused
+		// the record batch it shared with larger records (full dead
+		// letters of the same record from other groups, say), which
+		// max.message.bytes applies to as a whole. Alone it fits.
+		d.retry(j, err)
 	default:
 		g.logger.Error("dead letter dropped: neither it nor a compact one can be written; the record is settled and stays readable at its source coordinates until retention",
 			"topic", j.topic, "source_topic", j.l.topic, "partition", j.l.partition, "offset", j.r.offset, "reason", j.reason, "err", err)
@@ -338,6 +345,24 @@ func (d *deadLetters) retry(j *dlqJob, err error) {
 	d.queue = append(d.queue, j)
 	g.mu.Unlock()
 	d.kick()
+}
+
+// dlqCompactSizeRetries is how often a compact dead letter refused as too
+// large is tried again before it is dropped.
+const dlqCompactSizeRetries = 5
+
+// tooLarge reports whether the broker or the producer refused a write for
+// its size.
+func tooLarge(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case kafka.ErrMsgSizeTooLarge, kafka.ErrRecordListTooLarge, kafka.ErrInvalidMsgSize:
+		return true
+	}
+	return false
 }
 
 // permanent reports whether a dead letter's write failed for good: no retry

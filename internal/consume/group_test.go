@@ -3,6 +3,7 @@ package consume
 import (
 	"context"
 	"errors"
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,6 +283,40 @@ func TestADeadLetterThatCannotBeWrittenAtAllIsDroppedNotRetriedForever(t *testin
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("%d write attempts, want 2 (full, compact)", n)
 	}
+}
+
+// The long chaos run dropped dead letters of large records: their full
+// dead letters were refused as too large, and so were their compact ones,
+// which had been put in one record batch with the full dead letters of the
+// same record from the other groups (the broker applies max.message.bytes
+// to a batch as a whole). A compact dead letter refused for its size is
+// tried again, and written once it goes alone.
+func TestACompactDeadLetterRefusedForItsBatchSizeIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	tooLarge := kafkaclient.Classify(kafka.NewError(kafka.ErrMsgSizeTooLarge, "Broker: Message size too large", false))
+	var compactTries atomic.Int32
+	h.prod.fn = func(_ string, recs []produce.Record) ([]produce.Result, error) {
+		res := make([]produce.Result, len(recs))
+		for i, r := range recs {
+			if len(r.Value) > 0 || compactTries.Add(1) < 3 {
+				res[i].Err = tooLarge
+			}
+		}
+		return res, nil
+	}
+	s := h.stream(10)
+	h.assign(0)
+	h.add(rec(0, 0, "poison", "a big value"))
+	d := h.must(s)
+	if err := h.nack(NackOptions{DeadLetter: true, Reason: "poison"}, d.AckID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the compact dead letter", func() bool { return len(h.prod.records("t.dlq")) == 1 })
+	if n := h.g.stats.deadLettersDropped.Load(); n != 0 {
+		t.Fatalf("%d dead letters dropped, want 0", n)
+	}
+	eventually(t, "the commit point past it", func() bool { return h.committable(0) == 1 })
 }
 
 // A transient failure (Kafka unavailable) is retried until it succeeds;
