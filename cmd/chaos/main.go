@@ -349,7 +349,7 @@ func runHarness(argv []string) (bool, error) {
 		return false, fmt.Errorf("profile %s: %d keys for %d writers × %d records a batch", *profName, prof.keys, prof.writers, prof.batch)
 	}
 	wl := &workload{topic: h.topic, writers: prof.writers, keys: prof.keys, batch: prof.batch, rate: prof.rate,
-		poisonEvery: prof.poisonEvery, largeEvery: prof.largeEvery, settle: time.Minute,
+		poisonEvery: prof.poisonEvery, largeEvery: prof.largeEvery, settle: 2 * time.Minute,
 		client: gatewayv1.NewProducerServiceClient(conn)}
 	h.load = wl
 	wlCtx, stopLoad := context.WithCancel(ctx)

@@ -49,7 +49,7 @@ func TestASingleAddressOfARedisClusterNeedsTheClusterKey(t *testing.T) {
 		t.Fatalf("Cluster client of a Cluster node: %v", err)
 	}
 	s := NewStore(crdb, "t:", time.Hour, NewOwner("gw"))
-	st, err := s.ReserveProduce(ctx, "orders", []string{"k1", "k2", "k3"}, time.Minute)
+	st, err := s.ReserveProduce(ctx, "orders", in([]string{"k1", "k2", "k3"}...), ttl(time.Minute))
 	if err != nil {
 		t.Fatalf("reserve through the Cluster client: %v", err)
 	}

@@ -23,8 +23,8 @@ type ProduceResult struct {
 	MessageID string
 }
 
-// ProduceState is the state of one idempotency key. With neither Reserved
-// nor Done, another writer is in progress: wait for it with
+// ProduceState is the state of one idempotency key. With neither Reserved,
+// Done nor Stale, another writer is in progress: wait for it with
 // [Store.WaitProduce].
 type ProduceState struct {
 	// Reserved: this caller holds the key and must write the record, then
@@ -34,10 +34,56 @@ type ProduceState struct {
 	Token string
 	// Done is the result of the record written earlier with this key.
 	Done *ProduceResult
+	// Stale is another writer's reservation that should have been settled
+	// by now and was not: its writer died, or could not learn its write's
+	// fate. Whether that write is in the topic is for the caller to find
+	// out ([Store.TakeOverProduce] first).
+	Stale *StaleReservation
 }
 
 // Pending reports whether another writer holds the key.
-func (st ProduceState) Pending() bool { return !st.Reserved && st.Done == nil }
+func (st ProduceState) Pending() bool { return !st.Reserved && st.Done == nil && st.Stale == nil }
+
+// Intent is a record about to be written under an idempotency key, as a
+// reservation remembers it for whoever has to look for the record in the
+// topic should its writer vanish.
+type Intent struct {
+	Key string
+	// Partition the record goes to, or -1 when it is not known in advance
+	// (a record without a key goes to a partition the partitioner picks).
+	Partition int32
+	// From is a time at or before the record's timestamp: the reservation
+	// time, or the record's own timestamp when that is earlier. Zero means
+	// now.
+	From time.Time
+}
+
+// ProduceTTL are the times of a reservation.
+type ProduceTTL struct {
+	// Settle is how long its writer has to settle it: by then the record's
+	// delivery report has come and its result is stored, or its writer is
+	// gone. After Settle (and a few seconds for clocks that differ), other
+	// writers see it as Stale.
+	Settle time.Duration
+	// Keep is how long Redis keeps it, at least Settle: a reservation
+	// nobody settles or takes over disappears then, and the key is free.
+	Keep time.Duration
+}
+
+// StaleReservation is a reservation whose writer did not settle it in time.
+type StaleReservation struct {
+	value string // as stored, for the compare-and-set of a take-over
+	// Owner is the writer that reserved it.
+	Owner string
+	// From is the earliest timestamp its record may carry.
+	From time.Time
+	// Partition is where its record would be, or -1 when not known.
+	Partition int32
+}
+
+// staleSkew is how long after its settle time another gateway takes a
+// reservation for stale: room for clocks that differ between pods.
+const staleSkew = 5 * time.Second
 
 // Reservation is a key reserved by [Store.ReserveProduce] or
 // [Store.WaitProduce], with the Token of its [ProduceState].
@@ -46,17 +92,19 @@ type Reservation struct {
 	Token string
 }
 
-// ReserveProduce reserves each key of topic for writing, in one pipelined
-// round trip: a free key becomes this caller's reservation (Reserved, for
-// pendingTTL unless completed or aborted); a key with a stored result
-// returns it (Done); a key reserved by another writer, in this process or
-// another, is pending. keys must be distinct and not empty.
+// ReserveProduce reserves the key of each intent for writing, in one
+// pipelined round trip: a free key becomes this caller's reservation
+// (Reserved, kept for ttl.Keep unless completed or aborted); a key with a
+// stored result returns it (Done); a key reserved by another writer, in
+// this process or another, is pending, or Stale once that writer should
+// have settled it. Keys must be distinct and not empty.
 //
-// pendingTTL must outlast the write (the Produce deadline, or the
-// producer's delivery timeout): a reservation that expires before
-// CompleteProduce lets another writer write the record too.
-func (s *Store) ReserveProduce(ctx context.Context, topic string, keys []string, pendingTTL time.Duration) ([]ProduceState, error) {
-	if err := checkProduce("reserve", topic, keys, pendingTTL); err != nil {
+// ttl.Settle must outlast the write (the producer's delivery timeout and
+// more): a reservation not settled by then may be taken over by another
+// writer, who looks for the record in the topic.
+func (s *Store) ReserveProduce(ctx context.Context, topic string, intents []Intent, ttl ProduceTTL) ([]ProduceState, error) {
+	keys := intentKeys(intents)
+	if err := checkProduce("reserve", topic, keys, ttl); err != nil {
 		return nil, err
 	}
 	states := make([]ProduceState, len(keys))
@@ -67,25 +115,34 @@ func (s *Store) ReserveProduce(ctx context.Context, topic string, keys []string,
 	for i := range all {
 		all[i] = i
 	}
-	if _, err := s.reserve(ctx, "reserve", topic, keys, all, nonce(), pendingTTL, states); err != nil {
+	if _, err := s.reserve(ctx, "reserve", topic, intents, all, nonce(), ttl, states); err != nil {
 		return nil, err
 	}
 	return states, nil
 }
 
+func intentKeys(intents []Intent) []string {
+	keys := make([]string, len(intents))
+	for i, in := range intents {
+		keys[i] = in.Key
+	}
+	return keys
+}
+
 // WaitProduce waits for keys of topic held by other writers, polling them
 // with backoff (5 ms doubling to 200 ms), one pipelined round trip per
-// poll: a key is resolved when its result is stored (Done), or when its
-// reservation is gone (the writer aborted, or died and its pendingTTL
-// passed), in which case WaitProduce reserves it for this caller
-// (Reserved). A key free or done from the start resolves at once, so
-// WaitProduce also serves keys never passed to ReserveProduce.
+// poll: a key is resolved when its result is stored (Done), when its
+// reservation is gone (the writer aborted, or it expired), in which case
+// WaitProduce reserves it for this caller (Reserved), or when the
+// reservation is Stale. A key free or done from the start resolves at
+// once, so WaitProduce also serves keys never passed to ReserveProduce.
 //
 // When ctx ends or Redis fails first, it returns the states known so far,
 // unresolved ones pending, with the error: reservations it made are in
 // them, to complete or abort.
-func (s *Store) WaitProduce(ctx context.Context, topic string, keys []string, pendingTTL time.Duration) ([]ProduceState, error) {
-	if err := checkProduce("wait", topic, keys, pendingTTL); err != nil {
+func (s *Store) WaitProduce(ctx context.Context, topic string, intents []Intent, ttl ProduceTTL) ([]ProduceState, error) {
+	keys := intentKeys(intents)
+	if err := checkProduce("wait", topic, keys, ttl); err != nil {
 		return nil, err
 	}
 	states := make([]ProduceState, len(keys))
@@ -100,7 +157,7 @@ func (s *Store) WaitProduce(ctx context.Context, topic string, keys []string, pe
 	backoff := 5 * time.Millisecond
 	for {
 		var err error
-		if pending, err = s.reserve(ctx, "wait", topic, keys, pending, token, pendingTTL, states); err != nil {
+		if pending, err = s.reserve(ctx, "wait", topic, intents, pending, token, ttl, states); err != nil {
 			return states, err
 		}
 		if len(pending) == 0 {
@@ -118,13 +175,15 @@ func (s *Store) WaitProduce(ctx context.Context, topic string, keys []string, pe
 	}
 }
 
-// reserve runs reserveScript for keys[i] of each index in which, filling
-// states[i], and returns the indexes still pending.
-func (s *Store) reserve(ctx context.Context, op, topic string, keys []string, which []int, token string, pendingTTL time.Duration, states []ProduceState) ([]int, error) {
-	value := s.reservationValue(token)
+// reserve runs reserveScript for intents[i] of each index in which,
+// filling states[i], and returns the indexes still pending.
+func (s *Store) reserve(ctx context.Context, op, topic string, intents []Intent, which []int, token string, ttl ProduceTTL, states []ProduceState) ([]int, error) {
+	now := s.clock()
+	prefix := s.reservationPrefix(token)
 	calls := make([]call, len(which))
 	for j, i := range which {
-		calls[j] = call{reserveScript, []string{s.produceKey(topic, keys[i])}, []any{value, millis(pendingTTL)}}
+		calls[j] = call{reserveScript, []string{s.produceKey(topic, intents[i].Key)},
+			[]any{s.reservationValue(token, now, ttl.Settle, intents[i]), millis(ttl.Keep), prefix}}
 	}
 	cmds, err := s.run(ctx, op, calls)
 	if err != nil {
@@ -136,22 +195,74 @@ func (s *Store) reserve(ctx context.Context, op, topic string, keys []string, wh
 		if err != nil {
 			return which, fmt.Errorf("dedupe: %s: unexpected reply %v (%v)", op, cmds[j].Val(), err)
 		}
-		switch {
-		case v == "":
-			states[i] = ProduceState{Reserved: true, Token: token}
-		case strings.HasPrefix(v, "r|"):
-			res, err := decodeResult(v)
-			if err != nil {
-				return which, fmt.Errorf("dedupe: %s: key %q: %w", op, keys[i], err)
-			}
-			states[i] = ProduceState{Done: &res}
-		case strings.HasPrefix(v, "p|"):
+		st, err := s.state(v, token, now)
+		if err != nil {
+			return which, fmt.Errorf("dedupe: %s: key %q: %w", op, intents[i].Key, err)
+		}
+		states[i] = st
+		if st.Pending() {
 			pending = append(pending, i)
-		default:
-			return which, fmt.Errorf("dedupe: %s: key %q holds an unknown value %q", op, keys[i], v)
 		}
 	}
 	return pending, nil
+}
+
+// state reads what a reservation script answered: "" when the caller holds
+// the key (with token), a stored result, or another writer's reservation,
+// pending or stale at now.
+func (s *Store) state(v, token string, now time.Time) (ProduceState, error) {
+	switch {
+	case v == "":
+		return ProduceState{Reserved: true, Token: token}, nil
+	case strings.HasPrefix(v, "r|"):
+		res, err := decodeResult(v)
+		if err != nil {
+			return ProduceState{}, err
+		}
+		return ProduceState{Done: &res}, nil
+	case strings.HasPrefix(v, "p|"):
+		if st, ok := decodeReservation(v); ok && now.After(st.settleBy.Add(staleSkew)) {
+			return ProduceState{Stale: &st.StaleReservation}, nil
+		}
+		return ProduceState{}, nil
+	default:
+		return ProduceState{}, fmt.Errorf("holds an unknown value %q", v)
+	}
+}
+
+// TakeOverProduce makes a stale reservation this caller's, in one round
+// trip, if the key still holds it (or nothing): the new reservation keeps
+// the stale one's From and Partition (merged with in's), so whoever may
+// take it over next still looks for both writes. Its result is Reserved
+// when the caller now holds the key; otherwise the key's current state
+// (Done, pending, or stale again).
+func (s *Store) TakeOverProduce(ctx context.Context, topic string, in Intent, stale *StaleReservation, ttl ProduceTTL) (ProduceState, error) {
+	if err := checkProduce("take over", topic, []string{in.Key}, ttl); err != nil {
+		return ProduceState{}, err
+	}
+	now := s.clock()
+	merged := in
+	if merged.From.IsZero() || stale.From.Before(merged.From) {
+		merged.From = stale.From
+	}
+	if merged.Partition != stale.Partition {
+		merged.Partition = -1
+	}
+	token := nonce()
+	cmds, err := s.run(ctx, "take over", []call{{takeOverScript, []string{s.produceKey(topic, in.Key)},
+		[]any{stale.value, s.reservationValue(token, now, ttl.Settle, merged), millis(ttl.Keep)}}})
+	if err != nil {
+		return ProduceState{}, err
+	}
+	v, err := cmds[0].Text()
+	if err != nil {
+		return ProduceState{}, fmt.Errorf("dedupe: take over: unexpected reply %v (%v)", cmds[0].Val(), err)
+	}
+	st, err := s.state(v, token, now)
+	if err != nil {
+		return ProduceState{}, fmt.Errorf("dedupe: take over: key %q: %w", in.Key, err)
+	}
+	return st, nil
 }
 
 // CompleteProduce stores the result of each reservation (results[i] for
@@ -174,7 +285,7 @@ func (s *Store) CompleteProduce(ctx context.Context, topic string, items []Reser
 	calls := make([]call, len(items))
 	for i, it := range items {
 		calls[i] = call{completeScript, []string{s.produceKey(topic, it.Key)},
-			[]any{s.reservationValue(it.Token), encodeResult(results[i]), millis(window)}}
+			[]any{s.reservationPrefix(it.Token), encodeResult(results[i]), millis(window)}}
 	}
 	cmds, err := s.run(ctx, "complete", calls)
 	if err != nil {
@@ -196,7 +307,7 @@ func (s *Store) AbortProduce(ctx context.Context, topic string, items []Reservat
 	}
 	calls := make([]call, len(items))
 	for i, it := range items {
-		calls[i] = call{deleteIfScript, []string{s.produceKey(topic, it.Key)}, []any{s.reservationValue(it.Token)}}
+		calls[i] = call{abortScript, []string{s.produceKey(topic, it.Key)}, []any{s.reservationPrefix(it.Token)}}
 	}
 	_, err := s.run(ctx, "abort", calls)
 	return err
@@ -207,17 +318,55 @@ func (s *Store) produceKey(topic, key string) string {
 	return s.prefix + "produce:" + nameEscaper.Replace(topic) + ":" + key
 }
 
-// reservationValue returns "p|<owner>|<token>".
-func (s *Store) reservationValue(token string) string {
-	return "p|" + s.owner + "|" + token
+// reservationPrefix returns "p|<owner>|<token>|", which starts every value
+// of the reservation token made.
+func (s *Store) reservationPrefix(token string) string {
+	return "p|" + s.owner + "|" + token + "|"
 }
 
-func checkProduce(op, topic string, keys []string, ttl time.Duration) error {
+// reservationValue returns "p|<owner>|<token>|<settle by, unix ms>|<from,
+// unix ms>|<partition>".
+func (s *Store) reservationValue(token string, now time.Time, settle time.Duration, in Intent) string {
+	from := in.From
+	if from.IsZero() || from.After(now) {
+		from = now
+	}
+	return s.reservationPrefix(token) + strconv.FormatInt(now.Add(settle).UnixMilli(), 10) + "|" +
+		strconv.FormatInt(from.UnixMilli(), 10) + "|" + strconv.FormatInt(int64(in.Partition), 10)
+}
+
+// reservation is a decoded reservation value.
+type reservation struct {
+	StaleReservation
+	settleBy time.Time
+}
+
+// decodeReservation parses what reservationValue wrote; false for a value
+// of another form (an older gateway's "p|<owner>|<token>", which is never
+// stale: it is waited for until it expires).
+func decodeReservation(v string) (reservation, bool) {
+	f := strings.Split(v, "|")
+	if len(f) != 6 {
+		return reservation{}, false
+	}
+	settleBy, err1 := strconv.ParseInt(f[3], 10, 64)
+	from, err2 := strconv.ParseInt(f[4], 10, 64)
+	part, err3 := strconv.ParseInt(f[5], 10, 32)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return reservation{}, false
+	}
+	return reservation{
+		StaleReservation: StaleReservation{value: v, Owner: ownerUnescaper.Replace(f[1]), From: time.UnixMilli(from), Partition: int32(part)},
+		settleBy:         time.UnixMilli(settleBy),
+	}, true
+}
+
+func checkProduce(op, topic string, keys []string, ttl ProduceTTL) error {
 	switch {
 	case topic == "":
 		return fmt.Errorf("%w: %s: empty topic", ErrInvalid, op)
-	case ttl <= 0:
-		return fmt.Errorf("%w: %s: pending TTL must be > 0", ErrInvalid, op)
+	case ttl.Settle <= 0 || ttl.Keep < ttl.Settle:
+		return fmt.Errorf("%w: %s: reservation times must be > 0, kept at least until settled (%+v)", ErrInvalid, op, ttl)
 	}
 	seen := make(map[string]struct{}, len(keys))
 	for i, k := range keys {

@@ -37,7 +37,7 @@ func TestReserveProduceConcurrent(t *testing.T) {
 			wg.Go(func() {
 				<-start
 				s := stores[i]
-				st, err := s.ReserveProduce(ctx, "orders", []string{"key-1"}, 10*time.Second)
+				st, err := s.ReserveProduce(ctx, "orders", in([]string{"key-1"}...), ttl(10*time.Second))
 				if err != nil {
 					t.Error(err)
 					return
@@ -56,7 +56,7 @@ func TestReserveProduceConcurrent(t *testing.T) {
 					return
 				}
 				if st[0].Done == nil {
-					if st, err = s.WaitProduce(ctx, "orders", []string{"key-1"}, 10*time.Second); err != nil {
+					if st, err = s.WaitProduce(ctx, "orders", in([]string{"key-1"}...), ttl(10*time.Second)); err != nil {
 						t.Error(err)
 						return
 					}
@@ -91,7 +91,7 @@ func TestReserveProduceConcurrent(t *testing.T) {
 			}
 		}
 		// A later Produce gets the same result, from another gateway too.
-		st, err := NewStore(rdb, prefix, week, "gw-late").ReserveProduce(ctx, "orders", []string{"key-1"}, time.Second)
+		st, err := NewStore(rdb, prefix, week, "gw-late").ReserveProduce(ctx, "orders", in([]string{"key-1"}...), ttl(time.Second))
 		if err != nil || st[0].Done == nil || !reflect.DeepEqual(*st[0].Done, *first) {
 			t.Fatalf("later reserve: %+v %v", st, err)
 		}
@@ -108,7 +108,7 @@ func TestAbortProduceLetsWaiterTakeOver(t *testing.T) {
 		prefix := testPrefix(t, rdb)
 		ctx := testCtx(t)
 		holder := NewStore(rdb, prefix, week, "gw-holder")
-		st, err := holder.ReserveProduce(ctx, "orders", []string{"k"}, 10*time.Second)
+		st, err := holder.ReserveProduce(ctx, "orders", in([]string{"k"}...), ttl(10*time.Second))
 		if err != nil || !st[0].Reserved {
 			t.Fatalf("reserve: %+v %v", st, err)
 		}
@@ -126,13 +126,13 @@ func TestAbortProduceLetsWaiterTakeOver(t *testing.T) {
 		for i := range waiters {
 			wg.Go(func() {
 				s := NewStore(rdb, prefix, week, NewOwner("gw-waiter"))
-				st, err := s.ReserveProduce(ctx, "orders", []string{"k"}, 10*time.Second)
+				st, err := s.ReserveProduce(ctx, "orders", in([]string{"k"}...), ttl(10*time.Second))
 				waiting.Done()
 				if err != nil || !st[0].Pending() {
 					t.Errorf("waiter %d reserve: %+v %v, want pending", i, st, err)
 					return
 				}
-				st, err = s.WaitProduce(ctx, "orders", []string{"k"}, 10*time.Second)
+				st, err = s.WaitProduce(ctx, "orders", in([]string{"k"}...), ttl(10*time.Second))
 				if err != nil {
 					t.Error(err)
 					return
@@ -181,9 +181,9 @@ func TestProduceReservations(t *testing.T) {
 		a := NewStore(rdb, prefix, week, "gw-a")
 		b := NewStore(rdb, prefix, week, "gw-b")
 		res := ProduceResult{Partition: 1, Offset: 2, Timestamp: time.UnixMilli(1_700_000_000_123), MessageID: "m"}
-		reserve := func(t *testing.T, s *Store, key string, ttl time.Duration) ProduceState {
+		reserve := func(t *testing.T, s *Store, key string, pendingTTL time.Duration) ProduceState {
 			t.Helper()
-			st, err := s.ReserveProduce(testCtx(t), "orders", []string{key}, ttl)
+			st, err := s.ReserveProduce(testCtx(t), "orders", in([]string{key}...), ttl(pendingTTL))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -274,7 +274,7 @@ func TestProduceReservations(t *testing.T) {
 			{"writer dies: waiter reserves after the pending TTL", func(t *testing.T, key string) {
 				reserve(t, a, key, 150*time.Millisecond)
 				start := time.Now()
-				st, err := b.WaitProduce(testCtx(t), "orders", []string{key}, time.Minute)
+				st, err := b.WaitProduce(testCtx(t), "orders", in([]string{key}...), ttl(time.Minute))
 				if err != nil || !st[0].Reserved {
 					t.Fatalf("wait: %+v %v", st, err)
 				}
@@ -287,7 +287,7 @@ func TestProduceReservations(t *testing.T) {
 				reserve(t, a, key, time.Minute)
 				ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
 				defer cancel()
-				st, err := b.WaitProduce(ctx, "orders", []string{key, free}, time.Minute)
+				st, err := b.WaitProduce(ctx, "orders", in([]string{key, free}...), ttl(time.Minute))
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("got %v, want DeadlineExceeded", err)
 				}
@@ -297,7 +297,7 @@ func TestProduceReservations(t *testing.T) {
 			}},
 			{"topics are namespaced", func(t *testing.T, key string) {
 				st := reserve(t, a, key, time.Minute)
-				other, err := a.ReserveProduce(testCtx(t), "payments", []string{key}, time.Minute)
+				other, err := a.ReserveProduce(testCtx(t), "payments", in([]string{key}...), ttl(time.Minute))
 				if err != nil || !st.Reserved || !other[0].Reserved {
 					t.Fatalf("%+v %+v %v", st, other, err)
 				}
@@ -322,7 +322,7 @@ func TestProduceBatch(t *testing.T) {
 		var h countHook
 		rdb.AddHook(&h)
 		keys := []string{"k0", "k1", "k2", "k3"}
-		st, err := s.ReserveProduce(ctx, "orders", keys[:2], time.Minute)
+		st, err := s.ReserveProduce(ctx, "orders", in(keys[:2]...), ttl(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +331,7 @@ func TestProduceBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.reset()
-		st, err = s.ReserveProduce(ctx, "orders", keys, time.Minute)
+		st, err = s.ReserveProduce(ctx, "orders", in(keys...), ttl(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -372,4 +372,114 @@ func TestResultEncoding(t *testing.T) {
 			t.Errorf("%q: got %v, want errBadResult", bad, err)
 		}
 	}
+}
+
+// in makes intents of keys whose partition is not known.
+func in(keys ...string) []Intent {
+	out := make([]Intent, len(keys))
+	for i, k := range keys {
+		out[i] = Intent{Key: k, Partition: -1}
+	}
+	return out
+}
+
+// ttl is a reservation settled and kept for d.
+func ttl(d time.Duration) ProduceTTL { return ProduceTTL{Settle: d, Keep: d} }
+
+// A reservation its writer did not settle in time (the writer died, or
+// could not learn whether its record was written) turns stale for the
+// others, who may take it over to look for the record in the topic. The
+// take-over keeps the first writer's From and partition, so that a writer
+// taking over after a second death still looks far enough back; the first
+// writer, should it come back, can no longer complete it; and of two
+// writers taking over one stale reservation, one gets it.
+func TestAStaleReservationIsTakenOverOnce(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := testCtx(t)
+		prefix := testPrefix(t, rdb)
+		start := time.Now().Truncate(time.Millisecond)
+		clock := func(at *time.Time) func() time.Time { return func() time.Time { return *at } }
+		aNow, bNow, cNow := start, start, start
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		c := NewStore(rdb, prefix, week, "gw-c")
+		a.now, b.now, c.now = clock(&aNow), clock(&bNow), clock(&cNow)
+		times := ProduceTTL{Settle: 10 * time.Second, Keep: time.Hour}
+		from := start.Add(-time.Minute) // the record carries an earlier timestamp
+		st, err := a.ReserveProduce(ctx, "orders", []Intent{{Key: "k", Partition: 3, From: from}}, times)
+		if err != nil || !st[0].Reserved {
+			t.Fatalf("a reserves: %+v %v", st, err)
+		}
+		aToken := st[0].Token
+
+		// Within the settle time and the clocks' slack: pending.
+		bNow = start.Add(times.Settle + staleSkew)
+		st, err = b.ReserveProduce(ctx, "orders", []Intent{{Key: "k", Partition: 3}}, times)
+		if err != nil || !st[0].Pending() {
+			t.Fatalf("b before the settle time: %+v %v, want pending", st, err)
+		}
+		// After: stale, naming a's write.
+		bNow = bNow.Add(time.Millisecond)
+		st, err = b.ReserveProduce(ctx, "orders", []Intent{{Key: "k", Partition: 3}}, times)
+		if err != nil || st[0].Stale == nil {
+			t.Fatalf("b after the settle time: %+v %v, want stale", st, err)
+		}
+		stale := st[0].Stale
+		if stale.Owner != "gw-a" || !stale.From.Equal(from) || stale.Partition != 3 {
+			t.Fatalf("stale reservation %+v, want gw-a's from %v on partition 3", stale, from)
+		}
+		cNow = bNow
+		stC, err := c.ReserveProduce(ctx, "orders", []Intent{{Key: "k", Partition: 3}}, times)
+		if err != nil || stC[0].Stale == nil {
+			t.Fatalf("c: %+v %v, want stale", stC, err)
+		}
+
+		// b takes it over, with a record for another partition: the
+		// partition is no longer known.
+		took, err := b.TakeOverProduce(ctx, "orders", Intent{Key: "k", Partition: 1}, stale, times)
+		if err != nil || !took.Reserved {
+			t.Fatalf("b takes over: %+v %v", took, err)
+		}
+		// c, with the same stale reservation, comes too late.
+		late, err := c.TakeOverProduce(ctx, "orders", Intent{Key: "k", Partition: 3}, stC[0].Stale, times)
+		if err != nil || !late.Pending() {
+			t.Fatalf("c takes over after b: %+v %v, want pending", late, err)
+		}
+		// a comes back: its reservation is gone.
+		ok, err := a.CompleteProduce(ctx, "orders", []Reservation{{Key: "k", Token: aToken}}, []ProduceResult{{Partition: 3, Offset: 7}}, time.Hour)
+		if err != nil || ok[0] {
+			t.Fatalf("a completes after the take-over: %v %v, want refused", ok, err)
+		}
+		// b dies too: c finds b's reservation stale in turn, still looking
+		// back to a's From, in every partition.
+		cNow = bNow.Add(times.Settle + staleSkew + time.Millisecond)
+		stC, err = c.ReserveProduce(ctx, "orders", []Intent{{Key: "k", Partition: 3}}, times)
+		if err != nil || stC[0].Stale == nil {
+			t.Fatalf("c after b's settle time: %+v %v, want stale", stC, err)
+		}
+		if s := stC[0].Stale; s.Owner != "gw-b" || !s.From.Equal(from) || s.Partition != -1 {
+			t.Fatalf("b's reservation %+v, want gw-b's, from %v, partition unknown", s, from)
+		}
+	})
+}
+
+// A reservation in the form older gateways wrote carries no settle time:
+// it is waited for until it expires, never taken for stale.
+func TestAnOlderGatewaysReservationIsNeverStale(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := testCtx(t)
+		prefix := testPrefix(t, rdb)
+		s := NewStore(rdb, prefix, week, "gw-new")
+		if err := rdb.Set(ctx, s.produceKey("orders", "k"), "p|gw-old|0123456789abcdef", time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(24 * time.Hour)
+		s.now = func() time.Time { return later }
+		st, err := s.ReserveProduce(ctx, "orders", in("k"), ProduceTTL{Settle: time.Second, Keep: time.Hour})
+		if err != nil || !st[0].Pending() {
+			t.Fatalf("reserve: %+v %v, want pending", st, err)
+		}
+	})
 }

@@ -75,7 +75,7 @@ return out
 `)
 
 // deleteIfScript deletes the key when it holds exactly ARGV[1]: releases a
-// claim, aborts a produce reservation. Returns the number of keys deleted.
+// claim. Returns the number of keys deleted.
 var deleteIfScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -85,12 +85,13 @@ return 0
 
 // reserveScript reserves a producer idempotency key.
 //
-// ARGV[1] the reservation value "p|<owner>|<nonce>", ARGV[2] the pending
-// TTL in ms.
+// ARGV[1] the reservation value "p|<owner>|<nonce>|...", ARGV[2] how long
+// to keep it in ms, ARGV[3] the prefix "p|<owner>|<nonce>|" of every value
+// of this reservation.
 //
-// Returns "" when the key is now reserved by ARGV[1] (it was free, or held
-// ARGV[1] already), else what the key holds: a result "r|..." or another
-// reservation "p|...".
+// Returns "" when the key is now reserved by this reservation (it was
+// free, or held it already), else what the key holds: a result "r|..." or
+// another reservation "p|...".
 var reserveScript = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return ''
@@ -100,7 +101,23 @@ if v == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return ''
 end
-if v == ARGV[1] then
+if string.sub(v, 1, #ARGV[3]) == ARGV[3] then
+  return ''
+end
+return v
+`)
+
+// takeOverScript replaces a stale reservation with the caller's.
+//
+// ARGV[1] the stale reservation's value, ARGV[2] the new reservation's,
+// ARGV[3] how long to keep it in ms.
+//
+// Returns "" when the key now holds the new reservation (it held the stale
+// one, or nothing), else what it holds.
+var takeOverScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return ''
 end
 return v
@@ -108,8 +125,8 @@ return v
 
 // completeScript stores a produce result.
 //
-// ARGV[1] the reservation value, ARGV[2] the result value "r|...", ARGV[3]
-// the window in ms.
+// ARGV[1] the prefix "p|<owner>|<nonce>|" of the reservation's value,
+// ARGV[2] the result value "r|...", ARGV[3] the window in ms.
 //
 // Returns 1 when the key now holds the result: it held that reservation or
 // nothing (the reservation expired, nobody else reserved), or the result
@@ -120,14 +137,25 @@ local v = redis.call('GET', KEYS[1])
 if v == ARGV[2] then
   return 1
 end
-if v == false or v == ARGV[1] then
+if v == false or string.sub(v, 1, #ARGV[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
 `)
 
-var allScripts = []*redis.Script{claimScript, confirmScript, deleteIfScript, reserveScript, completeScript}
+// abortScript deletes a produce reservation.
+//
+// ARGV[1] the prefix "p|<owner>|<nonce>|" of the reservation's value.
+var abortScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v ~= false and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+var allScripts = []*redis.Script{claimScript, confirmScript, deleteIfScript, reserveScript, takeOverScript, completeScript, abortScript}
 
 // call is one command of a pipelined batch: a script invocation on keys,
 // or, with no script, the plain "SET keys[0] args[0] NX PX args[1]" that

@@ -14,7 +14,7 @@
 //
 //	<prefix>dedupe:<group>:<topic>:<messageID>  "c|<owner>|<delivery>|<record>"  a claim, PX lease
 //	                                            "d"                               done, PX done TTL
-//	<prefix>produce:<topic>:<key>        "p|<owner>|<nonce>"             a reservation, PX pending TTL
+//	<prefix>produce:<topic>:<key>        "p|<owner>|<nonce>|<settle by>|<from>|<partition>"  a reservation, PX keep
 //	                                     "r|<partition>|<offset>|<ns>|<messageID>"  a result, PX window
 //
 // A message ID is processed once per group and source topic: the same ID in
@@ -79,6 +79,15 @@ type Store struct {
 	doneTTL     time.Duration
 	owner       string // escaped: holds no '|'
 	claimPrefix string // "c|<owner>|"
+	// now is the clock of reservations; tests set it.
+	now func() time.Time
+}
+
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // NewStore returns a store using rdb, writing keys under keyPrefix,
@@ -440,6 +449,8 @@ var (
 	nameEscaper = strings.NewReplacer("%", "%25", ":", "%3A")
 	// ownerEscaper escapes the owner in values.
 	ownerEscaper = strings.NewReplacer("%", "%25", "|", "%7C")
+	// ownerUnescaper undoes ownerEscaper.
+	ownerUnescaper = strings.NewReplacer("%7C", "|", "%25", "%")
 )
 
 // nonce returns 16 random hex digits.

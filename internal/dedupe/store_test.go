@@ -469,7 +469,7 @@ func TestNoScriptRecovery(t *testing.T) {
 				if p := h.pipelines.Load(); p != 2 {
 					t.Fatalf("claim once more: %d pipelines, want 2", p)
 				}
-				st, err := s.ReserveProduce(ctx, "topic", []string{fmt.Sprintf("k%d", round)}, time.Minute)
+				st, err := s.ReserveProduce(ctx, "topic", in([]string{fmt.Sprintf("k%d", round)}...), ttl(time.Minute))
 				if err != nil || !st[0].Reserved {
 					t.Fatalf("reserve after SCRIPT FLUSH: %+v %v", st, err)
 				}
@@ -515,8 +515,8 @@ func TestUnavailable(t *testing.T) {
 			return err
 		}},
 		{"release", func() error { return s.Release(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}}) }},
-		{"reserve", func() error { _, err := s.ReserveProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
-		{"wait", func() error { _, err := s.WaitProduce(t.Context(), "t", []string{"k"}, time.Second); return err }},
+		{"reserve", func() error { _, err := s.ReserveProduce(t.Context(), "t", in([]string{"k"}...), ttl(time.Second)); return err }},
+		{"wait", func() error { _, err := s.WaitProduce(t.Context(), "t", in([]string{"k"}...), ttl(time.Second)); return err }},
 		{"complete", func() error {
 			_, err := s.CompleteProduce(t.Context(), "t", []Reservation{{Key: "k", Token: "x"}}, []ProduceResult{res}, time.Minute)
 			return err
@@ -628,14 +628,14 @@ func TestInvalidArguments(t *testing.T) {
 		{"claim without lease", func() error { _, err := s.Claim(ctx, []Claim{{Group: "g", Topic: "t", MessageID: "m"}}); return err }},
 		{"confirm without group", func() error { _, err := s.Confirm(ctx, []Key{{MessageID: "m"}}); return err }},
 		{"release without message ID", func() error { return s.Release(ctx, []Key{{Group: "g"}}) }},
-		{"reserve without topic", func() error { _, err := s.ReserveProduce(ctx, "", []string{"k"}, time.Second); return err }},
-		{"reserve with empty key", func() error { _, err := s.ReserveProduce(ctx, "t", []string{""}, time.Second); return err }},
+		{"reserve without topic", func() error { _, err := s.ReserveProduce(ctx, "", in([]string{"k"}...), ttl(time.Second)); return err }},
+		{"reserve with empty key", func() error { _, err := s.ReserveProduce(ctx, "t", in([]string{""}...), ttl(time.Second)); return err }},
 		{"reserve with repeated key", func() error {
-			_, err := s.ReserveProduce(ctx, "t", []string{"k", "j", "k"}, time.Second)
+			_, err := s.ReserveProduce(ctx, "t", in([]string{"k", "j", "k"}...), ttl(time.Second))
 			return err
 		}},
-		{"reserve without TTL", func() error { _, err := s.ReserveProduce(ctx, "t", []string{"k"}, 0); return err }},
-		{"wait with repeated key", func() error { _, err := s.WaitProduce(ctx, "t", []string{"k", "k"}, time.Second); return err }},
+		{"reserve without TTL", func() error { _, err := s.ReserveProduce(ctx, "t", in([]string{"k"}...), ttl(0)); return err }},
+		{"wait with repeated key", func() error { _, err := s.WaitProduce(ctx, "t", in([]string{"k", "k"}...), ttl(time.Second)); return err }},
 		{"complete with fewer results", func() error {
 			_, err := s.CompleteProduce(ctx, "t", []Reservation{{"k", "x"}, {"j", "x"}}, res, time.Minute)
 			return err
@@ -677,10 +677,10 @@ func TestEmptyBatches(t *testing.T) {
 	if err := s.Release(ctx, nil); err != nil {
 		t.Errorf("release: %v", err)
 	}
-	if out, err := s.ReserveProduce(ctx, "t", nil, time.Second); err != nil || len(out) != 0 {
+	if out, err := s.ReserveProduce(ctx, "t", nil, ttl(time.Second)); err != nil || len(out) != 0 {
 		t.Errorf("reserve: %v %v", out, err)
 	}
-	if out, err := s.WaitProduce(ctx, "t", nil, time.Second); err != nil || len(out) != 0 {
+	if out, err := s.WaitProduce(ctx, "t", nil, ttl(time.Second)); err != nil || len(out) != 0 {
 		t.Errorf("wait: %v %v", out, err)
 	}
 	if out, err := s.CompleteProduce(ctx, "t", nil, nil, time.Second); err != nil || len(out) != 0 {
@@ -706,7 +706,7 @@ func TestForeignValue(t *testing.T) {
 	if err := rdb.Set(ctx, s.produceKey("t", "k"), "junk", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ReserveProduce(ctx, "t", []string{"k"}, time.Second); err == nil {
+	if _, err := s.ReserveProduce(ctx, "t", in([]string{"k"}...), ttl(time.Second)); err == nil {
 		t.Fatal("reserve over a foreign value: no error")
 	}
 }

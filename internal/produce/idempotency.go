@@ -2,18 +2,21 @@ package produce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
+	"github.com/kafkagate/gateway/internal/kafkaclient"
 )
 
 // IdempotencyStore remembers which idempotency keys were written (see
 // package dedupe).
 type IdempotencyStore interface {
-	ReserveProduce(ctx context.Context, topic string, keys []string, pendingTTL time.Duration) ([]dedupe.ProduceState, error)
-	WaitProduce(ctx context.Context, topic string, keys []string, pendingTTL time.Duration) ([]dedupe.ProduceState, error)
+	ReserveProduce(ctx context.Context, topic string, intents []dedupe.Intent, ttl dedupe.ProduceTTL) ([]dedupe.ProduceState, error)
+	WaitProduce(ctx context.Context, topic string, intents []dedupe.Intent, ttl dedupe.ProduceTTL) ([]dedupe.ProduceState, error)
+	TakeOverProduce(ctx context.Context, topic string, in dedupe.Intent, stale *dedupe.StaleReservation, ttl dedupe.ProduceTTL) (dedupe.ProduceState, error)
 	CompleteProduce(ctx context.Context, topic string, items []dedupe.Reservation, results []dedupe.ProduceResult, window time.Duration) ([]bool, error)
 	AbortProduce(ctx context.Context, topic string, items []dedupe.Reservation) error
 }
@@ -43,15 +46,43 @@ func (p *Producer) Idempotent(records []Record) bool {
 // the call that made them (complete, abort).
 const settleTimeout = 10 * time.Second
 
-// pendingTTL is how long a reservation lives unless settled: it must
+// pendingTTL is how long a reservation's writer has to settle it: it must
 // outlast the delivery report of its record, which comes at the latest
 // producer.delivery_timeout after the record was enqueued (after up to
 // queue_full_wait for room), or with the purge at shutdown (after up to
 // flush_timeout); 10 s more cover the store's own round trips. A
 // reservation outlives its report only when its write's fate is unknown
-// (see settle).
+// (see settle), or its writer died: after pendingTTL another writer may
+// take it over and look for the record in the topic (see recoverKey).
 func (p *Producer) pendingTTL() time.Duration {
-	return p.cfg.DeliveryTimeout + p.cfg.QueueFullWait + p.cfg.FlushTimeout + 10*time.Second
+	return p.cfg.DeliveryTimeout + p.cfg.QueueFullWait + p.cfg.FlushTimeout + p.settleMargin
+}
+
+// reservationTTL are the times of this producer's reservations: settled by
+// pendingTTL, kept for the idempotency window, so a retry within the window
+// of a write whose writer vanished finds the reservation and looks for the
+// record rather than writing it blind.
+func (p *Producer) reservationTTL() dedupe.ProduceTTL {
+	settle := p.pendingTTL()
+	return dedupe.ProduceTTL{Settle: settle, Keep: max(settle, p.idemWindow)}
+}
+
+// intent describes rec, written under its idempotency key, for the key's
+// reservation: the partition it goes to when known in advance (explicit,
+// or its key's with the Java-compatible partitioner) and the earliest
+// timestamp it may carry.
+func (p *Producer) intent(rec *Record, partitions int32, now time.Time) dedupe.Intent {
+	in := dedupe.Intent{Key: rec.IdempotencyKey, Partition: -1, From: now}
+	switch {
+	case rec.Partition >= 0:
+		in.Partition = rec.Partition
+	case rec.Key != nil && p.javaKeys && partitions > 0:
+		in.Partition = javaPartition(rec.Key, partitions)
+	}
+	if ts := rec.Timestamp; !ts.IsZero() && ts.Before(now) {
+		in.From = ts
+	}
+	return in
 }
 
 // produceIdempotent writes records whose idempotency keys were not written
@@ -83,30 +114,50 @@ func (p *Producer) produceIdempotent(ctx context.Context, topic string, records 
 	}
 	// An unknown topic fails here, before anything is reserved; Send finds
 	// the topic in the cache.
-	if _, err := p.topics.get(ctx, topic); err != nil {
+	partitions, err := p.topics.get(ctx, topic)
+	if err != nil {
 		return nil, err
 	}
-	index := map[string]int{} // key → position in keys
-	var keys []string
+	index := map[string]int{} // key → position in intents
+	var intents []dedupe.Intent
+	now := time.Now()
 	for i := range records {
 		if k := records[i].IdempotencyKey; k != "" {
 			if _, ok := index[k]; !ok {
-				index[k] = len(keys)
-				keys = append(keys, k)
+				index[k] = len(intents)
+				intents = append(intents, p.intent(&records[i], partitions, now))
 			}
 		}
 	}
-	pendingTTL := p.pendingTTL()
-	states, err := p.idem.ReserveProduce(ctx, topic, keys, pendingTTL)
+	ttl := p.reservationTTL()
+	states, err := p.idem.ReserveProduce(ctx, topic, intents, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("reserve idempotency keys: %w", err)
 	}
-	if err := p.waitPending(ctx, topic, keys, states, pendingTTL); err != nil {
-		return nil, err
+	for {
+		if err := p.waitPending(ctx, topic, intents, states, ttl); err != nil {
+			return nil, err
+		}
+		stale := false
+		for i := range states {
+			if states[i].Stale == nil {
+				continue
+			}
+			stale = true
+			st, err := p.recoverKey(ctx, topic, intents[i], states[i].Stale, ttl)
+			if err != nil {
+				p.giveBack(topic, intents, states)
+				return nil, fmt.Errorf("look for the write of idempotency key %q: %w", intents[i].Key, err)
+			}
+			states[i] = st
+		}
+		if !stale {
+			break
+		}
 	}
 
 	results := make([]Result, len(records))
-	first := make(map[string]int, len(keys)) // key → index of the record that writes it
+	first := make(map[string]int, len(intents)) // key → index of the record that writes it
 	var write []Record
 	var writeAt []int
 	var held []dedupe.Reservation // per record of write; Key "" for records without a key
@@ -201,10 +252,9 @@ func (p *Producer) writeReserved(ctx context.Context, topic string, records []Re
 //     writes;
 //   - fate unknown (timed out or purged in flight, which librdkafka calls
 //     "possibly persisted", or no report before the client closed): the
-//     reservation is kept until its TTL. A retry meanwhile waits for it
-//     (up to its own deadline); after it, a retry writes the record again,
-//     and the topic may then hold it twice, both copies with the same
-//     message ID (consumers with dedupe process it once).
+//     reservation is kept. A retry meanwhile waits for it (up to its own
+//     deadline); once pendingTTL has passed, a retry takes it over and
+//     looks for the record in the topic (recoverKey).
 //
 // Each store call is bounded by settleTimeout. It reports whether the
 // batch was enqueued and every record of it reported.
@@ -244,8 +294,8 @@ func (p *Producer) settle(topic string, held []dedupe.Reservation, s sent) bool 
 		}
 	}
 	if unknown > 0 {
-		p.logger.Warn("records of unknown fate; keeping their idempotency reservations until they expire (a retry waits until then, then writes)",
-			"topic", topic, "records", unknown, "expire_after", p.pendingTTL())
+		p.logger.Warn("records of unknown fate; keeping their idempotency reservations (a retry waits, then looks for the record in the topic)",
+			"topic", topic, "records", unknown, "after", p.pendingTTL())
 	}
 	if len(complete) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
@@ -256,7 +306,7 @@ func (p *Producer) settle(topic string, held []dedupe.Reservation, s sent) bool 
 		}
 		for j, o := range ok {
 			if !o {
-				p.logger.Warn("idempotency key taken over by another writer after its reservation expired", "topic", topic, "key", complete[j].Key)
+				p.logger.Warn("idempotency key taken over by another writer after its reservation went stale", "topic", topic, "key", complete[j].Key)
 			}
 		}
 	}
@@ -284,39 +334,86 @@ func (p *Producer) abort(topic string, items []dedupe.Reservation) {
 	}
 }
 
-// waitPending waits for the keys another writer holds, updating states.
-func (p *Producer) waitPending(ctx context.Context, topic string, keys []string, states []dedupe.ProduceState, pendingTTL time.Duration) error {
-	var pending []string
+// waitPending waits for the keys another writer holds, updating states:
+// each ends Reserved, Done or Stale.
+func (p *Producer) waitPending(ctx context.Context, topic string, intents []dedupe.Intent, states []dedupe.ProduceState, ttl dedupe.ProduceTTL) error {
+	var pending []dedupe.Intent
 	var at []int
 	for i, st := range states {
 		if st.Pending() {
-			pending = append(pending, keys[i])
+			pending = append(pending, intents[i])
 			at = append(at, i)
 		}
 	}
 	if len(pending) == 0 {
 		return nil
 	}
-	ws, err := p.idem.WaitProduce(ctx, topic, pending, pendingTTL)
+	ws, err := p.idem.WaitProduce(ctx, topic, pending, ttl)
 	for j, i := range at {
 		if j < len(ws) {
 			states[i] = ws[j]
 		}
 	}
 	if err != nil {
-		// Give back whatever this call reserved; nothing is written.
-		var mine []dedupe.Reservation
-		for i, st := range states {
-			if st.Reserved {
-				mine = append(mine, dedupe.Reservation{Key: keys[i], Token: st.Token})
-			}
-		}
-		if len(mine) > 0 && !p.settling.start(func() { p.abort(topic, mine) }) {
-			p.abort(topic, mine)
-		}
+		p.giveBack(topic, intents, states)
 		return fmt.Errorf("wait for idempotency keys: %w", err)
 	}
 	return nil
+}
+
+// giveBack gives up whatever keys this call reserved, when it ends without
+// writing.
+func (p *Producer) giveBack(topic string, intents []dedupe.Intent, states []dedupe.ProduceState) {
+	var mine []dedupe.Reservation
+	for i, st := range states {
+		if st.Reserved {
+			mine = append(mine, dedupe.Reservation{Key: intents[i].Key, Token: st.Token})
+		}
+	}
+	if len(mine) > 0 && !p.settling.start(func() { p.abort(topic, mine) }) {
+		p.abort(topic, mine)
+	}
+}
+
+// recoverKey settles a stale reservation: its writer did not store the
+// result of its write in time, because it died or never learned whether
+// the record was written. The caller takes the reservation over (only one
+// caller does), then looks for the record in the topic, from the earliest
+// timestamp it may carry, in its partition when known: found, its result is
+// stored and returned (Done), and the record is not written again; not
+// found, the caller holds the key (Reserved) and writes the record. The
+// writer's record can no longer land by then: its delivery timeout has
+// passed. When the search cannot end (the broker is unreachable), the
+// error is returned and the reservation, the caller's now, turns stale
+// again after pendingTTL for the next retry. A search that would read more
+// than findMaxBytes gives up looking: the record is written, logged, and
+// the topic may then hold it twice with one message ID.
+func (p *Producer) recoverKey(ctx context.Context, topic string, in dedupe.Intent, stale *dedupe.StaleReservation, ttl dedupe.ProduceTTL) (dedupe.ProduceState, error) {
+	st, err := p.idem.TakeOverProduce(ctx, topic, in, stale, ttl)
+	if err != nil || !st.Reserved {
+		return st, err
+	}
+	p.logger.Info("idempotency key left unsettled by its writer; looking for its record in the topic",
+		"topic", topic, "key", in.Key, "writer", stale.Owner, "partition", stale.Partition, "from", stale.From)
+	res, found, err := p.finder.Find(ctx, topic, stale.Partition, stale.From, in.Key)
+	switch {
+	case errors.Is(err, errTooFar):
+		p.logger.Warn("idempotency key's record not looked for further; writing it (the topic may hold it twice, with one message ID)",
+			"topic", topic, "key", in.Key, "max_bytes", findMaxBytes)
+		return st, nil
+	case err != nil:
+		return dedupe.ProduceState{}, err
+	case !found:
+		return st, nil
+	}
+	ok, err := p.idem.CompleteProduce(ctx, topic, []dedupe.Reservation{{Key: in.Key, Token: st.Token}}, []dedupe.ProduceResult{res}, p.idemWindow)
+	if err != nil {
+		return dedupe.ProduceState{}, fmt.Errorf("store the result found: %w", err)
+	}
+	if !ok[0] {
+		return dedupe.ProduceState{}, fmt.Errorf("%w: idempotency key %q taken over while its record was looked for", kafkaclient.ErrUnavailable, in.Key)
+	}
+	return dedupe.ProduceState{Done: &res}, nil
 }
 
 // background runs work that outlives the call that started it, owned by

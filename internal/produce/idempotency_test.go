@@ -16,6 +16,7 @@ import (
 
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/testenv"
 )
 
 // idemEnv is an in-process broker with one single-partition topic and a
@@ -311,5 +312,78 @@ func TestShutdownSettlesTheKeysOfCallsThatWentAway(t *testing.T) {
 	}
 	if n := env.copies(t, "order-13"); n != 1 {
 		t.Errorf("topic holds %d records with idempotency key order-13, want 1", n)
+	}
+}
+
+// vanishedWriter reserves key as a gateway that dies right after: its
+// reservation is never settled. With written, its record reached the topic
+// before it died (the broker acknowledged it, the result never stored).
+// It returns once the reservation is stale for the others.
+func (e *idemEnv) vanishedWriter(t *testing.T, key string, written bool) {
+	t.Helper()
+	dead := dedupe.NewStore(e.rdb, "t:", time.Hour, dedupe.NewOwner("gw-dead"))
+	st, err := dead.ReserveProduce(t.Context(), e.topic, []dedupe.Intent{{Key: key, Partition: -1}}, dedupe.ProduceTTL{Settle: time.Millisecond, Keep: time.Hour})
+	if err != nil || !st[0].Reserved {
+		t.Fatalf("reserve as the writer that dies: %+v %v", st, err)
+	}
+	if written {
+		// Its record, as its producer wrote it: the idempotency key is the
+		// message ID.
+		plain, err := New(kafkaclient.Config{BootstrapServers: e.cluster.ListenAddrs()[0]}, DefaultConfig(), testenv.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan struct{})
+		go func() { defer close(ran); _ = plain.Run(ctx) }()
+		res, err := plain.Produce(t.Context(), e.topic, record(key))
+		cancel()
+		<-ran
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("the vanished writer's record: %v %+v", err, res)
+		}
+	}
+	// Past its settle time and the slack for clocks apart.
+	time.Sleep(5*time.Second + 100*time.Millisecond)
+}
+
+// TestARetryAfterTheWriterDiedReturnsTheRecordItWrote pins the long chaos
+// run's duplicates: a gateway was killed after the broker acknowledged a
+// record with an idempotency key and before it stored the result. The
+// client's retry waited out the reservation and then wrote the record a
+// second time. Now the retry takes the stale reservation over, finds the
+// record in the topic by its message ID, and returns it.
+func TestARetryAfterTheWriterDiedReturnsTheRecordItWrote(t *testing.T) {
+	t.Parallel()
+	env := newIdemEnv(t)
+	env.vanishedWriter(t, "order-77", true)
+	p := env.start(t, nil)
+	res, err := p.Produce(t.Context(), env.topic, record("order-77"))
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("retry: %v %+v", err, res)
+	}
+	if n := env.copies(t, "order-77"); n != 1 {
+		t.Errorf("topic holds %d records with idempotency key order-77, want 1", n)
+	}
+	again, err := p.Produce(t.Context(), env.topic, record("order-77"))
+	if err != nil || again[0].Offset != res[0].Offset || again[0].Partition != res[0].Partition {
+		t.Errorf("a later retry: %v %+v, want the same record as %+v", err, again, res)
+	}
+}
+
+// TestARetryAfterTheWriterDiedBeforeWritingWritesTheRecord: the gateway
+// died before its record reached the broker. The retry finds nothing in
+// the topic and writes the record, once.
+func TestARetryAfterTheWriterDiedBeforeWritingWritesTheRecord(t *testing.T) {
+	t.Parallel()
+	env := newIdemEnv(t)
+	env.vanishedWriter(t, "order-78", false)
+	p := env.start(t, nil)
+	res, err := p.Produce(t.Context(), env.topic, record("order-78"))
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("retry: %v %+v", err, res)
+	}
+	if n := env.copies(t, "order-78"); n != 1 {
+		t.Errorf("topic holds %d records with idempotency key order-78, want 1", n)
 	}
 }

@@ -132,6 +132,14 @@ type Producer struct {
 
 	idem       IdempotencyStore // nil: idempotency keys only name messages
 	idemWindow time.Duration
+	// finder looks for the records of idempotency keys whose writers
+	// vanished; settleMargin is the time reservations allow beyond the
+	// producer's own timeouts (tests shorten it).
+	finder       recordFinder
+	settleMargin time.Duration
+	// javaKeys: the partitioner maps a key as the Java client does, so a
+	// keyed record's partition is known before it is written.
+	javaKeys bool
 
 	observer       Observer // nil: no metrics
 	topicObservers sync.Map // topic → BatchObserver
@@ -156,11 +164,18 @@ type Producer struct {
 // New creates the producer. It connects in the background; nothing is
 // written until Run is called.
 func New(kc kafkaclient.Config, cfg Config, logger *slog.Logger) (*Producer, error) {
-	eng, err := rdkafka.NewProducer(cfg.LibrdkafkaProperties(kc))
+	props := cfg.LibrdkafkaProperties(kc)
+	eng, err := rdkafka.NewProducer(props)
 	if err != nil {
 		return nil, fmt.Errorf("create producer: %w", err)
 	}
-	return newProducer(eng, cfg, logger), nil
+	p := newProducer(eng, cfg, logger)
+	p.finder = &kafkaFinder{kafka: kc, header: cfg.MessageIDHeader, partitions: p.lookupTopic, logger: logger, maxBytes: findMaxBytes}
+	switch props["partitioner"] {
+	case "murmur2", "murmur2_random":
+		p.javaKeys = true
+	}
+	return p, nil
 }
 
 // newProducer makes a producer on eng (a fake one in tests).
@@ -172,6 +187,7 @@ func newProducer(eng engine, cfg Config, logger *slog.Logger) *Producer {
 		ids:          msgid.New(nil),
 		stopping:     make(chan struct{}),
 		reportsEnded: make(chan struct{}),
+		settleMargin: 10 * time.Second,
 	}
 	p.enq = enqueuer{eng: eng, stopping: p.stopping}
 	p.topics = newTopicCache(p.lookupTopic, time.Now)
