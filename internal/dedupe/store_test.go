@@ -515,8 +515,14 @@ func TestUnavailable(t *testing.T) {
 			return err
 		}},
 		{"release", func() error { return s.Release(t.Context(), []Key{{Group: "g", Topic: "t", MessageID: "m"}}) }},
-		{"reserve", func() error { _, err := s.ReserveProduce(t.Context(), "t", in([]string{"k"}...), ttl(time.Second)); return err }},
-		{"wait", func() error { _, err := s.WaitProduce(t.Context(), "t", in([]string{"k"}...), ttl(time.Second)); return err }},
+		{"reserve", func() error {
+			_, err := s.ReserveProduce(t.Context(), "t", in([]string{"k"}...), ttl(time.Second))
+			return err
+		}},
+		{"wait", func() error {
+			_, err := s.WaitProduce(t.Context(), "t", in([]string{"k"}...), ttl(time.Second))
+			return err
+		}},
 		{"complete", func() error {
 			_, err := s.CompleteProduce(t.Context(), "t", []Reservation{{Key: "k", Token: "x"}}, []ProduceResult{res}, time.Minute)
 			return err
@@ -635,7 +641,10 @@ func TestInvalidArguments(t *testing.T) {
 			return err
 		}},
 		{"reserve without TTL", func() error { _, err := s.ReserveProduce(ctx, "t", in([]string{"k"}...), ttl(0)); return err }},
-		{"wait with repeated key", func() error { _, err := s.WaitProduce(ctx, "t", in([]string{"k", "k"}...), ttl(time.Second)); return err }},
+		{"wait with repeated key", func() error {
+			_, err := s.WaitProduce(ctx, "t", in([]string{"k", "k"}...), ttl(time.Second))
+			return err
+		}},
 		{"complete with fewer results", func() error {
 			_, err := s.CompleteProduce(ctx, "t", []Reservation{{"k", "x"}, {"j", "x"}}, res, time.Minute)
 			return err

@@ -44,7 +44,7 @@ const (
 // search (searches are rare: a writer died, or lost track of a write).
 type kafkaFinder struct {
 	kafka      kafkaclient.Config
-	header     string                                                   // the message-id header
+	header     string                                                 // the message-id header
 	partitions func(ctx context.Context, topic string) (int32, error) // the topic's partition count
 	logger     *slog.Logger
 	maxBytes   int64
