@@ -39,6 +39,7 @@ for target in \
   internal/consume:FuzzPartitionLogCommitRule \
   internal/produce:FuzzValidate \
   internal/grpcapi:FuzzRequests \
+  internal/grpcapi:FuzzCodec \
   internal/config:FuzzLoad; do
   go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "${FUZZ_TIME:-15s}" "./${target%%:*}"
 done
