@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
@@ -113,7 +112,13 @@ func (b *requestBudget) tap(ctx context.Context, info *tap.Info) (context.Contex
 		return nil, status.Errorf(codes.ResourceExhausted,
 			"the gateway holds server.max_inflight_request_bytes (%d) of requests already; retry later", b.max)
 	}
-	return context.WithValue(ctx, reservationKey{}, &reservation{b: b, held: b.perCall}), nil
+	r := &reservation{b: b, held: b.perCall}
+	// ctx is the call's own context, which gRPC cancels when the call
+	// ends, however it ends (answered, refused before any handler runs,
+	// an unknown method, the connection gone): the reservation goes back
+	// then.
+	context.AfterFunc(ctx, r.release)
+	return context.WithValue(ctx, reservationKey{}, r), nil
 }
 
 func reservationOf(ctx context.Context) *reservation {
@@ -153,22 +158,6 @@ func (s shrinkingStream) RecvMsg(m any) error {
 	}
 	return err
 }
-
-// budgetStats gives a call's reservation back when the call ends, whatever
-// ended it (a handler's return, a refusal by an interceptor, an unknown
-// method, a broken connection).
-type budgetStats struct{}
-
-func (budgetStats) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-func (budgetStats) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if _, ok := s.(*stats.End); ok {
-		if r := reservationOf(ctx); r != nil {
-			r.release()
-		}
-	}
-}
-func (budgetStats) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-func (budgetStats) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // healthMaxConnections bounds the connections of the health-only listener,
 // which answers probes only.

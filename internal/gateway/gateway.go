@@ -541,7 +541,6 @@ func (g *Gateway) closeResources() {
 func serverOptions(c config.ServerConfig, budget *requestBudget, logger *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InTapHandle(budget.tap),
-		grpc.StatsHandler(budgetStats{}),
 		grpc.ChainUnaryInterceptor(budget.unary),
 		grpc.ChainStreamInterceptor(budget.stream),
 		grpc.MaxRecvMsgSize(c.MaxRecvBytes),
