@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/kafkagate/gateway/internal/invalid"
+	"github.com/kafkagate/gateway/internal/produce"
 )
 
 // AckID identifies one delivery of a record: its partition and offset, the
@@ -117,8 +118,8 @@ func ParseAckID(field, s string) (AckID, []byte, error) {
 		}
 		rest, parts[i] = rest[:j], rest[j+1:]
 	}
-	if rest == "" {
-		return bad("empty topic")
+	if why := produce.ValidTopicName(rest); why != "" {
+		return bad("the topic " + why)
 	}
 	p, err := strconv.ParseInt(parts[0], 10, 32)
 	if err != nil || p < 0 {

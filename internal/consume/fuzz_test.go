@@ -20,7 +20,7 @@ func FuzzParseAckID(f *testing.F) {
 		signer.format("g", AckID{Topic: "orders", Partition: 1, Offset: 2, Epoch: 3, Delivery: 4}),
 		"", "/", "orders", "orders/0/0", "orders/0/0/1", "orders/0/0/1/1", "orders/0/0/0/1/00", "/0/0/1/1/00",
 		"orders/-1/0/1/1/00", "orders/0/-1/1/1/00", "orders/x/0/1/1/00", "or/ders/1/2/3/4/00", "orders/2147483648/0/1/1/00",
-		"orders/0/0/18446744073709551616/1/00", "orders/+1/0/1/1/00", "orders/0/0/1/4294967296/00", "orders/0/0/1/1/zz",
+		"orders/0/0/18446744073709551616/1/00", "//0/0/1/1/57a5f511ebd59acea1aa7d50", "a/b/0/0/1/1/57a5f511ebd59acea1aa7d50", "../0/0/1/1/57a5f511ebd59acea1aa7d50", "orders/+1/0/1/1/00", "orders/0/0/1/4294967296/00", "orders/0/0/1/1/zz",
 	} {
 		f.Add(s)
 	}
