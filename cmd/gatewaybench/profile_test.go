@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"math"
+	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +161,44 @@ func TestAProfileOfThisProcessSumsUpToTheWhole(t *testing.T) {
 	k := s.Cats[catKafka]
 	if want := 0.75*before + 0.25; math.Abs(k.Flat-want) > 1e-9 || !slices.ContainsFunc(k.TopFlat, func(f funcShare) bool { return f.Name == rdkThreads }) {
 		t.Errorf("librdkafka/cgo after adding a quarter of the CPU in its threads: %.3f under %v, want %.3f with its threads listed", k.Flat, k.TopFlat, want)
+	}
+}
+
+// TestTheCeilingSaysWhenOtherProcessesLeaveTheGatewayNoRoom: the report
+// states what a missed throughput target would need of the gateway, and
+// says plainly when the bench client and the broker alone use up the CPU
+// the target's rate allows.
+func TestTheCeilingSaysWhenOtherProcessesLeaveTheGatewayNoRoom(t *testing.T) {
+	cores := float64(runtime.NumCPU())
+	echo := Row{Scenario: "grpc-echo-64", Figure: "calls/s", Unit: "calls/s", Value: 20000}
+	goal := echoTarget * echo.Value
+	budget := cores / goal * 1e6 // µs per call for all processes at the target
+	unary := func(othersUS, gatewayUS float64) *Report {
+		const rate = 5000.0
+		wall := 10 * time.Second
+		perUS := func(us float64) time.Duration { return time.Duration(us * rate * wall.Seconds() * 1e3) }
+		return &Report{Rows: []Row{echo, {
+			Scenario: "unary-64", Figure: "calls/s", Unit: "calls/s", Value: rate,
+			CPU: CPU{Wall: wall, Gateway: perUS(gatewayUS), Bench: perUS(othersUS / 2), Broker: perUS(othersUS / 2)},
+		}}}
+	}
+
+	r := unary(1.5*budget, 90)
+	got := r.ceiling(&r.Rows[1])
+	if !strings.Contains(got, "no gateway reaches the target on this machine") {
+		t.Errorf("others spending 1.5× the budget: %q does not say the target is out of reach", got)
+	}
+
+	r = unary(budget/2, 2*budget)
+	got = r.ceiling(&r.Rows[1])
+	want := fmt.Sprintf("leaves the gateway %.1f µs per call", budget/2)
+	if !strings.Contains(got, want) || !strings.Contains(got, "(75% less)") {
+		t.Errorf("others spending half the budget, the gateway twice it: %q, want %q and (75%% less)", got, want)
+	}
+
+	r = unary(budget/2, 2*budget)
+	r.Rows[1].Value = goal + 1
+	if got := r.ceiling(&r.Rows[1]); got != "" {
+		t.Errorf("a row past its goal got a ceiling: %q", got)
 	}
 }

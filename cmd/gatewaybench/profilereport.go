@@ -378,7 +378,54 @@ func (r *Report) lever(row *Row) string {
 			row.CPU.Bench.Seconds()/wall, row.CPU.perUnit(row.CPU.Bench, row.Value), unit, row.CPU.Broker.Seconds()/wall,
 			cores, max(cores-others, 0), row.CPU.Gateway.Seconds()/wall)
 	}
+	if c := r.ceiling(row); c != "" {
+		s += " " + c
+	}
 	return s
+}
+
+// ceiling says what the gateway's CPU per record (or call) would have to
+// come down to for row to reach its throughput target on this machine, with
+// the other processes spending what they did per record in this run: at the
+// target's rate the machine's cores give cores ÷ rate µs per record to all
+// of them. When the bench client, the broker and Redis alone spend that
+// much, no gateway reaches the target here, and it says so.
+func (r *Report) ceiling(row *Row) string {
+	var goal float64
+	var of string
+	switch row.Scenario {
+	case "unary-64":
+		if e := r.row("grpc-echo-64", "calls/s"); e != nil {
+			goal, of = echoTarget*e.Value, fmt.Sprintf("%.2f× grpc-echo-64", echoTarget)
+		}
+	case "stream-100", "stream-1000":
+		if d := r.row("direct-async", "throughput"); d != nil {
+			t := stream100Target
+			if row.Scenario == "stream-1000" {
+				t = stream1000Target
+			}
+			goal, of = t*d.Value, fmt.Sprintf("%.2f× direct-async", t)
+		}
+	}
+	if goal <= row.Value || row.CPU.Wall <= 0 {
+		return ""
+	}
+	unit := unitOf(row)
+	budget := float64(runtime.NumCPU()) / goal * 1e6
+	others := row.CPU.perUnit(row.CPU.Bench+row.CPU.Broker+row.CPU.Redis, row.Value)
+	gw := row.CPU.perUnit(row.CPU.Gateway, row.Value)
+	s := fmt.Sprintf("The ceiling: %s is %.0f %ss/s, at which the machine's %d cores give %.1f µs of CPU per %s to all its processes; at this run's CPU per %s the bench client, broker and Redis spend %.1f µs of it",
+		of, goal, unit, runtime.NumCPU(), budget, unit, unit, others)
+	if others >= budget {
+		return s + fmt.Sprintf(", more than all of it, so no gateway reaches the target on this machine unless they spend less per %s (the broker does with more records per request).", unit)
+	}
+	s += fmt.Sprintf(", which leaves the gateway %.1f µs per %s, against the %.1f it spent (%.0f%% less)", budget-others, unit, gw, 100*(1-(budget-others)/gw))
+	if d := r.row("direct-async", "throughput"); d != nil && unit == "record" {
+		if direct := d.CPU.perUnit(d.CPU.Bench, d.Value); direct > budget-others {
+			s += fmt.Sprintf(", and less than direct-async's whole producer process spent per record (%.1f µs), though the gateway runs the same librdkafka producer inside it", direct)
+		}
+	}
+	return s + "."
 }
 
 // leverName names the category in the lever sentence.
