@@ -86,6 +86,9 @@ type Config struct {
 	MaxAckTimeout    time.Duration `yaml:"max_ack_timeout"`
 	MaxAttemptsLimit int           `yaml:"max_attempts_limit"`
 	MaxRetryAfter    time.Duration `yaml:"max_retry_after"`
+	// MaxLease bounds how far Extend moves a delivery's ack deadline: at
+	// most this long after the delivery began.
+	MaxLease time.Duration `yaml:"max_lease"`
 	// DeadLetterSuffix makes the dead-letter topic of a topic: orders →
 	// orders.dlq.
 	DeadLetterSuffix string `yaml:"dead_letter_suffix"`
@@ -142,6 +145,7 @@ func DefaultConfig() Config {
 		MaxAckTimeout:        time.Hour,
 		MaxAttemptsLimit:     1000,
 		MaxRetryAfter:        time.Hour,
+		MaxLease:             time.Hour,
 		DeadLetterSuffix:     ".dlq",
 		DeadLetterAutoCreate: true,
 		CommitInterval:       time.Second,
@@ -179,6 +183,8 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 		return fmt.Errorf("consumer.max_attempts: must lie between 1 and consumer.max_attempts_limit (%d)", c.MaxAttemptsLimit)
 	case c.MaxRetryAfter <= 0 || c.MaxRetryAfter > 24*time.Hour:
 		return fmt.Errorf("consumer.max_retry_after: must lie between 1ns and 24h")
+	case c.MaxLease < c.MaxAckTimeout || c.MaxLease > 24*time.Hour:
+		return fmt.Errorf("consumer.max_lease: must lie between consumer.max_ack_timeout (%v) and 24h", c.MaxAckTimeout)
 	case c.DeadLetterSuffix == "":
 		return fmt.Errorf("consumer.dead_letter_suffix: must not be empty")
 	case c.CommitInterval < 10*time.Millisecond:

@@ -37,6 +37,10 @@ type Dedupe struct {
 // the Ack is not applied.
 var errLostClaim = fmt.Errorf("its dedupe claim was taken by another delivery after its lease lapsed: %w", ErrStaleAck)
 
+// errClaimGone answers an Extend whose claim is no longer this delivery's
+// in Redis, or whose record left flight while the lease was being moved.
+var errClaimGone = fmt.Errorf("its lease ended before it could be extended: %w", ErrStaleAck)
+
 // dedupeSettlement is the settlement with consumer-side dedupe: a message
 // ID is processed once per group and source topic (DESIGN.md, "Dedupe"):
 //
@@ -80,7 +84,19 @@ type dedupeSettlement struct {
 	claims   []pendingClaim
 	confirms []pendingConfirm
 	releases []dedupe.Key
+	extends  []pendingExtend
 	kept     map[AckID]*retainedClaim
+}
+
+// pendingExtend is an Extend of a claimed delivery: its claim's lease is
+// moved in Redis first, then its ack deadline.
+type pendingExtend struct {
+	l        *partitionLog
+	r        *record
+	delivery uint32
+	deadline time.Time
+	ext      dedupe.Extension
+	conf     *confirmation
 }
 
 type pendingClaim struct {
@@ -125,11 +141,31 @@ func (d *dedupeSettlement) key(l *partitionLog, r *record, delivery uint32) dedu
 	return dedupe.Key{Group: d.g.settings.Group, Topic: l.topic, MessageID: r.messageID, Delivery: delivery, Record: string(rec)}
 }
 
-// leaseOf is how long a claim holds without a confirm or release: the ack
+// lease is how long a claim holds without a confirm or release: the ack
 // timeout and a margin, so that it outlasts the delivery's ack deadline.
 func (d *dedupeSettlement) lease() time.Duration {
-	t := d.g.settings.AckTimeout
-	return t + max(t/2, 5*time.Second)
+	return d.g.settings.AckTimeout + d.leaseMargin()
+}
+
+// leaseMargin is how long a claim outlasts its delivery's ack deadline.
+func (d *dedupeSettlement) leaseMargin() time.Duration {
+	return max(d.g.settings.AckTimeout/2, 5*time.Second)
+}
+
+func (d *dedupeSettlement) extend(l *partitionLog, r *record, deadline time.Time) *confirmation {
+	if r.unclaimed {
+		// Delivered without a claim (Redis was down): nothing to move there.
+		l.extend(r, deadline)
+		return nil
+	}
+	k := d.key(l, r, r.delivery)
+	c := newConfirmation()
+	d.extends = append(d.extends, pendingExtend{
+		l: l, r: r, delivery: r.delivery, deadline: deadline, conf: c,
+		ext: dedupe.Extension{Key: k, Lease: deadline.Sub(d.g.m.now()) + d.leaseMargin()},
+	})
+	d.kick()
+	return c
 }
 
 func (d *dedupeSettlement) dispatch(s *Stream, l *partitionLog, r *record) {
@@ -270,6 +306,10 @@ func (d *dedupeSettlement) stop() {
 	g.mu.Lock()
 	confirms, releases := d.confirms, d.releases
 	d.claims, d.confirms, d.releases = nil, nil, nil
+	for _, e := range d.extends {
+		e.conf.settle(ErrClosed)
+	}
+	d.extends = nil
 	g.mu.Unlock()
 	if len(confirms)+len(releases) == 0 {
 		return
@@ -314,17 +354,23 @@ func (d *dedupeSettlement) loop() {
 		for {
 			g := d.g
 			g.mu.Lock()
-			claims, confirms, releases := takeBatch(&d.claims), takeBatch(&d.confirms), d.releases
+			claims, confirms, extends, releases := takeBatch(&d.claims), takeBatch(&d.confirms), takeBatch(&d.extends), d.releases
 			d.releases = nil
-			more := len(d.claims)+len(d.confirms) > 0
+			more := len(d.claims)+len(d.confirms)+len(d.extends) > 0
 			g.mu.Unlock()
-			if len(claims)+len(confirms)+len(releases) == 0 {
+			if len(claims)+len(confirms)+len(extends)+len(releases) == 0 {
 				break
 			}
 			if more {
 				d.kick() // the other worker takes the rest meanwhile
 			}
 			b := dedupe.Batch{Releases: releases}
+			if len(extends) > 0 {
+				b.Extends = make([]dedupe.Extension, len(extends))
+				for i, e := range extends {
+					b.Extends[i] = e.ext
+				}
+			}
 			if len(claims) > 0 {
 				b.Claims = make([]dedupe.Claim, len(claims))
 				for i, c := range claims {
@@ -345,6 +391,9 @@ func (d *dedupeSettlement) loop() {
 			}
 			if len(claims) > 0 {
 				d.applyClaims(claims, res.Outcomes, err, backoff)
+			}
+			if len(extends) > 0 {
+				d.applyExtends(extends, res.Extended, err)
 			}
 			// Releases are best effort: a failed one is not retried (the
 			// lease expires anyway).
@@ -427,6 +476,30 @@ func (d *dedupeSettlement) applyConfirms(confirms []pendingConfirm, oks []bool, 
 	}
 	g.storeLocked(touched...)
 	g.dispatchLocked()
+}
+
+// applyExtends moves the ack deadlines of the records whose claims' leases
+// moved, and answers their Extends. An Extend that Redis did not answer is
+// not retried: its record keeps the deadline it had, and the app may ask
+// again.
+func (d *dedupeSettlement) applyExtends(extends []pendingExtend, oks []bool, err error) {
+	g := d.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
+		g.stats.redisErrors.Add(1)
+	}
+	for i, e := range extends {
+		switch {
+		case err != nil:
+			e.conf.settle(fmt.Errorf("%w: %w", ErrExtendPending, err))
+		case !oks[i] || e.l.gone || e.r.state != stateInflight || e.r.delivery != e.delivery:
+			e.conf.settle(errClaimGone)
+		default:
+			e.l.extend(e.r, e.deadline)
+			e.conf.settle(nil)
+		}
+	}
 }
 
 // applyClaims delivers claimed records, drops duplicates, holds records

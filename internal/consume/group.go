@@ -373,7 +373,8 @@ func (g *group) nextStream() *Stream {
 // deliverLocked makes a delivery of r to s: a ready record's new delivery,
 // or a claiming record's whose claim won.
 func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record) {
-	l.deliver(r, s, g.m.now().Add(g.settings.AckTimeout))
+	now := g.m.now()
+	l.deliver(r, s, now, now.Add(g.settings.AckTimeout))
 	g.metricsDelivered(r.attempt)
 	s.add(Delivery{
 		AckID:       g.m.signer.format(g.settings.Group, AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch, Delivery: r.delivery}),
@@ -485,6 +486,56 @@ func (g *group) ack(ids []AckID) ([]*confirmation, error) {
 	g.metricsAcked(len(ids))
 	g.dispatchLocked()
 	return waits, nil
+}
+
+// extend moves the ack deadlines of in-flight deliveries out to now+by,
+// each at most consumer.max_lease after its delivery began, and returns
+// the deadline each will have and the confirmations to wait for (with
+// dedupe: the claims' leases, moved in Redis before the deadlines). A
+// deadline already later stays. It fails, applying nothing, with
+// ErrStaleAck when a delivery is not the latest of its record or no longer
+// in flight (its deadline passed, it was nacked or is being dead-lettered,
+// its partition was revoked), and with ErrAlreadyAcked for a record
+// already acknowledged.
+func (g *group) extend(ids []AckID, by time.Duration) ([]time.Time, []*confirmation, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ts, err := g.resolveLocked(ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, t := range ts {
+		switch {
+		case t.retained != nil:
+			return nil, nil, fmt.Errorf("ack_ids[%d]: its partition was revoked; it can still be acknowledged until its ack deadline: %w", i, ErrStaleAck)
+		case t.r == nil || t.r.state == stateConfirming || t.r.state == stateDone:
+			return nil, nil, fmt.Errorf("ack_ids[%d]: %w", i, ErrAlreadyAcked)
+		case t.r.state == stateDeadLetter:
+			return nil, nil, fmt.Errorf("ack_ids[%d]: being dead-lettered: %w", i, ErrStaleAck)
+		case t.r.state != stateInflight:
+			return nil, nil, fmt.Errorf("ack_ids[%d]: no longer in flight (its ack deadline passed, or it was nacked): %w", i, ErrStaleAck)
+		}
+	}
+	now := g.m.now()
+	deadlines := make([]time.Time, len(ts))
+	var waits []*confirmation
+	for i, t := range ts {
+		r := t.r
+		to := now.Add(by)
+		if limit := r.delivered.Add(g.m.cfg.MaxLease); to.After(limit) {
+			to = limit
+		}
+		if !to.After(r.deadline) {
+			deadlines[i] = r.deadline
+			continue
+		}
+		deadlines[i] = to
+		if c := g.settle.extend(t.l, r, to); c != nil {
+			waits = append(waits, c)
+		}
+	}
+	g.stats.extended.Add(int64(len(ids)))
+	return deadlines, waits, nil
 }
 
 // NackOptions say what to do with nacked records.
@@ -694,6 +745,9 @@ var (
 	// ErrConfirmPending means an Ack was applied but its dedupe done markers
 	// could not be written yet (Redis slow or down); repeat the Ack.
 	ErrConfirmPending = errors.New("ack applied, but the dedupe store has not confirmed it yet; repeat the ack")
+	// ErrExtendPending: the dedupe store did not move a claim's lease, so
+	// the record's ack deadline stands as it was; the Extend may be repeated.
+	ErrExtendPending = errors.New("the dedupe store did not confirm the extension; the ack deadline stands; repeat the extension")
 	// ErrTooManyGroups means a Subscribe would start a group beyond
 	// consumer.max_groups or consumer.max_groups_per_identity.
 	ErrTooManyGroups = errors.New("too many consumer groups")

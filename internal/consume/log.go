@@ -84,8 +84,11 @@ type record struct {
 	// on_redis_failure: deliver): its done marker is written best effort.
 	unclaimed bool
 	deadline  time.Time // ack deadline (in flight) or retry time (backoff)
-	heapPos   int       // 1 + index in the timer queue; 0 when not scheduled
-	settled   bool      // left its key queue (confirming or done)
+	// delivered is when the latest delivery began: an extension never
+	// moves the ack deadline past it plus consumer.max_lease.
+	delivered time.Time
+	heapPos   int  // 1 + index in the timer queue; 0 when not scheduled
+	settled   bool // left its key queue (confirming or done)
 	// confirm is what Acks of the record wait for while it is confirming.
 	confirm *confirmation
 }
@@ -281,13 +284,24 @@ func (l *partitionLog) pick(r *record, s *Stream) {
 }
 
 // deliver: ready (beginning a new delivery to s) or claiming (its claim
-// won) → in flight until deadline.
-func (l *partitionLog) deliver(r *record, s *Stream, deadline time.Time) {
+// won) → in flight, delivered at at, until deadline.
+func (l *partitionLog) deliver(r *record, s *Stream, at, deadline time.Time) {
 	if r.state == stateReady {
 		take(r, s)
 		r.delivery++
 	}
 	r.attempt++
+	r.delivered = at
+	r.deadline = deadline
+	l.set(r, stateInflight)
+}
+
+// extend: in flight, its ack deadline moved out to deadline (an Extend of
+// its latest delivery); a deadline that is not later changes nothing.
+func (l *partitionLog) extend(r *record, deadline time.Time) {
+	if r.state != stateInflight || !deadline.After(r.deadline) {
+		return
+	}
 	r.deadline = deadline
 	l.set(r, stateInflight)
 }

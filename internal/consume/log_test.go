@@ -96,7 +96,7 @@ func TestDeliverableHonoursEachOrdering(t *testing.T) {
 			recs := fill(l, 0, 1, 2, 3, 4, 5)
 			s := &Stream{maxInFlight: 100}
 			for _, o := range tc.inflight {
-				l.deliver(recs[o], s, time.Now().Add(time.Minute))
+				l.deliver(recs[o], s, time.Now(), time.Now().Add(time.Minute))
 			}
 			var got []int64
 			for _, r := range l.deliverable(tc.ordering, 100, nil) {
@@ -116,7 +116,7 @@ func TestKeyOrderingHandsOutTheNextRecordOfAKeyWhenTheHeadSettles(t *testing.T) 
 	s := &Stream{maxInFlight: 100}
 	deliver := func() (got []int64) {
 		for _, r := range l.deliverable(OrderingKey, 100, nil) {
-			l.deliver(r, s, time.Now().Add(time.Minute))
+			l.deliver(r, s, time.Now(), time.Now().Add(time.Minute))
 			got = append(got, r.offset)
 		}
 		return got

@@ -341,6 +341,49 @@ func (m *Manager) Ack(ctx context.Context, group string, ackIDs []string) error 
 	return nil
 }
 
+// Extend moves the ack deadlines of deliveries of a group out to by from
+// now (at most consumer.max_lease after each delivery began; a deadline
+// already later stays) and returns each delivery's ack deadline. It
+// applies all IDs or none: ErrStaleAck when a delivery is not live (not
+// the latest of its record, its deadline passed, nacked, revoked),
+// ErrAlreadyAcked for a record acknowledged. With dedupe each claim's lease
+// in Redis moves first, so that no other gateway claims the message while
+// the app works on it; when Redis does not confirm that within ctx (or
+// 10 s), it fails with ErrExtendPending and the deadlines not confirmed
+// stand as they were.
+func (m *Manager) Extend(ctx context.Context, group string, ackIDs []string, by time.Duration) ([]time.Time, error) {
+	if by <= 0 || by > m.cfg.MaxAckTimeout {
+		return nil, invalid.Field("extension", "is %v; it must be positive and at most consumer.max_ack_timeout (%v)", by, m.cfg.MaxAckTimeout)
+	}
+	ids, err := m.ackIDs(group, ackIDs)
+	if err != nil {
+		return nil, err
+	}
+	g, err := m.lookup(group)
+	if err != nil {
+		return nil, err
+	}
+	deadlines, waits, err := g.extend(ids, by)
+	if err != nil {
+		return nil, err
+	}
+	timeout := time.NewTimer(confirmWait)
+	defer timeout.Stop()
+	for _, c := range waits {
+		select {
+		case <-c.done:
+			if c.err != nil {
+				return nil, c.err
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrExtendPending, ctx.Err())
+		case <-timeout.C:
+			return nil, ErrExtendPending
+		}
+	}
+	return deadlines, nil
+}
+
 // Nack rejects records of a group. It applies all IDs or none.
 func (m *Manager) Nack(group string, ackIDs []string, opts NackOptions) error {
 	ids, err := m.ackIDs(group, ackIDs)

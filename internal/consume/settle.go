@@ -1,5 +1,7 @@
 package consume
 
+import "time"
+
 // settlement is how a group takes records from dispatch to done: directly
 // (no dedupe), or through claims and done markers in Redis
 // (dedupeSettlement). It is chosen once when the group starts; the group
@@ -21,6 +23,11 @@ type settlement interface {
 	// deadLettered settles r, whose dead letter of the given delivery was
 	// written; its partition may have been forgotten meanwhile.
 	deadLettered(l *partitionLog, r *record, delivery uint32)
+	// extend moves the ack deadline of r (in flight, its latest delivery
+	// named by an Extend) out to deadline. It returns what the Extend
+	// waits for (with dedupe: the claim's lease moved in Redis before the
+	// deadline moves), or nil when the deadline has moved already.
+	extend(l *partitionLog, r *record, deadline time.Time) *confirmation
 	// streamGone is told that the stream holding r ended.
 	streamGone(l *partitionLog, r *record)
 	// forgetting sees r, not done, as its partition is forgotten; retain
@@ -57,6 +64,11 @@ func (d directSettlement) processed(l *partitionLog, r *record) *confirmation {
 }
 
 func (directSettlement) abandoned(*partitionLog, *record) {}
+
+func (directSettlement) extend(l *partitionLog, r *record, deadline time.Time) *confirmation {
+	l.extend(r, deadline)
+	return nil
+}
 
 func (directSettlement) deadLettered(l *partitionLog, r *record, delivery uint32) {
 	if r.state == stateDeadLetter && r.delivery == delivery {

@@ -20,9 +20,9 @@ type Stats struct {
 	// Delivered counts records handed to app streams; Redelivered those of
 	// them delivered after a nack or an ack timeout (attempt > 1).
 	Delivered, Redelivered int64
-	// Acked and Nacked count the ack IDs named by successful Ack and Nack
-	// calls.
-	Acked, Nacked int64
+	// Acked, Nacked and Extended count the ack IDs named by successful Ack,
+	// Nack and Extend calls.
+	Acked, Nacked, Extended int64
 	// TimedOut counts deliveries not acknowledged within the ack timeout.
 	TimedOut int64
 	// DeadLettered counts records written to a dead-letter topic;
@@ -53,6 +53,7 @@ func (s *Stats) add(o Stats) {
 	s.Redelivered += o.Redelivered
 	s.Acked += o.Acked
 	s.Nacked += o.Nacked
+	s.Extended += o.Extended
 	s.TimedOut += o.TimedOut
 	s.DeadLettered += o.DeadLettered
 	s.DeadLetteredCompact += o.DeadLetteredCompact
@@ -70,11 +71,12 @@ func (s *Stats) add(o Stats) {
 
 // counters are one group's Stats, updated without locks.
 type counters struct {
-	rebalances, delivered, redelivered, acked, nacked, timedOut, deadLettered atomic.Int64
-	deadLetteredCompact, deadLettersDropped, stalls                           atomic.Int64
-	commits, commitFailures, offsetResets                                     atomic.Int64
-	claims, duplicates, held, redisErrors, lostClaims                         atomic.Int64
-	stopped                                                                   time.Time // when the group last stopped; guarded by Manager.mu
+	rebalances, delivered, redelivered, acked, nacked, extended, timedOut atomic.Int64
+	deadLettered                                                          atomic.Int64
+	deadLetteredCompact, deadLettersDropped, stalls                       atomic.Int64
+	commits, commitFailures, offsetResets                                 atomic.Int64
+	claims, duplicates, held, redisErrors, lostClaims                     atomic.Int64
+	stopped                                                               time.Time // when the group last stopped; guarded by Manager.mu
 }
 
 func (c *counters) load() Stats {
@@ -84,6 +86,7 @@ func (c *counters) load() Stats {
 		Redelivered:         c.redelivered.Load(),
 		Acked:               c.acked.Load(),
 		Nacked:              c.nacked.Load(),
+		Extended:            c.extended.Load(),
 		TimedOut:            c.timedOut.Load(),
 		DeadLettered:        c.deadLettered.Load(),
 		DeadLetteredCompact: c.deadLetteredCompact.Load(),

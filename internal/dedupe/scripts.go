@@ -83,6 +83,22 @@ end
 return 0
 `)
 
+// extendScript moves out the lease of a claim that this delivery still
+// holds: KEYS[1] holds exactly ARGV[1], its time to live becomes ARGV[2] ms
+// unless it is longer already (a lease is never shortened, so a repeated
+// or reordered extension does no harm). Returns 1 when the claim is this
+// delivery's (extended or long enough), 0 when the key holds anything else
+// or nothing: the lease lapsed, or the message was settled.
+var extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+`)
+
 // reserveScript reserves a producer idempotency key.
 //
 // ARGV[1] the reservation value "p|<owner>|<nonce>|...", ARGV[2] how long
@@ -155,7 +171,7 @@ end
 return 0
 `)
 
-var allScripts = []*redis.Script{claimScript, confirmScript, deleteIfScript, reserveScript, takeOverScript, completeScript, abortScript}
+var allScripts = []*redis.Script{claimScript, confirmScript, deleteIfScript, extendScript, reserveScript, takeOverScript, completeScript, abortScript}
 
 // call is one command of a pipelined batch: a script invocation on keys,
 // or, with no script, the plain "SET keys[0] args[0] NX PX args[1]" that

@@ -243,20 +243,40 @@ func (s *Store) Release(ctx context.Context, items []Key) error {
 	return err
 }
 
-// Batch is the work of one round trip of a consumer: Claims, Confirms
-// and Releases as [Store.Claim], [Store.Confirm] and [Store.Release] do
-// them, for different deliveries.
+// Extension moves out the lease of one delivery's claim.
+type Extension struct {
+	Key
+	// Lease is how long the claim holds from now on; a claim that holds
+	// longer already is left as it is.
+	Lease time.Duration
+}
+
+// Extend moves out the lease of each item's claim where this delivery
+// still holds it, in one pipelined round trip, and returns per item
+// whether it does: false, changing nothing, when the claim is gone (its
+// lease lapsed, whether or not another delivery claimed the message since)
+// or the message is done. Each item is one atomic compare-and-expire.
+func (s *Store) Extend(ctx context.Context, items []Extension) ([]bool, error) {
+	res, err := s.Do(ctx, Batch{Extends: items})
+	return res.Extended, err
+}
+
+// Batch is the work of one round trip of a consumer: Claims, Confirms,
+// Releases and Extends as [Store.Claim], [Store.Confirm], [Store.Release]
+// and [Store.Extend] do them, for different deliveries.
 type Batch struct {
 	Claims   []Claim
 	Confirms []Key
 	Releases []Key
+	Extends  []Extension
 }
 
 // BatchResult answers a Batch: an outcome per claim and a flag per
-// confirm, in order.
+// confirm and per extension, in order.
 type BatchResult struct {
 	Outcomes  []Outcome
 	Confirmed []bool
+	Extended  []bool
 }
 
 // confirmChunk is how many confirms one script call takes where all keys
@@ -278,17 +298,22 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 	if err := checkBatch(b); err != nil {
 		return BatchResult{}, err
 	}
-	if len(b.Claims)+len(b.Confirms)+len(b.Releases) == 0 {
+	if len(b.Claims)+len(b.Confirms)+len(b.Releases)+len(b.Extends) == 0 {
 		return BatchResult{}, nil
 	}
 	chunk := confirmChunk
 	if _, ok := s.rdb.(*redis.ClusterClient); ok {
 		chunk = 1
 	}
-	calls := make([]call, 0, len(b.Claims)+len(b.Releases)+(len(b.Confirms)+chunk-1)/chunk)
+	calls := make([]call, 0, len(b.Claims)+len(b.Releases)+len(b.Extends)+(len(b.Confirms)+chunk-1)/chunk)
 	for _, it := range b.Releases {
 		calls = append(calls, call{deleteIfScript, []string{s.claimKey(it.Group, it.Topic, it.MessageID)},
 			[]any{s.claimValue(it.Delivery, it.Record)}})
+	}
+	extendsAt := len(calls)
+	for _, it := range b.Extends {
+		calls = append(calls, call{extendScript, []string{s.claimKey(it.Group, it.Topic, it.MessageID)},
+			[]any{s.claimValue(it.Delivery, it.Record), millis(it.Lease)}})
 	}
 	confirmsAt := len(calls)
 	ttl := millis(s.doneTTL)
@@ -315,6 +340,11 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 	}
 
 	var res BatchResult
+	if len(b.Extends) > 0 {
+		if res.Extended, err = flags("extend", cmds[extendsAt:confirmsAt]); err != nil {
+			return BatchResult{}, err
+		}
+	}
 	if len(b.Confirms) > 0 {
 		res.Confirmed = make([]bool, 0, len(b.Confirms))
 		for _, cmd := range cmds[confirmsAt:claimsAt] {
@@ -386,21 +416,32 @@ func checkBatch(b Batch) error {
 			return fmt.Errorf("%w: release[%d]: %s", ErrInvalid, i, err)
 		}
 	}
+	for i, it := range b.Extends {
+		if err := checkMessage(it.Group, it.Topic, it.MessageID); err != nil {
+			return fmt.Errorf("%w: extend[%d]: %s", ErrInvalid, i, err)
+		}
+		if it.Lease <= 0 {
+			return fmt.Errorf("%w: extend[%d]: lease must be > 0", ErrInvalid, i)
+		}
+	}
 	return nil
 }
 
 // batchOp names a batch's operation in errors: the single one it holds,
 // or "sync" for a mix.
 func batchOp(b Batch) string {
-	switch {
-	case len(b.Confirms) == 0 && len(b.Releases) == 0:
-		return "claim"
-	case len(b.Claims) == 0 && len(b.Releases) == 0:
-		return "confirm"
-	case len(b.Claims) == 0 && len(b.Confirms) == 0:
-		return "release"
+	n := map[string]int{"claim": len(b.Claims), "confirm": len(b.Confirms), "release": len(b.Releases), "extend": len(b.Extends)}
+	op := ""
+	for name, k := range n {
+		if k == 0 {
+			continue
+		}
+		if op != "" {
+			return "sync"
+		}
+		op = name
 	}
-	return "sync"
+	return op
 }
 
 // claimKey returns <prefix>dedupe:<group>:<topic>:<messageID>.

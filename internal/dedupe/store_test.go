@@ -143,6 +143,75 @@ func TestLeaseExpiry(t *testing.T) {
 	})
 }
 
+// TestExtendMovesOnlyThisDeliverysLease: an extension holds the claim past
+// its first lease, never shortens it, and does nothing for a claim that is
+// not this delivery's (another delivery, another owner, done, or lapsed).
+func TestExtendMovesOnlyThisDeliverysLease(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		extend1 := func(s *Store, k Key, lease time.Duration) bool {
+			t.Helper()
+			ok, err := s.Extend(ctx, []Extension{{Key: k, Lease: lease}})
+			if err != nil || len(ok) != 1 {
+				t.Fatalf("Extend: %v, %v", ok, err)
+			}
+			return ok[0]
+		}
+		ca := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1", Lease: 300 * time.Millisecond}
+		cb := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/3/9", Lease: time.Minute}
+		if got := claim1(t, a, ca); got != Claimed {
+			t.Fatal(got)
+		}
+		if !extend1(a, ca.Key(), time.Minute) {
+			t.Fatal("a's extension of its own claim: false")
+		}
+		if !extend1(a, ca.Key(), time.Millisecond) {
+			t.Fatal("a's shorter extension of its own claim: false")
+		}
+		if ttl := rdb.PTTL(ctx, a.claimKey("g", "t", "m")).Val(); ttl < 30*time.Second {
+			t.Fatalf("after extending to 1 min and then to 1 ms, the claim lives %v more", ttl)
+		}
+		time.Sleep(2 * ca.Lease)
+		if got := claim1(t, b, cb); got != HeldElsewhere {
+			t.Fatalf("b after a's first lease, which a extended: %v", got)
+		}
+		other := ca.Key()
+		other.Delivery++
+		if extend1(a, other, time.Minute) {
+			t.Fatal("an extension of another delivery's claim: true")
+		}
+		if extend1(b, ca.Key(), time.Minute) {
+			t.Fatal("an extension by another owner: true")
+		}
+		if !confirm1(t, a, ca.Key()) {
+			t.Fatal("a's confirm: false")
+		}
+		if extend1(a, ca.Key(), time.Minute) {
+			t.Fatal("an extension of a done message: true")
+		}
+		if v := rdb.Get(ctx, a.claimKey("g", "t", "m")).Val(); v != "d" {
+			t.Fatalf("the done marker became %q", v)
+		}
+
+		// A lapsed claim is not brought back.
+		cl := Claim{Group: "g", Topic: "t", MessageID: "lapsed", Delivery: 1, Record: "t/0/2", Lease: 50 * time.Millisecond}
+		if got := claim1(t, a, cl); got != Claimed {
+			t.Fatal(got)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if extend1(a, cl.Key(), time.Minute) {
+			t.Fatal("an extension of a lapsed claim: true")
+		}
+		if n := rdb.Exists(ctx, a.claimKey("g", "t", "lapsed")).Val(); n != 0 {
+			t.Fatal("the lapsed claim's key exists again")
+		}
+	})
+}
+
 func TestConfirm(t *testing.T) {
 	t.Parallel()
 	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
