@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/config"
@@ -130,6 +131,10 @@ groups:
 		}, codes.PermissionDenied},
 		{"nack another identity's delivery", func() error {
 			_, err := b.consumer.Nack(ctx, &gatewayv1.NackRequest{Group: groupA, AckIds: []string{held.GetAckId()}, DeadLetter: true})
+			return err
+		}, codes.PermissionDenied},
+		{"extend the lease of another identity's delivery", func() error {
+			_, err := b.consumer.Extend(ctx, &gatewayv1.ExtendRequest{Group: groupA, AckIds: []string{held.GetAckId()}, Extension: durationpb.New(time.Minute)})
 			return err
 		}, codes.PermissionDenied},
 		{"ack another identity's delivery in one's own group", func() error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -19,6 +20,7 @@ type Consumer interface {
 	Subscribe(ctx context.Context, req consume.SubscribeRequest) (*consume.Stream, error)
 	Ack(ctx context.Context, group string, ackIDs []string) error
 	Nack(group string, ackIDs []string, opts consume.NackOptions) error
+	Extend(ctx context.Context, group string, ackIDs []string, by time.Duration) ([]time.Time, error)
 }
 
 // ConsumerServer implements gateway.v1.ConsumerService.
@@ -182,4 +184,24 @@ func (s *ConsumerServer) Nack(ctx context.Context, req *gatewayv1.NackRequest) (
 		return nil, toStatus(s.logger, err).Err()
 	}
 	return &gatewayv1.NackResponse{}, nil
+}
+
+// Extend implements gateway.v1.ConsumerService.Extend.
+func (s *ConsumerServer) Extend(ctx context.Context, req *gatewayv1.ExtendRequest) (*gatewayv1.ExtendResponse, error) {
+	d := req.GetExtension()
+	if d == nil || d.CheckValid() != nil || d.AsDuration() <= 0 {
+		return nil, toStatus(s.logger, invalidField("extension", "must be a valid, positive duration")).Err()
+	}
+	if err := s.authorizeAcks(ctx, req.GetGroup(), req.GetAckIds()); err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	deadlines, err := s.consumer.Extend(ctx, req.GetGroup(), req.GetAckIds(), d.AsDuration())
+	if err != nil {
+		return nil, toStatus(s.logger, err).Err()
+	}
+	resp := &gatewayv1.ExtendResponse{AckDeadlines: make([]*timestamppb.Timestamp, len(deadlines))}
+	for i, t := range deadlines {
+		resp.AckDeadlines[i] = timestamppb.New(t)
+	}
+	return resp, nil
 }

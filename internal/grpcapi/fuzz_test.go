@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -48,6 +49,13 @@ func (fuzzConsumer) Subscribe(context.Context, consume.SubscribeRequest) (*consu
 func (fuzzConsumer) Ack(_ context.Context, _ string, ids []string) error { return parseAll(ids) }
 
 func (fuzzConsumer) Nack(_ string, ids []string, _ consume.NackOptions) error { return parseAll(ids) }
+
+func (fuzzConsumer) Extend(_ context.Context, _ string, ids []string, _ time.Duration) ([]time.Time, error) {
+	if err := parseAll(ids); err != nil {
+		return nil, err
+	}
+	return make([]time.Time, len(ids)), nil
+}
 
 func parseAll(ids []string) error {
 	for i, s := range ids {
@@ -108,6 +116,8 @@ func FuzzRequests(f *testing.F) {
 	seed(2, &gatewayv1.SubscribeRequest{Group: "g", AckTimeout: &durationpb.Duration{Seconds: -1}, MaxAttempts: -1, Ordering: 99})
 	seed(3, &gatewayv1.AckRequest{Group: "g", AckIds: []string{"orders/0/5/1", "bad"}})
 	seed(4, &gatewayv1.NackRequest{Group: "g", AckIds: []string{"orders/0/5/1"}, RetryAfter: &durationpb.Duration{Nanos: -5}, Reason: "x"})
+	seed(5, &gatewayv1.ExtendRequest{Group: "g", AckIds: []string{"orders/0/5/1"}, Extension: durationpb.New(3e10)})
+	seed(5, &gatewayv1.ExtendRequest{Group: "g", AckIds: []string{"orders/0/5/1"}, Extension: &durationpb.Duration{Seconds: 1, Nanos: -5}})
 	f.Add(uint8(0), []byte{0x0a, 0x80})
 	logger := slog.New(slog.DiscardHandler)
 	ps := NewProducerServer(fuzzProducer{}, Guard{}, logger, 4, make(chan struct{}))
@@ -116,7 +126,7 @@ func FuzzRequests(f *testing.F) {
 		ctx := context.Background()
 		var err error
 		allowed := map[codes.Code]bool{codes.OK: true, codes.InvalidArgument: true}
-		switch kind % 5 {
+		switch kind % 6 {
 		case 0:
 			req := &gatewayv1.ProduceRequest{}
 			if proto.Unmarshal(data, req) != nil {
@@ -152,9 +162,19 @@ func FuzzRequests(f *testing.F) {
 				return
 			}
 			_, err = cs.Nack(ctx, req)
+		case 5:
+			req := &gatewayv1.ExtendRequest{}
+			if proto.Unmarshal(data, req) != nil {
+				return
+			}
+			var resp *gatewayv1.ExtendResponse
+			resp, err = cs.Extend(ctx, req)
+			if err == nil && len(resp.GetAckDeadlines()) != len(req.GetAckIds()) {
+				t.Fatalf("%d deadlines for %d ack IDs", len(resp.GetAckDeadlines()), len(req.GetAckIds()))
+			}
 		}
 		if st := status.Convert(err); !allowed[st.Code()] {
-			t.Fatalf("kind %d: %v", kind%5, err)
+			t.Fatalf("kind %d: %v", kind%6, err)
 		}
 	})
 }

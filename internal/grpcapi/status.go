@@ -54,7 +54,7 @@ func toStatus(logger *slog.Logger, err error) *status.Status {
 		return status.New(codes.Unavailable, "gateway shutting down: "+err.Error())
 	case errors.Is(err, kafkaclient.ErrUnknownTopic), errors.Is(err, admin.ErrUnknownGroup):
 		return status.New(codes.NotFound, err.Error())
-	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable), errors.Is(err, dedupe.ErrMisconfigured), errors.Is(err, consume.ErrConfirmPending),
+	case errors.Is(err, kafkaclient.ErrUnavailable), errors.Is(err, dedupe.ErrUnavailable), errors.Is(err, dedupe.ErrMisconfigured), errors.Is(err, consume.ErrConfirmPending), errors.Is(err, consume.ErrExtendPending),
 		errors.Is(err, consume.ErrBusy):
 		return status.New(codes.Unavailable, err.Error())
 	case errors.Is(err, kafkaclient.ErrRejected):

@@ -843,6 +843,119 @@ func (*NackResponse) Descriptor() ([]byte, []int) {
 	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{9}
 }
 
+// ExtendRequest pushes ack deadlines out.
+type ExtendRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer group the records were delivered for.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Ack IDs from Delivery.ack_id. At least one.
+	AckIds []string `protobuf:"bytes,2,rep,name=ack_ids,json=ackIds,proto3" json:"ack_ids,omitempty"`
+	// How long from now each record's ack deadline should be. Required;
+	// positive and at most consumer.max_ack_timeout.
+	Extension     *durationpb.Duration `protobuf:"bytes,3,opt,name=extension,proto3" json:"extension,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendRequest) Reset() {
+	*x = ExtendRequest{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendRequest) ProtoMessage() {}
+
+func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendRequest.ProtoReflect.Descriptor instead.
+func (*ExtendRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExtendRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *ExtendRequest) GetAckIds() []string {
+	if x != nil {
+		return x.AckIds
+	}
+	return nil
+}
+
+func (x *ExtendRequest) GetExtension() *durationpb.Duration {
+	if x != nil {
+		return x.Extension
+	}
+	return nil
+}
+
+// ExtendResponse gives each delivery's ack deadline after the call.
+type ExtendResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ack deadline of each ack ID of the request, in its order: now +
+	// extension, or consumer.max_lease after the delivery began when that
+	// comes first, or the earlier deadline when it was later already.
+	AckDeadlines  []*timestamppb.Timestamp `protobuf:"bytes,1,rep,name=ack_deadlines,json=ackDeadlines,proto3" json:"ack_deadlines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendResponse) Reset() {
+	*x = ExtendResponse{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendResponse) ProtoMessage() {}
+
+func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendResponse.ProtoReflect.Descriptor instead.
+func (*ExtendResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExtendResponse) GetAckDeadlines() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.AckDeadlines
+	}
+	return nil
+}
+
 var File_gateway_v1_consumer_proto protoreflect.FileDescriptor
 
 const file_gateway_v1_consumer_proto_rawDesc = "" +
@@ -907,7 +1020,13 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\vdead_letter\x18\x04 \x01(\bR\n" +
 	"deadLetter\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x0e\n" +
-	"\fNackResponse*a\n" +
+	"\fNackResponse\"w\n" +
+	"\rExtendRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
+	"\aack_ids\x18\x02 \x03(\tR\x06ackIds\x127\n" +
+	"\textension\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\textension\"Q\n" +
+	"\x0eExtendResponse\x12?\n" +
+	"\rack_deadlines\x18\x01 \x03(\v2\x1a.google.protobuf.TimestampR\fackDeadlines*a\n" +
 	"\bOrdering\x12\x18\n" +
 	"\x14ORDERING_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ORDERING_PARTITION\x10\x01\x12\x10\n" +
@@ -916,11 +1035,12 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
-	"\x15START_POSITION_LATEST\x10\x022\xd0\x01\n" +
+	"\x15START_POSITION_LATEST\x10\x022\x91\x02\n" +
 	"\x0fConsumerService\x12J\n" +
 	"\tSubscribe\x12\x1c.gateway.v1.SubscribeRequest\x1a\x1d.gateway.v1.SubscribeResponse0\x01\x126\n" +
 	"\x03Ack\x12\x16.gateway.v1.AckRequest\x1a\x17.gateway.v1.AckResponse\x129\n" +
-	"\x04Nack\x12\x17.gateway.v1.NackRequest\x1a\x18.gateway.v1.NackResponseB7Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x04Nack\x12\x17.gateway.v1.NackRequest\x1a\x18.gateway.v1.NackResponse\x12?\n" +
+	"\x06Extend\x12\x19.gateway.v1.ExtendRequest\x1a\x1a.gateway.v1.ExtendResponseB7Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_consumer_proto_rawDescOnce sync.Once
@@ -935,7 +1055,7 @@ func file_gateway_v1_consumer_proto_rawDescGZIP() []byte {
 }
 
 var file_gateway_v1_consumer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gateway_v1_consumer_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_gateway_v1_consumer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_gateway_v1_consumer_proto_goTypes = []any{
 	(Ordering)(0),                 // 0: gateway.v1.Ordering
 	(StartPosition)(0),            // 1: gateway.v1.StartPosition
@@ -949,34 +1069,40 @@ var file_gateway_v1_consumer_proto_goTypes = []any{
 	(*AckResponse)(nil),           // 9: gateway.v1.AckResponse
 	(*NackRequest)(nil),           // 10: gateway.v1.NackRequest
 	(*NackResponse)(nil),          // 11: gateway.v1.NackResponse
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*Header)(nil),                // 13: gateway.v1.Header
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*ExtendRequest)(nil),         // 12: gateway.v1.ExtendRequest
+	(*ExtendResponse)(nil),        // 13: gateway.v1.ExtendResponse
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*Header)(nil),                // 15: gateway.v1.Header
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_gateway_v1_consumer_proto_depIdxs = []int32{
 	0,  // 0: gateway.v1.SubscribeRequest.ordering:type_name -> gateway.v1.Ordering
-	12, // 1: gateway.v1.SubscribeRequest.ack_timeout:type_name -> google.protobuf.Duration
+	14, // 1: gateway.v1.SubscribeRequest.ack_timeout:type_name -> google.protobuf.Duration
 	1,  // 2: gateway.v1.SubscribeRequest.start_position:type_name -> gateway.v1.StartPosition
 	5,  // 3: gateway.v1.SubscribeResponse.deliveries:type_name -> gateway.v1.Deliveries
 	6,  // 4: gateway.v1.SubscribeResponse.assignment:type_name -> gateway.v1.Assignment
 	7,  // 5: gateway.v1.Deliveries.deliveries:type_name -> gateway.v1.Delivery
 	2,  // 6: gateway.v1.Assignment.assigned:type_name -> gateway.v1.TopicPartition
 	2,  // 7: gateway.v1.Assignment.revoked:type_name -> gateway.v1.TopicPartition
-	13, // 8: gateway.v1.Delivery.headers:type_name -> gateway.v1.Header
-	14, // 9: gateway.v1.Delivery.timestamp:type_name -> google.protobuf.Timestamp
-	14, // 10: gateway.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
-	12, // 11: gateway.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	3,  // 12: gateway.v1.ConsumerService.Subscribe:input_type -> gateway.v1.SubscribeRequest
-	8,  // 13: gateway.v1.ConsumerService.Ack:input_type -> gateway.v1.AckRequest
-	10, // 14: gateway.v1.ConsumerService.Nack:input_type -> gateway.v1.NackRequest
-	4,  // 15: gateway.v1.ConsumerService.Subscribe:output_type -> gateway.v1.SubscribeResponse
-	9,  // 16: gateway.v1.ConsumerService.Ack:output_type -> gateway.v1.AckResponse
-	11, // 17: gateway.v1.ConsumerService.Nack:output_type -> gateway.v1.NackResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	15, // 8: gateway.v1.Delivery.headers:type_name -> gateway.v1.Header
+	16, // 9: gateway.v1.Delivery.timestamp:type_name -> google.protobuf.Timestamp
+	16, // 10: gateway.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
+	14, // 11: gateway.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	14, // 12: gateway.v1.ExtendRequest.extension:type_name -> google.protobuf.Duration
+	16, // 13: gateway.v1.ExtendResponse.ack_deadlines:type_name -> google.protobuf.Timestamp
+	3,  // 14: gateway.v1.ConsumerService.Subscribe:input_type -> gateway.v1.SubscribeRequest
+	8,  // 15: gateway.v1.ConsumerService.Ack:input_type -> gateway.v1.AckRequest
+	10, // 16: gateway.v1.ConsumerService.Nack:input_type -> gateway.v1.NackRequest
+	12, // 17: gateway.v1.ConsumerService.Extend:input_type -> gateway.v1.ExtendRequest
+	4,  // 18: gateway.v1.ConsumerService.Subscribe:output_type -> gateway.v1.SubscribeResponse
+	9,  // 19: gateway.v1.ConsumerService.Ack:output_type -> gateway.v1.AckResponse
+	11, // 20: gateway.v1.ConsumerService.Nack:output_type -> gateway.v1.NackResponse
+	13, // 21: gateway.v1.ConsumerService.Extend:output_type -> gateway.v1.ExtendResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_consumer_proto_init() }
@@ -996,7 +1122,7 @@ func file_gateway_v1_consumer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_consumer_proto_rawDesc), len(file_gateway_v1_consumer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

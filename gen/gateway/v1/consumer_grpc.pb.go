@@ -22,6 +22,7 @@ const (
 	ConsumerService_Subscribe_FullMethodName = "/gateway.v1.ConsumerService/Subscribe"
 	ConsumerService_Ack_FullMethodName       = "/gateway.v1.ConsumerService/Ack"
 	ConsumerService_Nack_FullMethodName      = "/gateway.v1.ConsumerService/Nack"
+	ConsumerService_Extend_FullMethodName    = "/gateway.v1.ConsumerService/Extend"
 )
 
 // ConsumerServiceClient is the client API for ConsumerService service.
@@ -97,6 +98,31 @@ type ConsumerServiceClient interface {
 	// already acknowledged is FAILED_PRECONDITION, and a retry_after above
 	// consumer.max_retry_after is INVALID_ARGUMENT.
 	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
+	// Extend pushes the ack deadlines of deliveries out, for an app that needs
+	// longer than ack_timeout for a record and is still working on it: each
+	// deadline becomes now + extension, but never later than
+	// consumer.max_lease after its delivery began, and never earlier than it
+	// was. An app that keeps extending is not redelivered; one that stops is,
+	// once its last deadline passes. With dedupe on, each record's claim in
+	// Redis moves with its deadline before the call answers, so no other
+	// gateway takes the message meanwhile. Authorized as Ack is.
+	//
+	// Errors (the whole call fails; no deadline of it moves, except as noted):
+	//
+	//	INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID, or an
+	//	                    extension that is not positive or exceeds
+	//	                    consumer.max_ack_timeout; the message names it.
+	//	FAILED_PRECONDITION as for Ack, and when a delivery is no longer in
+	//	                    flight: its deadline passed, it was nacked, is being
+	//	                    dead-lettered, or its partition was revoked (an Ack
+	//	                    still counts until its deadline); or the record is
+	//	                    acknowledged already. With dedupe on, also when its
+	//	                    claim in Redis is no longer this delivery's.
+	//	UNAVAILABLE         with dedupe on: Redis did not confirm the moved
+	//	                    leases (within 10 s or the call's deadline); the
+	//	                    deadlines of those records stand as they were, and
+	//	                    the Extend may be repeated.
+	Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error)
 }
 
 type consumerServiceClient struct {
@@ -140,6 +166,16 @@ func (c *consumerServiceClient) Nack(ctx context.Context, in *NackRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(NackResponse)
 	err := c.cc.Invoke(ctx, ConsumerService_Nack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consumerServiceClient) Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExtendResponse)
+	err := c.cc.Invoke(ctx, ConsumerService_Extend_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +255,31 @@ type ConsumerServiceServer interface {
 	// already acknowledged is FAILED_PRECONDITION, and a retry_after above
 	// consumer.max_retry_after is INVALID_ARGUMENT.
 	Nack(context.Context, *NackRequest) (*NackResponse, error)
+	// Extend pushes the ack deadlines of deliveries out, for an app that needs
+	// longer than ack_timeout for a record and is still working on it: each
+	// deadline becomes now + extension, but never later than
+	// consumer.max_lease after its delivery began, and never earlier than it
+	// was. An app that keeps extending is not redelivered; one that stops is,
+	// once its last deadline passes. With dedupe on, each record's claim in
+	// Redis moves with its deadline before the call answers, so no other
+	// gateway takes the message meanwhile. Authorized as Ack is.
+	//
+	// Errors (the whole call fails; no deadline of it moves, except as noted):
+	//
+	//	INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID, or an
+	//	                    extension that is not positive or exceeds
+	//	                    consumer.max_ack_timeout; the message names it.
+	//	FAILED_PRECONDITION as for Ack, and when a delivery is no longer in
+	//	                    flight: its deadline passed, it was nacked, is being
+	//	                    dead-lettered, or its partition was revoked (an Ack
+	//	                    still counts until its deadline); or the record is
+	//	                    acknowledged already. With dedupe on, also when its
+	//	                    claim in Redis is no longer this delivery's.
+	//	UNAVAILABLE         with dedupe on: Redis did not confirm the moved
+	//	                    leases (within 10 s or the call's deadline); the
+	//	                    deadlines of those records stand as they were, and
+	//	                    the Extend may be repeated.
+	Extend(context.Context, *ExtendRequest) (*ExtendResponse, error)
 	mustEmbedUnimplementedConsumerServiceServer()
 }
 
@@ -237,6 +298,9 @@ func (UnimplementedConsumerServiceServer) Ack(context.Context, *AckRequest) (*Ac
 }
 func (UnimplementedConsumerServiceServer) Nack(context.Context, *NackRequest) (*NackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Nack not implemented")
+}
+func (UnimplementedConsumerServiceServer) Extend(context.Context, *ExtendRequest) (*ExtendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Extend not implemented")
 }
 func (UnimplementedConsumerServiceServer) mustEmbedUnimplementedConsumerServiceServer() {}
 func (UnimplementedConsumerServiceServer) testEmbeddedByValue()                         {}
@@ -306,6 +370,24 @@ func _ConsumerService_Nack_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsumerService_Extend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsumerServiceServer).Extend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsumerService_Extend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsumerServiceServer).Extend(ctx, req.(*ExtendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsumerService_ServiceDesc is the grpc.ServiceDesc for ConsumerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +402,10 @@ var ConsumerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Nack",
 			Handler:    _ConsumerService_Nack_Handler,
+		},
+		{
+			MethodName: "Extend",
+			Handler:    _ConsumerService_Extend_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -135,3 +135,19 @@ class NackRequest(_message.Message):
 class NackResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ExtendRequest(_message.Message):
+    __slots__ = ("group", "ack_ids", "extension")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ACK_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXTENSION_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    ack_ids: _containers.RepeatedScalarFieldContainer[str]
+    extension: _duration_pb2.Duration
+    def __init__(self, group: _Optional[str] = ..., ack_ids: _Optional[_Iterable[str]] = ..., extension: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ExtendResponse(_message.Message):
+    __slots__ = ("ack_deadlines",)
+    ACK_DEADLINES_FIELD_NUMBER: _ClassVar[int]
+    ack_deadlines: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
+    def __init__(self, ack_deadlines: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ...) -> None: ...

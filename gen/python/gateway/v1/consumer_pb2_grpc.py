@@ -55,6 +55,11 @@ class ConsumerServiceStub:
                 request_serializer=gateway_dot_v1_dot_consumer__pb2.NackRequest.SerializeToString,
                 response_deserializer=gateway_dot_v1_dot_consumer__pb2.NackResponse.FromString,
                 _registered_method=True)
+        self.Extend = channel.unary_unary(
+                '/gateway.v1.ConsumerService/Extend',
+                request_serializer=gateway_dot_v1_dot_consumer__pb2.ExtendRequest.SerializeToString,
+                response_deserializer=gateway_dot_v1_dot_consumer__pb2.ExtendResponse.FromString,
+                _registered_method=True)
 
 
 class ConsumerServiceServicer:
@@ -140,6 +145,35 @@ class ConsumerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Extend(self, request, context):
+        """Extend pushes the ack deadlines of deliveries out, for an app that needs
+        longer than ack_timeout for a record and is still working on it: each
+        deadline becomes now + extension, but never later than
+        consumer.max_lease after its delivery began, and never earlier than it
+        was. An app that keeps extending is not redelivered; one that stops is,
+        once its last deadline passes. With dedupe on, each record's claim in
+        Redis moves with its deadline before the call answers, so no other
+        gateway takes the message meanwhile. Authorized as Ack is.
+
+        Errors (the whole call fails; no deadline of it moves, except as noted):
+        INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID, or an
+        extension that is not positive or exceeds
+        consumer.max_ack_timeout; the message names it.
+        FAILED_PRECONDITION as for Ack, and when a delivery is no longer in
+        flight: its deadline passed, it was nacked, is being
+        dead-lettered, or its partition was revoked (an Ack
+        still counts until its deadline); or the record is
+        acknowledged already. With dedupe on, also when its
+        claim in Redis is no longer this delivery's.
+        UNAVAILABLE         with dedupe on: Redis did not confirm the moved
+        leases (within 10 s or the call's deadline); the
+        deadlines of those records stand as they were, and
+        the Extend may be repeated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsumerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +191,11 @@ def add_ConsumerServiceServicer_to_server(servicer, server):
                     servicer.Nack,
                     request_deserializer=gateway_dot_v1_dot_consumer__pb2.NackRequest.FromString,
                     response_serializer=gateway_dot_v1_dot_consumer__pb2.NackResponse.SerializeToString,
+            ),
+            'Extend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Extend,
+                    request_deserializer=gateway_dot_v1_dot_consumer__pb2.ExtendRequest.FromString,
+                    response_serializer=gateway_dot_v1_dot_consumer__pb2.ExtendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -246,6 +285,33 @@ class ConsumerService:
             '/gateway.v1.ConsumerService/Nack',
             gateway_dot_v1_dot_consumer__pb2.NackRequest.SerializeToString,
             gateway_dot_v1_dot_consumer__pb2.NackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Extend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gateway.v1.ConsumerService/Extend',
+            gateway_dot_v1_dot_consumer__pb2.ExtendRequest.SerializeToString,
+            gateway_dot_v1_dot_consumer__pb2.ExtendResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -281,6 +281,29 @@ export interface NackRequest {
 export interface NackResponse {
 }
 
+/** ExtendRequest pushes ack deadlines out. */
+export interface ExtendRequest {
+  /** The consumer group the records were delivered for. */
+  group: string;
+  /** Ack IDs from Delivery.ack_id. At least one. */
+  ackIds: string[];
+  /**
+   * How long from now each record's ack deadline should be. Required;
+   * positive and at most consumer.max_ack_timeout.
+   */
+  extension: Duration | undefined;
+}
+
+/** ExtendResponse gives each delivery's ack deadline after the call. */
+export interface ExtendResponse {
+  /**
+   * The ack deadline of each ack ID of the request, in its order: now +
+   * extension, or consumer.max_lease after the delivery began when that
+   * comes first, or the earlier deadline when it was later already.
+   */
+  ackDeadlines: Date[];
+}
+
 function createBaseTopicPartition(): TopicPartition {
   return { topic: "", partition: 0 };
 }
@@ -1399,6 +1422,186 @@ export const NackResponse: MessageFns<NackResponse> = {
   },
 };
 
+function createBaseExtendRequest(): ExtendRequest {
+  return { group: "", ackIds: [], extension: undefined };
+}
+
+export const ExtendRequest: MessageFns<ExtendRequest> = {
+  encode(message: ExtendRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.group !== "") {
+      writer.uint32(10).string(message.group);
+    }
+    for (const v of message.ackIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.extension !== undefined) {
+      Duration.encode(message.extension, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.ackIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.extension = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendRequest {
+    return {
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
+      ackIds: globalThis.Array.isArray(object?.ackIds)
+        ? object.ackIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ack_ids)
+        ? object.ack_ids.map((e: any) => globalThis.String(e))
+        : [],
+      extension: isSet(object.extension) ? Duration.fromJSON(object.extension) : undefined,
+    };
+  },
+
+  toJSON(message: ExtendRequest): unknown {
+    const obj: any = {};
+    if (message.group !== "") {
+      obj.group = message.group;
+    }
+    if (message.ackIds?.length) {
+      obj.ackIds = message.ackIds;
+    }
+    if (message.extension !== undefined) {
+      obj.extension = Duration.toJSON(message.extension);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendRequest>, I>>(base?: I): ExtendRequest {
+    return ExtendRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendRequest>, I>>(object: I): ExtendRequest {
+    const message = createBaseExtendRequest();
+    message.group = object.group ?? "";
+    message.ackIds = object.ackIds?.map((e) => e) || [];
+    message.extension = (object.extension !== undefined && object.extension !== null)
+      ? Duration.fromPartial(object.extension)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExtendResponse(): ExtendResponse {
+  return { ackDeadlines: [] };
+}
+
+export const ExtendResponse: MessageFns<ExtendResponse> = {
+  encode(message: ExtendResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ackDeadlines) {
+      Timestamp.encode(toTimestamp(v!), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ackDeadlines.push(fromTimestamp(Timestamp.decode(reader, reader.uint32())));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendResponse {
+    return {
+      ackDeadlines: globalThis.Array.isArray(object?.ackDeadlines)
+        ? object.ackDeadlines.map((e: any) => fromJsonTimestamp(e))
+        : globalThis.Array.isArray(object?.ack_deadlines)
+        ? object.ack_deadlines.map((e: any) => fromJsonTimestamp(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ExtendResponse): unknown {
+    const obj: any = {};
+    if (message.ackDeadlines?.length) {
+      obj.ackDeadlines = message.ackDeadlines.map((e) => e.toISOString());
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendResponse>, I>>(base?: I): ExtendResponse {
+    return ExtendResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendResponse>, I>>(object: I): ExtendResponse {
+    const message = createBaseExtendResponse();
+    message.ackDeadlines = object.ackDeadlines?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * ConsumerService pushes records of consumer groups that the gateway owns to
  * applications, and takes their explicit acknowledgements. The gateway keeps
@@ -1498,6 +1701,40 @@ export const ConsumerServiceService = {
     responseSerialize: (value: NackResponse): Buffer => Buffer.from(NackResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NackResponse => NackResponse.decode(value),
   },
+  /**
+   * Extend pushes the ack deadlines of deliveries out, for an app that needs
+   * longer than ack_timeout for a record and is still working on it: each
+   * deadline becomes now + extension, but never later than
+   * consumer.max_lease after its delivery began, and never earlier than it
+   * was. An app that keeps extending is not redelivered; one that stops is,
+   * once its last deadline passes. With dedupe on, each record's claim in
+   * Redis moves with its deadline before the call answers, so no other
+   * gateway takes the message meanwhile. Authorized as Ack is.
+   *
+   * Errors (the whole call fails; no deadline of it moves, except as noted):
+   *   INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID, or an
+   *                       extension that is not positive or exceeds
+   *                       consumer.max_ack_timeout; the message names it.
+   *   FAILED_PRECONDITION as for Ack, and when a delivery is no longer in
+   *                       flight: its deadline passed, it was nacked, is being
+   *                       dead-lettered, or its partition was revoked (an Ack
+   *                       still counts until its deadline); or the record is
+   *                       acknowledged already. With dedupe on, also when its
+   *                       claim in Redis is no longer this delivery's.
+   *   UNAVAILABLE         with dedupe on: Redis did not confirm the moved
+   *                       leases (within 10 s or the call's deadline); the
+   *                       deadlines of those records stand as they were, and
+   *                       the Extend may be repeated.
+   */
+  extend: {
+    path: "/gateway.v1.ConsumerService/Extend" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExtendRequest): Buffer => Buffer.from(ExtendRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExtendRequest => ExtendRequest.decode(value),
+    responseSerialize: (value: ExtendResponse): Buffer => Buffer.from(ExtendResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExtendResponse => ExtendResponse.decode(value),
+  },
 } as const;
 
 export interface ConsumerServiceServer extends UntypedServiceImplementation {
@@ -1566,6 +1803,32 @@ export interface ConsumerServiceServer extends UntypedServiceImplementation {
    * consumer.max_retry_after is INVALID_ARGUMENT.
    */
   nack: handleUnaryCall<NackRequest, NackResponse>;
+  /**
+   * Extend pushes the ack deadlines of deliveries out, for an app that needs
+   * longer than ack_timeout for a record and is still working on it: each
+   * deadline becomes now + extension, but never later than
+   * consumer.max_lease after its delivery began, and never earlier than it
+   * was. An app that keeps extending is not redelivered; one that stops is,
+   * once its last deadline passes. With dedupe on, each record's claim in
+   * Redis moves with its deadline before the call answers, so no other
+   * gateway takes the message meanwhile. Authorized as Ack is.
+   *
+   * Errors (the whole call fails; no deadline of it moves, except as noted):
+   *   INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID, or an
+   *                       extension that is not positive or exceeds
+   *                       consumer.max_ack_timeout; the message names it.
+   *   FAILED_PRECONDITION as for Ack, and when a delivery is no longer in
+   *                       flight: its deadline passed, it was nacked, is being
+   *                       dead-lettered, or its partition was revoked (an Ack
+   *                       still counts until its deadline); or the record is
+   *                       acknowledged already. With dedupe on, also when its
+   *                       claim in Redis is no longer this delivery's.
+   *   UNAVAILABLE         with dedupe on: Redis did not confirm the moved
+   *                       leases (within 10 s or the call's deadline); the
+   *                       deadlines of those records stand as they were, and
+   *                       the Extend may be repeated.
+   */
+  extend: handleUnaryCall<ExtendRequest, ExtendResponse>;
 }
 
 export interface ConsumerServiceClient extends Client {
@@ -1660,6 +1923,46 @@ export interface ConsumerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NackResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Extend pushes the ack deadlines of deliveries out, for an app that needs
+   * longer than ack_timeout for a record and is still working on it: each
+   * deadline becomes now + extension, but never later than
+   * consumer.max_lease after its delivery began, and never earlier than it
+   * was. An app that keeps extending is not redelivered; one that stops is,
+   * once its last deadline passes. With dedupe on, each record's claim in
+   * Redis moves with its deadline before the call answers, so no other
+   * gateway takes the message meanwhile. Authorized as Ack is.
+   *
+   * Errors (the whole call fails; no deadline of it moves, except as noted):
+   *   INVALID_ARGUMENT    empty group or ack_ids, a malformed ack ID, or an
+   *                       extension that is not positive or exceeds
+   *                       consumer.max_ack_timeout; the message names it.
+   *   FAILED_PRECONDITION as for Ack, and when a delivery is no longer in
+   *                       flight: its deadline passed, it was nacked, is being
+   *                       dead-lettered, or its partition was revoked (an Ack
+   *                       still counts until its deadline); or the record is
+   *                       acknowledged already. With dedupe on, also when its
+   *                       claim in Redis is no longer this delivery's.
+   *   UNAVAILABLE         with dedupe on: Redis did not confirm the moved
+   *                       leases (within 10 s or the call's deadline); the
+   *                       deadlines of those records stand as they were, and
+   *                       the Extend may be repeated.
+   */
+  extend(
+    request: ExtendRequest,
+    callback: (error: ServiceError | null, response: ExtendResponse) => void,
+  ): ClientUnaryCall;
+  extend(
+    request: ExtendRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExtendResponse) => void,
+  ): ClientUnaryCall;
+  extend(
+    request: ExtendRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExtendResponse) => void,
   ): ClientUnaryCall;
 }
 
