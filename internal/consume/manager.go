@@ -214,6 +214,25 @@ func (m *Manager) Subscribe(ctx context.Context, req SubscribeRequest) (*Stream,
 	if req.MaxInFlight == 0 {
 		req.MaxInFlight = m.cfg.MaxInFlight
 	}
+	// A setting left unspecified takes the group's, when the group runs
+	// here already; else the configured default.
+	m.mu.Lock()
+	if g, ok := m.groups[req.Group]; ok {
+		run := g.settings
+		if req.Ordering == 0 {
+			req.Ordering = run.Ordering
+		}
+		if req.StartPosition == 0 {
+			req.StartPosition = run.StartPosition
+		}
+		if req.AckTimeout == 0 {
+			req.AckTimeout = run.AckTimeout
+		}
+		if req.MaxAttempts == 0 {
+			req.MaxAttempts = run.MaxAttempts
+		}
+	}
+	m.mu.Unlock()
 	var ordering, start string
 	if req.Ordering != 0 {
 		ordering = req.Ordering.String()

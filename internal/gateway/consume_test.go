@@ -516,3 +516,33 @@ func TestConsumerBadInputGetsPreciseErrors(t *testing.T) {
 	requireCode(t, err, codes.FailedPrecondition)
 	h.requireHealthy(t, topic)
 }
+
+// TestASecondStreamThatLeavesSettingsUnspecifiedTakesTheGroups: a stream
+// attaching to a group that runs here already, with no ordering,
+// ack_timeout, max_attempts or start_position of its own, joins it with
+// the group's settings; one that asks for other settings is refused.
+func TestASecondStreamThatLeavesSettingsUnspecifiedTakesTheGroups(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	group := testenv.UniqueName("g")
+	h := consumerGateway(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := func(req *gatewayv1.SubscribeRequest) error {
+		stream, err := h.consumer().Subscribe(ctx, req)
+		if err != nil {
+			return err
+		}
+		_, err = stream.Recv() // the assignment frame, or the refusal
+		return err
+	}
+	if err := first(&gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_KEY,
+		AckTimeout: durationpb.New(7 * time.Second), MaxAttempts: 3, StartPosition: gatewayv1.StartPosition_START_POSITION_LATEST}); err != nil {
+		t.Fatalf("the group's first stream: %v", err)
+	}
+	if err := first(&gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}}); err != nil {
+		t.Fatalf("a second stream with nothing but group and topics: %v, want it to join", err)
+	}
+	requireCode(t, first(&gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}, MaxAttempts: 4}), codes.FailedPrecondition)
+}
