@@ -452,40 +452,54 @@ func (g *group) ack(ids []AckID) ([]*confirmation, error) {
 		return nil, err
 	}
 	for i, t := range ts {
-		if t.r == nil {
-			continue
-		}
-		switch r := t.r; {
-		case r.state == stateDeadLetter:
-			return nil, fmt.Errorf("ack_ids[%d]: being dead-lettered: %w", i, ErrStaleAck)
-		case r.state == stateConfirming || r.state == stateDone:
-			if r.ackedBy != t.id.Delivery {
-				return nil, fmt.Errorf("ack_ids[%d]: the record was settled by another delivery: %w", i, ErrStaleAck)
-			}
+		if err := ackable(t); err != nil {
+			return nil, fmt.Errorf("ack_ids[%d]: %w", i, err)
 		}
 	}
 	var waits []*confirmation
 	var touched []*partitionLog
 	for _, t := range ts {
-		switch {
-		case t.retained != nil:
-			waits = append(waits, g.settle.ackRetained(t.id, t.retained))
-		case t.r == nil:
-		case t.r.state == stateConfirming:
-			waits = append(waits, t.r.confirm) // a repeated Ack waits too
-		case t.r.state == stateDone:
-		default: // in flight, or ready or backing off after a timeout or Nack of this very delivery
-			t.r.ackedBy = t.id.Delivery
-			if c := g.settle.processed(t.l, t.r); c != nil {
-				waits = append(waits, c)
-			}
-			touched = append(touched, t.l)
+		if c := g.ackLocked(t, &touched); c != nil {
+			waits = append(waits, c)
 		}
 	}
 	g.storeLocked(touched...)
 	g.metricsAcked(len(ids))
 	g.dispatchLocked()
 	return waits, nil
+}
+
+// ackable reports why an Ack of t cannot be applied, or nil.
+func ackable(t target) error {
+	switch r := t.r; {
+	case r == nil:
+	case r.state == stateDeadLetter:
+		return fmt.Errorf("being dead-lettered: %w", ErrStaleAck)
+	case r.state == stateConfirming || r.state == stateDone:
+		if r.ackedBy != t.id.Delivery {
+			return fmt.Errorf("the record was settled by another delivery: %w", ErrStaleAck)
+		}
+	}
+	return nil
+}
+
+// ackLocked applies an Ack of t (ackable) and returns the confirmation to
+// wait for, if any; a log whose committable offset may have moved is added
+// to touched.
+func (g *group) ackLocked(t target, touched *[]*partitionLog) *confirmation {
+	switch {
+	case t.retained != nil:
+		return g.settle.ackRetained(t.id, t.retained)
+	case t.r == nil:
+	case t.r.state == stateConfirming:
+		return t.r.confirm // a repeated Ack waits too
+	case t.r.state == stateDone:
+	default: // in flight, or ready or backing off after a timeout or Nack of this very delivery
+		t.r.ackedBy = t.id.Delivery
+		*touched = append(*touched, t.l)
+		return g.settle.processed(t.l, t.r)
+	}
+	return nil
 }
 
 // extend moves the ack deadlines of in-flight deliveries out to now+by,
@@ -505,37 +519,50 @@ func (g *group) extend(ids []AckID, by time.Duration) ([]time.Time, []*confirmat
 		return nil, nil, err
 	}
 	for i, t := range ts {
-		switch {
-		case t.retained != nil:
-			return nil, nil, fmt.Errorf("ack_ids[%d]: its partition was revoked; it can still be acknowledged until its ack deadline: %w", i, ErrStaleAck)
-		case t.r == nil || t.r.state == stateConfirming || t.r.state == stateDone:
-			return nil, nil, fmt.Errorf("ack_ids[%d]: %w", i, ErrAlreadyAcked)
-		case t.r.state == stateDeadLetter:
-			return nil, nil, fmt.Errorf("ack_ids[%d]: being dead-lettered: %w", i, ErrStaleAck)
-		case t.r.state != stateInflight:
-			return nil, nil, fmt.Errorf("ack_ids[%d]: no longer in flight (its ack deadline passed, or it was nacked): %w", i, ErrStaleAck)
+		if err := extendable(t); err != nil {
+			return nil, nil, fmt.Errorf("ack_ids[%d]: %w", i, err)
 		}
 	}
-	now := g.m.now()
 	deadlines := make([]time.Time, len(ts))
 	var waits []*confirmation
 	for i, t := range ts {
-		r := t.r
-		to := now.Add(by)
-		if limit := r.delivered.Add(g.m.cfg.MaxLease); to.After(limit) {
-			to = limit
-		}
-		if !to.After(r.deadline) {
-			deadlines[i] = r.deadline
-			continue
-		}
-		deadlines[i] = to
-		if c := g.settle.extend(t.l, r, to); c != nil {
+		var c *confirmation
+		deadlines[i], c = g.extendLocked(t, by)
+		if c != nil {
 			waits = append(waits, c)
 		}
 	}
 	g.stats.extended.Add(int64(len(ids)))
 	return deadlines, waits, nil
+}
+
+// extendable reports why an Extend of t cannot be applied, or nil.
+func extendable(t target) error {
+	switch {
+	case t.retained != nil:
+		return fmt.Errorf("its partition was revoked; it can still be acknowledged until its ack deadline: %w", ErrStaleAck)
+	case t.r == nil || t.r.state == stateConfirming || t.r.state == stateDone:
+		return ErrAlreadyAcked
+	case t.r.state == stateDeadLetter:
+		return fmt.Errorf("being dead-lettered: %w", ErrStaleAck)
+	case t.r.state != stateInflight:
+		return fmt.Errorf("no longer in flight (its ack deadline passed, or it was nacked): %w", ErrStaleAck)
+	}
+	return nil
+}
+
+// extendLocked applies an Extend of t (extendable) and returns the
+// deadline it will have and the confirmation to wait for, if any.
+func (g *group) extendLocked(t target, by time.Duration) (time.Time, *confirmation) {
+	r := t.r
+	to := g.m.now().Add(by)
+	if limit := r.delivered.Add(g.m.cfg.MaxLease); to.After(limit) {
+		to = limit
+	}
+	if !to.After(r.deadline) {
+		return r.deadline, nil
+	}
+	return to, g.settle.extend(t.l, r, to)
 }
 
 // NackOptions say what to do with nacked records.
@@ -553,42 +580,55 @@ func (g *group) nack(ids []AckID, opts NackOptions) error {
 		return err
 	}
 	for i, t := range ts {
-		switch {
-		case t.retained != nil && t.retained.confirm != nil,
-			t.retained == nil && t.r == nil, // done long ago
-			t.r != nil && (t.r.state == stateConfirming || t.r.state == stateDone):
-			return fmt.Errorf("ack_ids[%d]: %w", i, ErrAlreadyAcked)
+		if err := nackable(t); err != nil {
+			return fmt.Errorf("ack_ids[%d]: %w", i, err)
 		}
 	}
 	now := g.m.now()
 	for _, t := range ts {
-		if t.retained != nil {
-			g.settle.nackRetained(t.id, t.retained)
-			continue
-		}
-		l, r := t.l, t.r
-		switch {
-		case r.state != stateInflight:
-			// Already back (a timeout or an earlier Nack of this delivery),
-			// or being dead-lettered: a repeated Nack changes nothing.
-		case opts.DeadLetter || int(r.attempt) >= g.settings.MaxAttempts:
-			reason := opts.Reason
-			if reason == "" {
-				reason = fmt.Sprintf("nacked on attempt %d", r.attempt)
-			}
-			g.dlq.add(l, r, reason)
-		default:
-			g.settle.abandoned(l, r)
-			var at time.Time
-			if opts.RetryAfter > 0 {
-				at = now.Add(opts.RetryAfter)
-			}
-			l.requeue(r, at)
-		}
+		g.nackLocked(t, opts, now)
 	}
 	g.metricsNacked(len(ids))
 	g.dispatchLocked()
 	return nil
+}
+
+// nackable reports why a Nack of t cannot be applied, or nil.
+func nackable(t target) error {
+	switch {
+	case t.retained != nil && t.retained.confirm != nil,
+		t.retained == nil && t.r == nil, // done long ago
+		t.r != nil && (t.r.state == stateConfirming || t.r.state == stateDone):
+		return ErrAlreadyAcked
+	}
+	return nil
+}
+
+// nackLocked applies a Nack of t (nackable).
+func (g *group) nackLocked(t target, opts NackOptions, now time.Time) {
+	if t.retained != nil {
+		g.settle.nackRetained(t.id, t.retained)
+		return
+	}
+	l, r := t.l, t.r
+	switch {
+	case r.state != stateInflight:
+		// Already back (a timeout or an earlier Nack of this delivery),
+		// or being dead-lettered: a repeated Nack changes nothing.
+	case opts.DeadLetter || int(r.attempt) >= g.settings.MaxAttempts:
+		reason := opts.Reason
+		if reason == "" {
+			reason = fmt.Sprintf("nacked on attempt %d", r.attempt)
+		}
+		g.dlq.add(l, r, reason)
+	default:
+		g.settle.abandoned(l, r)
+		var at time.Time
+		if opts.RetryAfter > 0 {
+			at = now.Add(opts.RetryAfter)
+		}
+		l.requeue(r, at)
+	}
 }
 
 // onTimer handles ack deadlines and retry times that are due.
