@@ -239,6 +239,10 @@ func (g *group) takeBackLocked(logs []*partitionLog) {
 			}
 			g.settle.abandoned(l, r)
 			l.requeue(r, time.Time{}) // not deliverable: the partition is revoking
+			if s.credited {           // never sent: its credit goes back
+				s.creditRecords++
+				s.creditBytes += int64(r.size)
+			}
 		}
 	}
 }
@@ -321,8 +325,16 @@ func (g *group) dispatchLocked() {
 	for i := 0; i < n && credit > 0; i++ {
 		l := g.order[(start+i)%n]
 		g.scratch = l.deliverable(g.settings.Ordering, credit, g.scratch[:0])
-		for _, r := range g.scratch {
-			g.settle.dispatch(g.nextStream(), l, r)
+		for j, r := range g.scratch {
+			s := g.nextStream()
+			if s == nil { // byte credit ran out before record credit
+				for _, r := range g.scratch[j:] {
+					l.unpick(r)
+				}
+				credit = 0
+				break
+			}
+			g.settle.dispatch(s, l, r)
 			credit--
 		}
 	}
@@ -358,16 +370,17 @@ func (g *group) armRateLocked() {
 	})
 }
 
-// nextStream returns a stream with room, round robin. The caller knows one
-// exists.
+// nextStream returns a stream with room, round robin, or nil when none
+// has any left.
 func (g *group) nextStream() *Stream {
-	for {
+	for range g.streams {
 		s := g.streams[g.srr%len(g.streams)]
 		g.srr++
 		if s.credit() > 0 {
 			return s
 		}
 	}
+	return nil
 }
 
 // deliverLocked makes a delivery of r to s: a ready record's new delivery,
@@ -376,8 +389,15 @@ func (g *group) deliverLocked(s *Stream, l *partitionLog, r *record) {
 	now := g.m.now()
 	l.deliver(r, s, now, now.Add(g.settings.AckTimeout))
 	g.metricsDelivered(r.attempt)
+	id := AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch, Delivery: r.delivery}
+	var ackID string
+	token := s.issue(r, id)
+	if token == 0 {
+		ackID = g.m.signer.format(g.settings.Group, id)
+	}
 	s.add(Delivery{
-		AckID:       g.m.signer.format(g.settings.Group, AckID{Topic: l.topic, Partition: l.partition, Offset: r.offset, Epoch: l.epoch, Delivery: r.delivery}),
+		Token:       token,
+		AckID:       ackID,
 		Topic:       l.topic,
 		Partition:   l.partition,
 		Offset:      r.offset,

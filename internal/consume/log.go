@@ -1,6 +1,7 @@
 package consume
 
 import (
+	"errors"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,9 @@ type record struct {
 	// stream holds the record while its state holds credit; nil when its
 	// stream ended and dedupe keeps it in flight under its claim.
 	stream *Stream
+	// token names the delivery on a Consume stream (0: none): the key of
+	// its entry in the stream's tokens while the stream holds it.
+	token uint64
 	// unclaimed marks a delivery made without a dedupe claim (Redis down,
 	// on_redis_failure: deliver): its done marker is written best effort.
 	unclaimed bool
@@ -105,6 +109,22 @@ func newConfirmation() *confirmation { return &confirmation{done: make(chan stru
 func (c *confirmation) settle(err error) {
 	c.err = err
 	close(c.done)
+}
+
+// ready returns the confirmation's outcome if it is settled, or 0.
+func (c *confirmation) ready() Outcome {
+	select {
+	case <-c.done:
+	default:
+		return 0
+	}
+	switch {
+	case c.err == nil:
+		return Applied
+	case errors.Is(c.err, ErrStaleAck):
+		return Stale
+	}
+	return Pending
 }
 
 // byteAccount adds a partition's buffered bytes to its group's total and to
@@ -240,8 +260,7 @@ func (l *partitionLog) set(r *record, to recState) {
 	l.count[to]++
 	r.state = to
 	if from.holds() && !to.holds() && r.stream != nil {
-		r.stream.holding--
-		r.stream = nil
+		r.stream.letGo(r, from == stateClaiming)
 	}
 	switch {
 	case to.timed():
@@ -272,6 +291,10 @@ func (l *partitionLog) set(r *record, to recState) {
 func take(r *record, s *Stream) {
 	r.stream = s
 	s.holding++
+	if s.credited {
+		s.creditRecords--
+		s.creditBytes -= int64(r.size)
+	}
 }
 
 // The named transitions. Each names what happened; set does the rest.
@@ -329,8 +352,7 @@ func (l *partitionLog) giveBack(r *record) {
 // working on it). Its stream's credit is given back.
 func (l *partitionLog) orphan(r *record) {
 	if r.stream != nil {
-		r.stream.holding--
-		r.stream = nil
+		r.stream.letGo(r, false)
 	}
 }
 
@@ -361,8 +383,7 @@ func (l *partitionLog) discard(visit func(*record)) {
 			visit(r)
 		}
 		if r.state.holds() && r.stream != nil {
-			r.stream.holding--
-			r.stream = nil
+			r.stream.letGo(r, r.state == stateClaiming)
 		}
 		if r.state.timed() {
 			l.timers.remove(r)
@@ -541,6 +562,17 @@ func (l *partitionLog) deliverable(ordering Ordering, limit int, out []*record) 
 		l.scan = i
 	}
 	return out
+}
+
+// unpick undoes what deliverable did for a candidate r that was not handed
+// to a stream after all: r stays ready and findable.
+func (l *partitionLog) unpick(r *record) {
+	if i := l.index(r); i < l.scan {
+		l.scan = i
+	}
+	if l.keyed && !r.settled && l.headOf(r) {
+		l.readyHeads = append(l.readyHeads, r)
+	}
 }
 
 // partitionHead returns the first record that blocks PARTITION ordering:

@@ -43,6 +43,10 @@ type SubscribeRequest struct {
 	// Identity is the caller's: a group it starts here counts against
 	// consumer.max_groups_per_identity.
 	Identity string
+	// Credited makes a Consume stream: records are sent only within the
+	// credit granted with Stream.Grant (none at first), and deliveries are
+	// named by tokens for Stream.Settle.
+	Credited bool
 }
 
 // Manager owns every consumer group of this gateway.
@@ -251,7 +255,7 @@ func (m *Manager) Subscribe(ctx context.Context, req SubscribeRequest) (*Stream,
 	if err != nil {
 		return nil, err
 	}
-	st := &Stream{g: g, maxInFlight: req.MaxInFlight, notify: make(chan struct{}, 1), rate: req.DeliveryRate}
+	st := newStream(g, req.MaxInFlight, req.DeliveryRate, req.Credited)
 	g.attach(st)
 	return st, nil
 }

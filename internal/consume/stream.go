@@ -2,6 +2,8 @@ package consume
 
 import (
 	"context"
+	crand "crypto/rand"
+	"math/rand/v2"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -40,6 +42,9 @@ type Delivery struct {
 	// AckDeadline is when the delivery's lease ends (see the proto's
 	// Delivery.ack_deadline).
 	AckDeadline time.Time
+	// Token names the delivery within its Consume stream, for the
+	// stream's Settle (0 on Subscribe streams, which use AckID).
+	Token uint64
 }
 
 // Frame is what a stream sends next: either deliveries or an assignment.
@@ -59,12 +64,89 @@ type Stream struct {
 	ended       bool    // the group shut down
 	notify      chan struct{}
 	rate        *rate.Limiter // deliveries per second; nil: unbounded
+
+	// A Consume stream is credited: it is sent records only within the
+	// credit its app granted (records and bytes; a record is sent while
+	// the byte credit is positive, so the last may overdraw it), and its
+	// deliveries are named by tokens instead of signed ack IDs.
+	credited      bool
+	creditRecords int64
+	creditBytes   int64
+	// tokens are the deliveries the stream holds, by token: random 64-bit
+	// numbers, meaningful only within this stream, so no other stream or
+	// call can name them. At most max_in_flight entries.
+	tokens map[uint64]AckID
+	rng    *rand.ChaCha8
+}
+
+// maxCredit bounds the credit a stream may accumulate.
+const maxCredit = 1 << 50
+
+// newStream makes a stream for g; credited makes it a Consume stream.
+func newStream(g *group, maxInFlight int, lim *rate.Limiter, credited bool) *Stream {
+	s := &Stream{g: g, maxInFlight: maxInFlight, notify: make(chan struct{}, 1), rate: lim, credited: credited}
+	if credited {
+		var seed [32]byte
+		_, _ = crand.Read(seed[:])
+		s.rng = rand.NewChaCha8(seed)
+		s.tokens = make(map[uint64]AckID, min(maxInFlight, 1024))
+	}
+	return s
+}
+
+// letGo ends s's hold of r (its state no longer holds credit). A record
+// that never reached the app (its claim not yet won, or taken back unsent)
+// gives its credit back.
+func (s *Stream) letGo(r *record, unsent bool) {
+	s.holding--
+	r.stream = nil
+	if r.token != 0 {
+		delete(s.tokens, r.token)
+		r.token = 0
+	}
+	if unsent && s.credited {
+		s.creditRecords++
+		s.creditBytes += int64(r.size)
+	}
+}
+
+// issue names a delivery of r held by s with a new token, if s is a
+// Consume stream.
+func (s *Stream) issue(r *record, id AckID) uint64 {
+	if s.tokens == nil {
+		return 0
+	}
+	for {
+		t := s.rng.Uint64()
+		if _, taken := s.tokens[t]; t != 0 && !taken {
+			s.tokens[t] = id
+			r.token = t
+			return t
+		}
+	}
+}
+
+// Grant adds to a Consume stream's credit: records and bytes more the
+// gateway may send it.
+func (s *Stream) Grant(records, bytes int64) {
+	g := s.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s.creditRecords = min(s.creditRecords+max(records, 0), maxCredit)
+	s.creditBytes = min(s.creditBytes+max(bytes, 0), maxCredit)
+	g.dispatchLocked()
 }
 
 // credit is how many records the stream may take now: its room under
 // max_in_flight, and under its delivery rate the tokens it has.
 func (s *Stream) credit() int {
 	c := s.maxInFlight - s.holding
+	if s.credited {
+		if s.creditBytes <= 0 {
+			return 0
+		}
+		c = int(min(int64(c), s.creditRecords))
+	}
 	if s.rateLimited() {
 		c = min(c, int(s.rate.Tokens()))
 	}

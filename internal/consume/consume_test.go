@@ -1,0 +1,155 @@
+package consume
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// consumeStream attaches a Consume stream (credited, tokens) with no credit.
+func (h *harness) consumeStream(max int) *Stream {
+	s := newStream(h.g, max, nil, true)
+	h.g.attach(s)
+	return s
+}
+
+func (h *harness) settle(s *Stream, req SettleRequest) SettleResult {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Settle(req).Wait(ctx)
+}
+
+// A Consume stream is sent records only within the credit its app granted,
+// whatever its max_in_flight, and acks in the stream give no credit back.
+func TestAConsumeStreamGetsRecordsOnlyWithinItsCredit(t *testing.T) {
+	h := newHarness(t, harnessOptions{ordering: OrderingNone})
+	h.assign(0)
+	for i := range 5 {
+		h.add(rec(0, int64(i), string(rune('a'+i)), "v"))
+	}
+	s := h.consumeStream(10)
+	if d := next(s, 100*time.Millisecond); d != nil {
+		t.Fatalf("delivered %d with no credit", d.Offset)
+	}
+	s.Grant(2, 1<<20)
+	a, b := h.must(s), h.must(s)
+	if d := next(s, 100*time.Millisecond); d != nil {
+		t.Fatalf("a third record (%d) on a credit of two", d.Offset)
+	}
+	if a.Token == 0 || b.Token == 0 || a.Token == b.Token || a.AckID != "" {
+		t.Fatalf("tokens %x and %x, ack ID %q: want two distinct tokens and no text ack ID", a.Token, b.Token, a.AckID)
+	}
+	res := h.settle(s, SettleRequest{Acks: []uint64{a.Token, b.Token}})
+	if !slices.Equal(res.Acks, []Outcome{Applied, Applied}) {
+		t.Fatalf("acks: %v", res.Acks)
+	}
+	if d := next(s, 100*time.Millisecond); d != nil {
+		t.Fatalf("acks gave credit back: %d delivered", d.Offset)
+	}
+	s.Grant(1, 1<<20)
+	if d := h.must(s); d.Offset != 2 {
+		t.Fatalf("after one more credit: offset %d", d.Offset)
+	}
+	eventually(t, "commit after the two acks", func() bool { return h.committable(0) == 2 })
+}
+
+// Byte credit: a record goes out while the byte credit is positive, so the
+// last one may overdraw it; then nothing until more bytes are granted.
+func TestAConsumeStreamsByteCreditBoundsWhatItIsSent(t *testing.T) {
+	for _, o := range []Ordering{OrderingNone, OrderingKey} {
+		t.Run(o.String(), func(t *testing.T) {
+			h := newHarness(t, harnessOptions{ordering: o})
+			h.assign(0)
+			for i := range 4 {
+				h.add(rec(0, int64(i), string(rune('a'+i)), "0123456789")) // 11 bytes each, a key each
+			}
+			s := h.consumeStream(10)
+			s.Grant(100, 12)
+			h.must(s)
+			h.must(s) // 11 + 11 > 12: the second overdraws
+			if d := next(s, 100*time.Millisecond); d != nil {
+				t.Fatalf("offset %d sent with the byte credit spent", d.Offset)
+			}
+			s.Grant(0, 11) // back to 1
+			if d := h.must(s); d.Offset != 2 {
+				t.Fatalf("after more bytes: offset %d", d.Offset)
+			}
+			s.Grant(0, 100)
+			if d := h.must(s); d.Offset != 3 {
+				t.Fatalf("after more bytes again: offset %d", d.Offset)
+			}
+		})
+	}
+}
+
+// Tokens name deliveries of their own stream only, while they are live:
+// an unknown token, another stream's token, a settled one, and one whose
+// record went out again are Stale, each on its own, and the rest of the
+// Settle applies.
+func TestATokenCountsOnlyInItsStreamWhileItsDeliveryIsLive(t *testing.T) {
+	h := newHarness(t, harnessOptions{ordering: OrderingNone, ackTimeout: 100 * time.Millisecond})
+	h.assign(0)
+	h.add(rec(0, 0, "a", "v"), rec(0, 1, "b", "v"), rec(0, 2, "c", "v"))
+	s1, s2 := h.consumeStream(1), h.consumeStream(1)
+	s1.Grant(1, 1<<20)
+	d1 := h.must(s1)
+	s2.Grant(1, 1<<20)
+	d2 := h.must(s2)
+
+	res := h.settle(s1, SettleRequest{Acks: []uint64{d1.Token + 1, d2.Token, d1.Token}})
+	if !slices.Equal(res.Acks, []Outcome{Stale, Stale, Applied}) {
+		t.Fatalf("acks of an unknown token, another stream's and its own: %v", res.Acks)
+	}
+	res = h.settle(s1, SettleRequest{Acks: []uint64{d1.Token}, Nacks: []uint64{d1.Token}})
+	if !slices.Equal(res.Acks, []Outcome{Stale}) || !slices.Equal(res.Nacks, []Outcome{Stale}) {
+		t.Fatalf("a settled token again: acks %v, nacks %v", res.Acks, res.Nacks)
+	}
+	// d2's deadline passes: its token is stale, for an extension and an ack.
+	time.Sleep(300 * time.Millisecond)
+	res = h.settle(s2, SettleRequest{Extends: []uint64{d2.Token}, Extension: time.Minute, Acks: []uint64{d2.Token}})
+	if res.Extends[0] != Stale || res.Acks[0] != Stale {
+		t.Fatalf("after its deadline: extension %v, ack %v; want both stale", res.Extends[0], res.Acks[0])
+	}
+}
+
+// With dedupe, an ack in the stream is Applied only once its done marker
+// is written, and Stale when the marker finds another delivery's claim.
+func TestWithDedupeAnAckInTheStreamIsAppliedOnceItsMarkerIsWritten(t *testing.T) {
+	h := newHarness(t, harnessOptions{dedupe: true, ordering: OrderingNone})
+	h.assign(0)
+	h.add(rec(0, 0, "a", "v"), rec(0, 1, "b", "v"))
+	s := h.consumeStream(10)
+	s.Grant(2, 1<<20)
+	a, b := h.must(s), h.must(s)
+	h.mr.Set("t:dedupe:g:t:b", "c|someone-else|1|t/0/1/1") // b's lease lapsed and another gateway claimed it
+	res := h.settle(s, SettleRequest{Acks: []uint64{a.Token, b.Token}, Extends: []uint64{}})
+	if !slices.Equal(res.Acks, []Outcome{Applied, Stale}) {
+		t.Fatalf("acks: %v, want applied, stale", res.Acks)
+	}
+	if v := h.redisValue("a"); v != "d" {
+		t.Fatalf("a's key after its Applied ack: %q", v)
+	}
+}
+
+// A Consume stream's undelivered records give their credit back when they
+// are taken back unsent at a revoke, so credit is never lost.
+func TestCreditOfRecordsTakenBackUnsentIsGivenBack(t *testing.T) {
+	h := newHarness(t, harnessOptions{ordering: OrderingNone})
+	h.assign(0, 1)
+	h.add(rec(0, 0, "a", "v"), rec(1, 0, "b", "v"))
+	s := h.consumeStream(10)
+	s.Grant(2, 1<<20)
+	eventually(t, "both queued", func() bool {
+		h.g.mu.Lock()
+		defer h.g.mu.Unlock()
+		return s.holding == 2
+	})
+	h.revoke(false, 0, 1) // neither was taken by Next: both go back
+	h.g.mu.Lock()
+	records, bytes, holding := s.creditRecords, s.creditBytes, s.holding
+	h.g.mu.Unlock()
+	if records != 2 || bytes != 1<<20 || holding != 0 {
+		t.Fatalf("after the revoke: credit %d records, %d bytes, holding %d; want 2, %d, 0", records, bytes, holding, 1<<20)
+	}
+}
