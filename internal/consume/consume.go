@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kafkagate/gateway/internal/invalid"
 )
 
 // Outcome is what became of one delivery named in a Settle.
@@ -55,9 +57,19 @@ type PendingSettle struct {
 
 // Settle applies the acks, nacks and extensions of deliveries this stream
 // holds, each on its own: a token that is not live is Stale, and the rest
-// apply. Wait on the result for the outcomes.
-func (s *Stream) Settle(req SettleRequest) *PendingSettle {
+// apply. Wait on the result for the outcomes. It fails, applying nothing,
+// on bad options (the error names the field under "settle.").
+func (s *Stream) Settle(req SettleRequest) (*PendingSettle, error) {
 	g := s.g
+	cfg := &g.m.cfg
+	switch {
+	case req.Nack.RetryAfter < 0 || req.Nack.RetryAfter > cfg.MaxRetryAfter:
+		return nil, invalid.Field("settle.retry_after", "is %v; it must lie between 0 and consumer.max_retry_after (%v)", req.Nack.RetryAfter, cfg.MaxRetryAfter)
+	case len(req.Nack.Reason) > 1024:
+		return nil, invalid.Field("settle.reason", "is %d bytes long; at most 1024 are allowed", len(req.Nack.Reason))
+	case len(req.Extends) > 0 && (req.Extension <= 0 || req.Extension > cfg.MaxAckTimeout):
+		return nil, invalid.Field("settle.extension", "is %v; with extends it must be positive and at most consumer.max_ack_timeout (%v)", req.Extension, cfg.MaxAckTimeout)
+	}
 	p := &PendingSettle{
 		res: SettleResult{
 			Acks: make([]Outcome, len(req.Acks)), Nacks: make([]Outcome, len(req.Nacks)),
@@ -132,7 +144,7 @@ func (s *Stream) Settle(req SettleRequest) *PendingSettle {
 	g.metricsNacked(nacked)
 	g.stats.extended.Add(int64(extended))
 	g.dispatchLocked()
-	return p
+	return p, nil
 }
 
 // outcomeOf is the outcome of a refusal.

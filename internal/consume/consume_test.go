@@ -17,7 +17,11 @@ func (h *harness) consumeStream(max int) *Stream {
 func (h *harness) settle(s *Stream, req SettleRequest) SettleResult {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.Settle(req).Wait(ctx)
+	p, err := s.Settle(req)
+	if err != nil {
+		h.t.Fatalf("Settle: %v", err)
+	}
+	return p.Wait(ctx)
 }
 
 // A Consume stream is sent records only within the credit its app granted,

@@ -122,6 +122,18 @@ groups:
 		{"subscribe to another identity's group", func() error {
 			return recv(b.consumer.Subscribe(ctx, &gatewayv1.SubscribeRequest{Group: groupA, Topics: []string{topicA}}))
 		}, codes.PermissionDenied},
+		{"consume another identity's group in a Consume stream", func() error {
+			st, err := b.consumer.Consume(ctx)
+			if err != nil {
+				return err
+			}
+			if err := st.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Start{Start: &gatewayv1.ConsumeStart{
+				Subscription: &gatewayv1.SubscribeRequest{Group: groupA, Topics: []string{topicA}}, Credit: &gatewayv1.Credit{Records: 10, Bytes: 1 << 20}}}}); err != nil {
+				return err
+			}
+			_, err = st.Recv()
+			return err
+		}, codes.PermissionDenied},
 		{"subscribe to another identity's topic from one's own group", func() error {
 			return recv(b.consumer.Subscribe(ctx, &gatewayv1.SubscribeRequest{Group: groupB, Topics: []string{topicA}}))
 		}, codes.PermissionDenied},

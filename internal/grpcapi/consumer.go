@@ -3,8 +3,10 @@ package grpcapi
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -52,32 +54,11 @@ var startPositions = map[gatewayv1.StartPosition]consume.StartPosition{
 // Subscribe implements gateway.v1.ConsumerService.Subscribe.
 func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatewayv1.ConsumerService_SubscribeServer) error {
 	ctx := stream.Context()
-	sub := consume.SubscribeRequest{
-		Identity:      identity.FromContext(ctx, s.guard.Identity),
-		Group:         req.GetGroup(),
-		Topics:        req.GetTopics(),
-		Ordering:      orderings[req.GetOrdering()],
-		MaxInFlight:   int(req.GetMaxInFlight()),
-		StartPosition: startPositions[req.GetStartPosition()],
-		MaxAttempts:   int(req.GetMaxAttempts()),
+	sub, release, err := s.subscription(ctx, req, "")
+	if err != nil {
+		return toStatus(s.logger, err).Err()
 	}
-	if d := req.GetAckTimeout(); d != nil {
-		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
-			return toStatus(s.logger, invalidField("ack_timeout", "must be a valid, non-negative duration")).Err()
-		}
-		sub.AckTimeout = d.AsDuration()
-	}
-	if req.GetMaxAttempts() < 0 {
-		return toStatus(s.logger, invalidField("max_attempts", "must not be negative")).Err()
-	}
-	if lims := s.guard.Limits; lims != nil {
-		id := identity.FromContext(ctx, s.guard.Identity)
-		if err := s.guard.group(ctx, ratelimit.Subscribe, sub.Group, sub.Topics...); err != nil {
-			return toStatus(s.logger, err).Err()
-		}
-		sub.DeliveryRate = lims.DeliveryLimiter(id, sub.Topics)
-		defer lims.ReleaseDelivery(sub.DeliveryRate)
-	}
+	defer release()
 	st, err := s.consumer.Subscribe(ctx, sub)
 	if err != nil {
 		return toStatus(s.logger, err).Err()
@@ -94,18 +75,262 @@ func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatew
 	}
 }
 
+// subscription checks a subscription and authorizes it; release gives back
+// what it took (the delivery limiter). path prefixes the fields named in
+// errors.
+func (s *ConsumerServer) subscription(ctx context.Context, req *gatewayv1.SubscribeRequest, path string) (consume.SubscribeRequest, func(), error) {
+	sub := consume.SubscribeRequest{
+		Identity:      identity.FromContext(ctx, s.guard.Identity),
+		Group:         req.GetGroup(),
+		Topics:        req.GetTopics(),
+		Ordering:      orderings[req.GetOrdering()],
+		MaxInFlight:   int(req.GetMaxInFlight()),
+		StartPosition: startPositions[req.GetStartPosition()],
+		MaxAttempts:   int(req.GetMaxAttempts()),
+	}
+	if d := req.GetAckTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 {
+			return sub, nil, invalidField(path+"ack_timeout", "must be a valid, non-negative duration")
+		}
+		sub.AckTimeout = d.AsDuration()
+	}
+	if req.GetMaxAttempts() < 0 {
+		return sub, nil, invalidField(path+"max_attempts", "must not be negative")
+	}
+	lims := s.guard.Limits
+	if lims == nil {
+		return sub, func() {}, nil
+	}
+	if err := s.guard.group(ctx, ratelimit.Subscribe, sub.Group, sub.Topics...); err != nil {
+		return sub, nil, err
+	}
+	sub.DeliveryRate = lims.DeliveryLimiter(sub.Identity, sub.Topics)
+	return sub, func() { lims.ReleaseDelivery(sub.DeliveryRate) }, nil
+}
+
+// Consume implements gateway.v1.ConsumerService.Consume: one goroutine
+// reads the app's messages (credit and settles), one answers the settles in
+// order once their outcomes are known, and this one sends the frames. Sends
+// are serialized, and none is made once the handler returns; the two
+// goroutines end when the stream does (the reader's Recv fails then).
+func (s *ConsumerServer) Consume(stream gatewayv1.ConsumerService_ConsumeServer) error {
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	start := first.GetStart()
+	if start == nil {
+		return toStatus(s.logger, invalidField("start", "the first message of a Consume stream must be start")).Err()
+	}
+	grant, err := credit("start.credit", start.GetCredit())
+	if err != nil {
+		return toStatus(s.logger, err).Err()
+	}
+	sub, release, err := s.subscription(ctx, start.GetSubscription(), "start.subscription.")
+	if err != nil {
+		return toStatus(s.logger, err).Err()
+	}
+	defer release()
+	if s.guard.Limits != nil {
+		// Settles in the stream are acks of the group's records.
+		if err := s.guard.group(ctx, ratelimit.Ack, sub.Group, sub.Topics...); err != nil {
+			return toStatus(s.logger, err).Err()
+		}
+	}
+	sub.Credited = true
+	st, err := s.consumer.Subscribe(ctx, sub)
+	if err != nil {
+		return toStatus(s.logger, err).Err()
+	}
+	defer st.Close()
+	st.Grant(grant.records, grant.bytes)
+
+	var sendMu sync.Mutex
+	returned := false
+	send := func(r *gatewayv1.ConsumeResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if returned {
+			return io.ErrClosedPipe
+		}
+		return stream.Send(r)
+	}
+	defer func() {
+		sendMu.Lock()
+		returned = true
+		sendMu.Unlock()
+	}()
+	// Settles wait here for their outcomes, in order; a full queue holds
+	// the reader back, so an app cannot make the gateway keep any number.
+	settles := make(chan pendingSettle, 256)
+	go func() {
+		for p := range settles {
+			res := p.pending.Wait(ctx)
+			if err := send(toProtoSettled(p.sequence, res)); err != nil {
+				cancel(err)
+			}
+		}
+	}()
+	go func() {
+		defer close(settles)
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				if err != io.EOF {
+					cancel(err)
+				}
+				return
+			}
+			if err := s.consumeMessage(ctx, st, msg, settles); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	for {
+		f, err := st.Next(ctx)
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+				err = cause
+			}
+			return toStatus(s.logger, err).Err()
+		}
+		if err := send(toProtoConsumeFrame(f)); err != nil {
+			return err
+		}
+	}
+}
+
+// pendingSettle is a settle applied, waiting for its outcomes.
+type pendingSettle struct {
+	sequence uint64
+	pending  *consume.PendingSettle
+}
+
+type grant struct{ records, bytes int64 }
+
+// credit reads a grant; field names it in errors.
+func credit(field string, c *gatewayv1.Credit) (grant, error) {
+	if c.GetRecords() < 0 {
+		return grant{}, invalidField(field+".records", "must not be negative")
+	}
+	if c.GetBytes() < 0 {
+		return grant{}, invalidField(field+".bytes", "must not be negative")
+	}
+	return grant{c.GetRecords(), c.GetBytes()}, nil
+}
+
+// consumeMessage applies one message of the app after start.
+func (s *ConsumerServer) consumeMessage(ctx context.Context, st *consume.Stream, msg *gatewayv1.ConsumeRequest, settles chan<- pendingSettle) error {
+	switch m := msg.GetRequest().(type) {
+	case *gatewayv1.ConsumeRequest_Credit:
+		g, err := credit("credit", m.Credit)
+		if err != nil {
+			return err
+		}
+		st.Grant(g.records, g.bytes)
+	case *gatewayv1.ConsumeRequest_Settle:
+		set := m.Settle
+		g, err := credit("settle.credit", set.GetCredit())
+		if err != nil {
+			return err
+		}
+		req := consume.SettleRequest{
+			Acks: set.GetAcks(), Nacks: set.GetNacks(), Extends: set.GetExtends(),
+			Nack: consume.NackOptions{DeadLetter: set.GetDeadLetter(), Reason: set.GetReason()},
+		}
+		if d := set.GetRetryAfter(); d != nil {
+			if d.CheckValid() != nil {
+				return invalidField("settle.retry_after", "must be a valid duration")
+			}
+			req.Nack.RetryAfter = d.AsDuration()
+		}
+		if d := set.GetExtension(); d != nil {
+			if d.CheckValid() != nil {
+				return invalidField("settle.extension", "must be a valid duration")
+			}
+			req.Extension = d.AsDuration()
+		}
+		p, err := st.Settle(req)
+		if err != nil {
+			return err
+		}
+		if g.records > 0 || g.bytes > 0 {
+			st.Grant(g.records, g.bytes)
+		}
+		select {
+		case settles <- pendingSettle{sequence: set.GetSequence(), pending: p}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	case *gatewayv1.ConsumeRequest_Start:
+		return invalidField("start", "only the first message of a Consume stream may be start")
+	default:
+		return invalidField("request", "must be one of start, credit, settle")
+	}
+	return nil
+}
+
+var outcomes = [...]gatewayv1.SettleOutcome{
+	consume.Applied:      gatewayv1.SettleOutcome_SETTLE_OUTCOME_APPLIED,
+	consume.Stale:        gatewayv1.SettleOutcome_SETTLE_OUTCOME_STALE,
+	consume.AlreadyAcked: gatewayv1.SettleOutcome_SETTLE_OUTCOME_ALREADY_ACKED,
+	consume.Pending:      gatewayv1.SettleOutcome_SETTLE_OUTCOME_PENDING,
+}
+
+func toProtoOutcomes(os []consume.Outcome) []gatewayv1.SettleOutcome {
+	out := make([]gatewayv1.SettleOutcome, len(os))
+	for i, o := range os {
+		out[i] = outcomes[o]
+	}
+	return out
+}
+
+func toProtoSettled(seq uint64, res consume.SettleResult) *gatewayv1.ConsumeResponse {
+	st := &gatewayv1.Settled{
+		Sequence: seq,
+		Acks:     toProtoOutcomes(res.Acks),
+		Nacks:    toProtoOutcomes(res.Nacks),
+		Extends:  toProtoOutcomes(res.Extends),
+	}
+	if len(res.Deadlines) > 0 {
+		st.AckDeadlines = make([]*timestamppb.Timestamp, len(res.Deadlines))
+		for i, t := range res.Deadlines {
+			if !t.IsZero() {
+				st.AckDeadlines[i] = timestamppb.New(t)
+			}
+		}
+	}
+	return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Settled{Settled: st}}
+}
+
+func toProtoConsumeFrame(f consume.Frame) *gatewayv1.ConsumeResponse {
+	if a := f.Assignment; a != nil {
+		return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Assignment{Assignment: toProtoAssignment(a)}}
+	}
+	return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Deliveries{Deliveries: toProtoDeliveries(f.Deliveries)}}
+}
+
 func toProtoFrame(f consume.Frame) *gatewayv1.SubscribeResponse {
 	if a := f.Assignment; a != nil {
-		return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Assignment{Assignment: &gatewayv1.Assignment{
-			Assigned: toProtoTPs(a.Assigned),
-			Revoked:  toProtoTPs(a.Revoked),
-		}}}
+		return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Assignment{Assignment: toProtoAssignment(a)}}
 	}
-	ds := make([]*gatewayv1.Delivery, len(f.Deliveries))
-	for i := range f.Deliveries {
-		d := &f.Deliveries[i]
+	return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Deliveries{Deliveries: toProtoDeliveries(f.Deliveries)}}
+}
+
+func toProtoAssignment(a *consume.Assignment) *gatewayv1.Assignment {
+	return &gatewayv1.Assignment{Assigned: toProtoTPs(a.Assigned), Revoked: toProtoTPs(a.Revoked)}
+}
+
+func toProtoDeliveries(in []consume.Delivery) *gatewayv1.Deliveries {
+	ds := make([]*gatewayv1.Delivery, len(in))
+	for i := range in {
+		d := &in[i]
 		pd := &gatewayv1.Delivery{
 			AckId:     d.AckID,
+			Token:     d.Token,
 			Topic:     d.Topic,
 			Partition: d.Partition,
 			Offset:    d.Offset,
@@ -126,7 +351,7 @@ func toProtoFrame(f consume.Frame) *gatewayv1.SubscribeResponse {
 		}
 		ds[i] = pd
 	}
-	return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Deliveries{Deliveries: &gatewayv1.Deliveries{Deliveries: ds}}}
+	return &gatewayv1.Deliveries{Deliveries: ds}
 }
 
 func toProtoTPs(tps []consume.TopicPartition) []*gatewayv1.TopicPartition {

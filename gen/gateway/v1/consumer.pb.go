@@ -138,6 +138,73 @@ func (StartPosition) EnumDescriptor() ([]byte, []int) {
 	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{1}
 }
 
+// SettleOutcome is what became of one token of a settle.
+type SettleOutcome int32
+
+const (
+	// Not used.
+	SettleOutcome_SETTLE_OUTCOME_UNSPECIFIED SettleOutcome = 0
+	// Done: an ack's record is done (with dedupe: its done marker is in
+	// Redis), a nack's is redelivered or dead-lettered, an extension's
+	// deadline moved (with dedupe: with its claim's lease).
+	SettleOutcome_SETTLE_OUTCOME_APPLIED SettleOutcome = 1
+	// The token names no live delivery of this stream (unknown, settled
+	// already, its record went out again, its partition moved away, or with
+	// dedupe its claim was taken by another delivery). Nothing was applied.
+	SettleOutcome_SETTLE_OUTCOME_STALE SettleOutcome = 2
+	// A nack or extension of a record acknowledged already.
+	SettleOutcome_SETTLE_OUTCOME_ALREADY_ACKED SettleOutcome = 3
+	// With dedupe: an ack applied whose done marker is not in Redis yet
+	// after 10 s (the gateway keeps trying and does not redeliver the
+	// record), or an extension Redis did not confirm (its deadline stands).
+	SettleOutcome_SETTLE_OUTCOME_PENDING SettleOutcome = 4
+)
+
+// Enum value maps for SettleOutcome.
+var (
+	SettleOutcome_name = map[int32]string{
+		0: "SETTLE_OUTCOME_UNSPECIFIED",
+		1: "SETTLE_OUTCOME_APPLIED",
+		2: "SETTLE_OUTCOME_STALE",
+		3: "SETTLE_OUTCOME_ALREADY_ACKED",
+		4: "SETTLE_OUTCOME_PENDING",
+	}
+	SettleOutcome_value = map[string]int32{
+		"SETTLE_OUTCOME_UNSPECIFIED":   0,
+		"SETTLE_OUTCOME_APPLIED":       1,
+		"SETTLE_OUTCOME_STALE":         2,
+		"SETTLE_OUTCOME_ALREADY_ACKED": 3,
+		"SETTLE_OUTCOME_PENDING":       4,
+	}
+)
+
+func (x SettleOutcome) Enum() *SettleOutcome {
+	p := new(SettleOutcome)
+	*p = x
+	return p
+}
+
+func (x SettleOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SettleOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_gateway_v1_consumer_proto_enumTypes[2].Descriptor()
+}
+
+func (SettleOutcome) Type() protoreflect.EnumType {
+	return &file_gateway_v1_consumer_proto_enumTypes[2]
+}
+
+func (x SettleOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SettleOutcome.Descriptor instead.
+func (SettleOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{2}
+}
+
 // TopicPartition names one partition.
 type TopicPartition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -384,6 +451,528 @@ func (*SubscribeResponse_Deliveries) isSubscribeResponse_Frame() {}
 
 func (*SubscribeResponse_Assignment) isSubscribeResponse_Frame() {}
 
+// ConsumeRequest is one message of the app in a Consume stream.
+type ConsumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of these is set.
+	//
+	// Types that are valid to be assigned to Request:
+	//
+	//	*ConsumeRequest_Start
+	//	*ConsumeRequest_Credit
+	//	*ConsumeRequest_Settle
+	Request       isConsumeRequest_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeRequest) Reset() {
+	*x = ConsumeRequest{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeRequest) ProtoMessage() {}
+
+func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
+func (*ConsumeRequest) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConsumeRequest) GetRequest() isConsumeRequest_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetStart() *ConsumeStart {
+	if x != nil {
+		if x, ok := x.Request.(*ConsumeRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetCredit() *Credit {
+	if x != nil {
+		if x, ok := x.Request.(*ConsumeRequest_Credit); ok {
+			return x.Credit
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetSettle() *Settle {
+	if x != nil {
+		if x, ok := x.Request.(*ConsumeRequest_Settle); ok {
+			return x.Settle
+		}
+	}
+	return nil
+}
+
+type isConsumeRequest_Request interface {
+	isConsumeRequest_Request()
+}
+
+type ConsumeRequest_Start struct {
+	// First message, and only then: the subscription and the first credit.
+	Start *ConsumeStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type ConsumeRequest_Credit struct {
+	// More credit.
+	Credit *Credit `protobuf:"bytes,2,opt,name=credit,proto3,oneof"`
+}
+
+type ConsumeRequest_Settle struct {
+	// Acks, nacks and extensions of deliveries of this stream.
+	Settle *Settle `protobuf:"bytes,3,opt,name=settle,proto3,oneof"`
+}
+
+func (*ConsumeRequest_Start) isConsumeRequest_Request() {}
+
+func (*ConsumeRequest_Credit) isConsumeRequest_Request() {}
+
+func (*ConsumeRequest_Settle) isConsumeRequest_Request() {}
+
+// ConsumeStart opens a Consume stream.
+type ConsumeStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subscription, as for Subscribe.
+	Subscription *SubscribeRequest `protobuf:"bytes,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	// The first credit. Without any, nothing is sent until a credit message.
+	Credit        *Credit `protobuf:"bytes,2,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeStart) Reset() {
+	*x = ConsumeStart{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeStart) ProtoMessage() {}
+
+func (x *ConsumeStart) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeStart.ProtoReflect.Descriptor instead.
+func (*ConsumeStart) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConsumeStart) GetSubscription() *SubscribeRequest {
+	if x != nil {
+		return x.Subscription
+	}
+	return nil
+}
+
+func (x *ConsumeStart) GetCredit() *Credit {
+	if x != nil {
+		return x.Credit
+	}
+	return nil
+}
+
+// Credit lets the gateway send more.
+type Credit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// More records. Must not be negative.
+	Records int64 `protobuf:"varint,1,opt,name=records,proto3" json:"records,omitempty"`
+	// More bytes: the sum of the keys, values and headers of the records
+	// sent. Must not be negative.
+	Bytes         int64 `protobuf:"varint,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Credit) Reset() {
+	*x = Credit{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Credit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Credit) ProtoMessage() {}
+
+func (x *Credit) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Credit.ProtoReflect.Descriptor instead.
+func (*Credit) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Credit) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *Credit) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+// Settle acks, nacks and extends deliveries of this stream, by token. A
+// token may appear in one list of a settle only.
+type Settle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Echoed in the settled frame that answers this settle.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// Tokens of deliveries processed.
+	Acks []uint64 `protobuf:"fixed64,2,rep,packed,name=acks,proto3" json:"acks,omitempty"`
+	// Tokens of deliveries to redeliver after retry_after, or to dead-letter
+	// (dead_letter, or max_attempts reached), as Nack does.
+	Nacks []uint64 `protobuf:"fixed64,3,rep,packed,name=nacks,proto3" json:"nacks,omitempty"`
+	// For nacks: delay before redelivery (at most consumer.max_retry_after).
+	RetryAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	// For nacks: dead-letter at once.
+	DeadLetter bool `protobuf:"varint,5,opt,name=dead_letter,json=deadLetter,proto3" json:"dead_letter,omitempty"`
+	// For nacks: why, recorded in the dead-letter headers. At most 1024 bytes.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Tokens of deliveries whose ack deadlines to push out, as Extend does.
+	Extends []uint64 `protobuf:"fixed64,7,rep,packed,name=extends,proto3" json:"extends,omitempty"`
+	// For extends: how long from now. Required with extends; positive and at
+	// most consumer.max_ack_timeout.
+	Extension *durationpb.Duration `protobuf:"bytes,8,opt,name=extension,proto3" json:"extension,omitempty"`
+	// More credit, granted once the settle is applied.
+	Credit        *Credit `protobuf:"bytes,9,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Settle) Reset() {
+	*x = Settle{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Settle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Settle) ProtoMessage() {}
+
+func (x *Settle) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Settle.ProtoReflect.Descriptor instead.
+func (*Settle) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Settle) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Settle) GetAcks() []uint64 {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+func (x *Settle) GetNacks() []uint64 {
+	if x != nil {
+		return x.Nacks
+	}
+	return nil
+}
+
+func (x *Settle) GetRetryAfter() *durationpb.Duration {
+	if x != nil {
+		return x.RetryAfter
+	}
+	return nil
+}
+
+func (x *Settle) GetDeadLetter() bool {
+	if x != nil {
+		return x.DeadLetter
+	}
+	return false
+}
+
+func (x *Settle) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Settle) GetExtends() []uint64 {
+	if x != nil {
+		return x.Extends
+	}
+	return nil
+}
+
+func (x *Settle) GetExtension() *durationpb.Duration {
+	if x != nil {
+		return x.Extension
+	}
+	return nil
+}
+
+func (x *Settle) GetCredit() *Credit {
+	if x != nil {
+		return x.Credit
+	}
+	return nil
+}
+
+// ConsumeResponse is one frame of a Consume stream.
+type ConsumeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of these is set.
+	//
+	// Types that are valid to be assigned to Frame:
+	//
+	//	*ConsumeResponse_Deliveries
+	//	*ConsumeResponse_Assignment
+	//	*ConsumeResponse_Settled
+	Frame         isConsumeResponse_Frame `protobuf_oneof:"frame"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeResponse) Reset() {
+	*x = ConsumeResponse{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeResponse) ProtoMessage() {}
+
+func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
+func (*ConsumeResponse) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
+	if x != nil {
+		return x.Frame
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetDeliveries() *Deliveries {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeResponse_Deliveries); ok {
+			return x.Deliveries
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetAssignment() *Assignment {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeResponse_Assignment); ok {
+			return x.Assignment
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetSettled() *Settled {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeResponse_Settled); ok {
+			return x.Settled
+		}
+	}
+	return nil
+}
+
+type isConsumeResponse_Frame interface {
+	isConsumeResponse_Frame()
+}
+
+type ConsumeResponse_Deliveries struct {
+	// Records to process; each delivery carries a token.
+	Deliveries *Deliveries `protobuf:"bytes,1,opt,name=deliveries,proto3,oneof"`
+}
+
+type ConsumeResponse_Assignment struct {
+	// Partitions this gateway gained or lost for the group.
+	Assignment *Assignment `protobuf:"bytes,2,opt,name=assignment,proto3,oneof"`
+}
+
+type ConsumeResponse_Settled struct {
+	// The answer to a settle.
+	Settled *Settled `protobuf:"bytes,3,opt,name=settled,proto3,oneof"`
+}
+
+func (*ConsumeResponse_Deliveries) isConsumeResponse_Frame() {}
+
+func (*ConsumeResponse_Assignment) isConsumeResponse_Frame() {}
+
+func (*ConsumeResponse_Settled) isConsumeResponse_Frame() {}
+
+// Settled answers one settle.
+type Settled struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The settle's sequence.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The outcome of each ack, in the settle's order.
+	Acks []SettleOutcome `protobuf:"varint,2,rep,packed,name=acks,proto3,enum=gateway.v1.SettleOutcome" json:"acks,omitempty"`
+	// The outcome of each nack.
+	Nacks []SettleOutcome `protobuf:"varint,3,rep,packed,name=nacks,proto3,enum=gateway.v1.SettleOutcome" json:"nacks,omitempty"`
+	// The outcome of each extension.
+	Extends []SettleOutcome `protobuf:"varint,4,rep,packed,name=extends,proto3,enum=gateway.v1.SettleOutcome" json:"extends,omitempty"`
+	// The ack deadline of each extension applied (unset otherwise).
+	AckDeadlines  []*timestamppb.Timestamp `protobuf:"bytes,5,rep,name=ack_deadlines,json=ackDeadlines,proto3" json:"ack_deadlines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Settled) Reset() {
+	*x = Settled{}
+	mi := &file_gateway_v1_consumer_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Settled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Settled) ProtoMessage() {}
+
+func (x *Settled) ProtoReflect() protoreflect.Message {
+	mi := &file_gateway_v1_consumer_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Settled.ProtoReflect.Descriptor instead.
+func (*Settled) Descriptor() ([]byte, []int) {
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Settled) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Settled) GetAcks() []SettleOutcome {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+func (x *Settled) GetNacks() []SettleOutcome {
+	if x != nil {
+		return x.Nacks
+	}
+	return nil
+}
+
+func (x *Settled) GetExtends() []SettleOutcome {
+	if x != nil {
+		return x.Extends
+	}
+	return nil
+}
+
+func (x *Settled) GetAckDeadlines() []*timestamppb.Timestamp {
+	if x != nil {
+		return x.AckDeadlines
+	}
+	return nil
+}
+
 // Deliveries is a batch of records.
 type Deliveries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -395,7 +984,7 @@ type Deliveries struct {
 
 func (x *Deliveries) Reset() {
 	*x = Deliveries{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[3]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -407,7 +996,7 @@ func (x *Deliveries) String() string {
 func (*Deliveries) ProtoMessage() {}
 
 func (x *Deliveries) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[3]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -420,7 +1009,7 @@ func (x *Deliveries) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deliveries.ProtoReflect.Descriptor instead.
 func (*Deliveries) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{3}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Deliveries) GetDeliveries() []*Delivery {
@@ -446,7 +1035,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[4]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +1047,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[4]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +1060,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{4}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Assignment) GetAssigned() []*TopicPartition {
@@ -491,7 +1080,7 @@ func (x *Assignment) GetRevoked() []*TopicPartition {
 // Delivery is one record handed to the application.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Opaque ID to pass to Ack or Nack.
+	// Opaque ID to pass to Ack, Nack or Extend (Subscribe streams only).
 	AckId string `protobuf:"bytes,1,opt,name=ack_id,json=ackId,proto3" json:"ack_id,omitempty"`
 	// Source topic.
 	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -520,14 +1109,17 @@ type Delivery struct {
 	// another), and an Ack of this delivery is refused with FAILED_PRECONDITION
 	// once another delivery of the record has begun. An app that cannot finish
 	// in time should not start, or should stop, processing the record.
-	AckDeadline   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	AckDeadline *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	// In a Consume stream: the delivery's token for settle (ack_id is then
+	// empty). 0 in Subscribe streams.
+	Token         uint64 `protobuf:"fixed64,12,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[5]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +1131,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[5]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +1144,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{5}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Delivery) GetAckId() string {
@@ -632,6 +1224,13 @@ func (x *Delivery) GetAckDeadline() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Delivery) GetToken() uint64 {
+	if x != nil {
+		return x.Token
+	}
+	return 0
+}
+
 // AckRequest acknowledges records.
 type AckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -645,7 +1244,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[6]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +1256,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[6]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +1269,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{6}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AckRequest) GetGroup() string {
@@ -696,7 +1295,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[7]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +1307,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[7]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +1320,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{7}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{13}
 }
 
 // NackRequest rejects records.
@@ -743,7 +1342,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[8]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -755,7 +1354,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[8]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -768,7 +1367,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{8}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NackRequest) GetGroup() string {
@@ -815,7 +1414,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[9]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -827,7 +1426,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[9]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -840,7 +1439,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{9}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{15}
 }
 
 // ExtendRequest pushes ack deadlines out.
@@ -859,7 +1458,7 @@ type ExtendRequest struct {
 
 func (x *ExtendRequest) Reset() {
 	*x = ExtendRequest{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[10]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1470,7 @@ func (x *ExtendRequest) String() string {
 func (*ExtendRequest) ProtoMessage() {}
 
 func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[10]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1483,7 @@ func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendRequest.ProtoReflect.Descriptor instead.
 func (*ExtendRequest) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{10}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExtendRequest) GetGroup() string {
@@ -921,7 +1520,7 @@ type ExtendResponse struct {
 
 func (x *ExtendResponse) Reset() {
 	*x = ExtendResponse{}
-	mi := &file_gateway_v1_consumer_proto_msgTypes[11]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1532,7 @@ func (x *ExtendResponse) String() string {
 func (*ExtendResponse) ProtoMessage() {}
 
 func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gateway_v1_consumer_proto_msgTypes[11]
+	mi := &file_gateway_v1_consumer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1545,7 @@ func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendResponse.ProtoReflect.Descriptor instead.
 func (*ExtendResponse) Descriptor() ([]byte, []int) {
-	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{11}
+	return file_gateway_v1_consumer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExtendResponse) GetAckDeadlines() []*timestamppb.Timestamp {
@@ -981,7 +1580,45 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x16.gateway.v1.AssignmentH\x00R\n" +
 	"assignmentB\a\n" +
-	"\x05frame\"B\n" +
+	"\x05frame\"\xa9\x01\n" +
+	"\x0eConsumeRequest\x120\n" +
+	"\x05start\x18\x01 \x01(\v2\x18.gateway.v1.ConsumeStartH\x00R\x05start\x12,\n" +
+	"\x06credit\x18\x02 \x01(\v2\x12.gateway.v1.CreditH\x00R\x06credit\x12,\n" +
+	"\x06settle\x18\x03 \x01(\v2\x12.gateway.v1.SettleH\x00R\x06settleB\t\n" +
+	"\arequest\"|\n" +
+	"\fConsumeStart\x12@\n" +
+	"\fsubscription\x18\x01 \x01(\v2\x1c.gateway.v1.SubscribeRequestR\fsubscription\x12*\n" +
+	"\x06credit\x18\x02 \x01(\v2\x12.gateway.v1.CreditR\x06credit\"8\n" +
+	"\x06Credit\x12\x18\n" +
+	"\arecords\x18\x01 \x01(\x03R\arecords\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\x03R\x05bytes\"\xc2\x02\n" +
+	"\x06Settle\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
+	"\x04acks\x18\x02 \x03(\x06R\x04acks\x12\x14\n" +
+	"\x05nacks\x18\x03 \x03(\x06R\x05nacks\x12:\n" +
+	"\vretry_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryAfter\x12\x1f\n" +
+	"\vdead_letter\x18\x05 \x01(\bR\n" +
+	"deadLetter\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x18\n" +
+	"\aextends\x18\a \x03(\x06R\aextends\x127\n" +
+	"\textension\x18\b \x01(\v2\x19.google.protobuf.DurationR\textension\x12*\n" +
+	"\x06credit\x18\t \x01(\v2\x12.gateway.v1.CreditR\x06credit\"\xbf\x01\n" +
+	"\x0fConsumeResponse\x128\n" +
+	"\n" +
+	"deliveries\x18\x01 \x01(\v2\x16.gateway.v1.DeliveriesH\x00R\n" +
+	"deliveries\x128\n" +
+	"\n" +
+	"assignment\x18\x02 \x01(\v2\x16.gateway.v1.AssignmentH\x00R\n" +
+	"assignment\x12/\n" +
+	"\asettled\x18\x03 \x01(\v2\x13.gateway.v1.SettledH\x00R\asettledB\a\n" +
+	"\x05frame\"\xfb\x01\n" +
+	"\aSettled\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12-\n" +
+	"\x04acks\x18\x02 \x03(\x0e2\x19.gateway.v1.SettleOutcomeR\x04acks\x12/\n" +
+	"\x05nacks\x18\x03 \x03(\x0e2\x19.gateway.v1.SettleOutcomeR\x05nacks\x123\n" +
+	"\aextends\x18\x04 \x03(\x0e2\x19.gateway.v1.SettleOutcomeR\aextends\x12?\n" +
+	"\rack_deadlines\x18\x05 \x03(\v2\x1a.google.protobuf.TimestampR\fackDeadlines\"B\n" +
 	"\n" +
 	"Deliveries\x124\n" +
 	"\n" +
@@ -990,7 +1627,7 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\n" +
 	"Assignment\x126\n" +
 	"\bassigned\x18\x01 \x03(\v2\x1a.gateway.v1.TopicPartitionR\bassigned\x124\n" +
-	"\arevoked\x18\x02 \x03(\v2\x1a.gateway.v1.TopicPartitionR\arevoked\"\x91\x03\n" +
+	"\arevoked\x18\x02 \x03(\v2\x1a.gateway.v1.TopicPartitionR\arevoked\"\xa7\x03\n" +
 	"\bDelivery\x12\x15\n" +
 	"\x06ack_id\x18\x01 \x01(\tR\x05ackId\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
@@ -1004,7 +1641,8 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"message_id\x18\t \x01(\tR\tmessageId\x12\x18\n" +
 	"\aattempt\x18\n" +
 	" \x01(\x05R\aattempt\x12=\n" +
-	"\fack_deadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadlineB\x06\n" +
+	"\fack_deadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadline\x12\x14\n" +
+	"\x05token\x18\f \x01(\x06R\x05tokenB\x06\n" +
 	"\x04_keyB\b\n" +
 	"\x06_value\";\n" +
 	"\n" +
@@ -1035,12 +1673,19 @@ const file_gateway_v1_consumer_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
-	"\x15START_POSITION_LATEST\x10\x022\x91\x02\n" +
+	"\x15START_POSITION_LATEST\x10\x02*\xa3\x01\n" +
+	"\rSettleOutcome\x12\x1e\n" +
+	"\x1aSETTLE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16SETTLE_OUTCOME_APPLIED\x10\x01\x12\x18\n" +
+	"\x14SETTLE_OUTCOME_STALE\x10\x02\x12 \n" +
+	"\x1cSETTLE_OUTCOME_ALREADY_ACKED\x10\x03\x12\x1a\n" +
+	"\x16SETTLE_OUTCOME_PENDING\x10\x042\xd9\x02\n" +
 	"\x0fConsumerService\x12J\n" +
 	"\tSubscribe\x12\x1c.gateway.v1.SubscribeRequest\x1a\x1d.gateway.v1.SubscribeResponse0\x01\x126\n" +
 	"\x03Ack\x12\x16.gateway.v1.AckRequest\x1a\x17.gateway.v1.AckResponse\x129\n" +
 	"\x04Nack\x12\x17.gateway.v1.NackRequest\x1a\x18.gateway.v1.NackResponse\x12?\n" +
-	"\x06Extend\x12\x19.gateway.v1.ExtendRequest\x1a\x1a.gateway.v1.ExtendResponseB7Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3"
+	"\x06Extend\x12\x19.gateway.v1.ExtendRequest\x1a\x1a.gateway.v1.ExtendResponse\x12F\n" +
+	"\aConsume\x12\x1a.gateway.v1.ConsumeRequest\x1a\x1b.gateway.v1.ConsumeResponse(\x010\x01B7Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_gateway_v1_consumer_proto_rawDescOnce sync.Once
@@ -1054,55 +1699,79 @@ func file_gateway_v1_consumer_proto_rawDescGZIP() []byte {
 	return file_gateway_v1_consumer_proto_rawDescData
 }
 
-var file_gateway_v1_consumer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_gateway_v1_consumer_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_gateway_v1_consumer_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_gateway_v1_consumer_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_gateway_v1_consumer_proto_goTypes = []any{
 	(Ordering)(0),                 // 0: gateway.v1.Ordering
 	(StartPosition)(0),            // 1: gateway.v1.StartPosition
-	(*TopicPartition)(nil),        // 2: gateway.v1.TopicPartition
-	(*SubscribeRequest)(nil),      // 3: gateway.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 4: gateway.v1.SubscribeResponse
-	(*Deliveries)(nil),            // 5: gateway.v1.Deliveries
-	(*Assignment)(nil),            // 6: gateway.v1.Assignment
-	(*Delivery)(nil),              // 7: gateway.v1.Delivery
-	(*AckRequest)(nil),            // 8: gateway.v1.AckRequest
-	(*AckResponse)(nil),           // 9: gateway.v1.AckResponse
-	(*NackRequest)(nil),           // 10: gateway.v1.NackRequest
-	(*NackResponse)(nil),          // 11: gateway.v1.NackResponse
-	(*ExtendRequest)(nil),         // 12: gateway.v1.ExtendRequest
-	(*ExtendResponse)(nil),        // 13: gateway.v1.ExtendResponse
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*Header)(nil),                // 15: gateway.v1.Header
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(SettleOutcome)(0),            // 2: gateway.v1.SettleOutcome
+	(*TopicPartition)(nil),        // 3: gateway.v1.TopicPartition
+	(*SubscribeRequest)(nil),      // 4: gateway.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 5: gateway.v1.SubscribeResponse
+	(*ConsumeRequest)(nil),        // 6: gateway.v1.ConsumeRequest
+	(*ConsumeStart)(nil),          // 7: gateway.v1.ConsumeStart
+	(*Credit)(nil),                // 8: gateway.v1.Credit
+	(*Settle)(nil),                // 9: gateway.v1.Settle
+	(*ConsumeResponse)(nil),       // 10: gateway.v1.ConsumeResponse
+	(*Settled)(nil),               // 11: gateway.v1.Settled
+	(*Deliveries)(nil),            // 12: gateway.v1.Deliveries
+	(*Assignment)(nil),            // 13: gateway.v1.Assignment
+	(*Delivery)(nil),              // 14: gateway.v1.Delivery
+	(*AckRequest)(nil),            // 15: gateway.v1.AckRequest
+	(*AckResponse)(nil),           // 16: gateway.v1.AckResponse
+	(*NackRequest)(nil),           // 17: gateway.v1.NackRequest
+	(*NackResponse)(nil),          // 18: gateway.v1.NackResponse
+	(*ExtendRequest)(nil),         // 19: gateway.v1.ExtendRequest
+	(*ExtendResponse)(nil),        // 20: gateway.v1.ExtendResponse
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Header)(nil),                // 23: gateway.v1.Header
 }
 var file_gateway_v1_consumer_proto_depIdxs = []int32{
 	0,  // 0: gateway.v1.SubscribeRequest.ordering:type_name -> gateway.v1.Ordering
-	14, // 1: gateway.v1.SubscribeRequest.ack_timeout:type_name -> google.protobuf.Duration
+	21, // 1: gateway.v1.SubscribeRequest.ack_timeout:type_name -> google.protobuf.Duration
 	1,  // 2: gateway.v1.SubscribeRequest.start_position:type_name -> gateway.v1.StartPosition
-	5,  // 3: gateway.v1.SubscribeResponse.deliveries:type_name -> gateway.v1.Deliveries
-	6,  // 4: gateway.v1.SubscribeResponse.assignment:type_name -> gateway.v1.Assignment
-	7,  // 5: gateway.v1.Deliveries.deliveries:type_name -> gateway.v1.Delivery
-	2,  // 6: gateway.v1.Assignment.assigned:type_name -> gateway.v1.TopicPartition
-	2,  // 7: gateway.v1.Assignment.revoked:type_name -> gateway.v1.TopicPartition
-	15, // 8: gateway.v1.Delivery.headers:type_name -> gateway.v1.Header
-	16, // 9: gateway.v1.Delivery.timestamp:type_name -> google.protobuf.Timestamp
-	16, // 10: gateway.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
-	14, // 11: gateway.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	14, // 12: gateway.v1.ExtendRequest.extension:type_name -> google.protobuf.Duration
-	16, // 13: gateway.v1.ExtendResponse.ack_deadlines:type_name -> google.protobuf.Timestamp
-	3,  // 14: gateway.v1.ConsumerService.Subscribe:input_type -> gateway.v1.SubscribeRequest
-	8,  // 15: gateway.v1.ConsumerService.Ack:input_type -> gateway.v1.AckRequest
-	10, // 16: gateway.v1.ConsumerService.Nack:input_type -> gateway.v1.NackRequest
-	12, // 17: gateway.v1.ConsumerService.Extend:input_type -> gateway.v1.ExtendRequest
-	4,  // 18: gateway.v1.ConsumerService.Subscribe:output_type -> gateway.v1.SubscribeResponse
-	9,  // 19: gateway.v1.ConsumerService.Ack:output_type -> gateway.v1.AckResponse
-	11, // 20: gateway.v1.ConsumerService.Nack:output_type -> gateway.v1.NackResponse
-	13, // 21: gateway.v1.ConsumerService.Extend:output_type -> gateway.v1.ExtendResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 3: gateway.v1.SubscribeResponse.deliveries:type_name -> gateway.v1.Deliveries
+	13, // 4: gateway.v1.SubscribeResponse.assignment:type_name -> gateway.v1.Assignment
+	7,  // 5: gateway.v1.ConsumeRequest.start:type_name -> gateway.v1.ConsumeStart
+	8,  // 6: gateway.v1.ConsumeRequest.credit:type_name -> gateway.v1.Credit
+	9,  // 7: gateway.v1.ConsumeRequest.settle:type_name -> gateway.v1.Settle
+	4,  // 8: gateway.v1.ConsumeStart.subscription:type_name -> gateway.v1.SubscribeRequest
+	8,  // 9: gateway.v1.ConsumeStart.credit:type_name -> gateway.v1.Credit
+	21, // 10: gateway.v1.Settle.retry_after:type_name -> google.protobuf.Duration
+	21, // 11: gateway.v1.Settle.extension:type_name -> google.protobuf.Duration
+	8,  // 12: gateway.v1.Settle.credit:type_name -> gateway.v1.Credit
+	12, // 13: gateway.v1.ConsumeResponse.deliveries:type_name -> gateway.v1.Deliveries
+	13, // 14: gateway.v1.ConsumeResponse.assignment:type_name -> gateway.v1.Assignment
+	11, // 15: gateway.v1.ConsumeResponse.settled:type_name -> gateway.v1.Settled
+	2,  // 16: gateway.v1.Settled.acks:type_name -> gateway.v1.SettleOutcome
+	2,  // 17: gateway.v1.Settled.nacks:type_name -> gateway.v1.SettleOutcome
+	2,  // 18: gateway.v1.Settled.extends:type_name -> gateway.v1.SettleOutcome
+	22, // 19: gateway.v1.Settled.ack_deadlines:type_name -> google.protobuf.Timestamp
+	14, // 20: gateway.v1.Deliveries.deliveries:type_name -> gateway.v1.Delivery
+	3,  // 21: gateway.v1.Assignment.assigned:type_name -> gateway.v1.TopicPartition
+	3,  // 22: gateway.v1.Assignment.revoked:type_name -> gateway.v1.TopicPartition
+	23, // 23: gateway.v1.Delivery.headers:type_name -> gateway.v1.Header
+	22, // 24: gateway.v1.Delivery.timestamp:type_name -> google.protobuf.Timestamp
+	22, // 25: gateway.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
+	21, // 26: gateway.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	21, // 27: gateway.v1.ExtendRequest.extension:type_name -> google.protobuf.Duration
+	22, // 28: gateway.v1.ExtendResponse.ack_deadlines:type_name -> google.protobuf.Timestamp
+	4,  // 29: gateway.v1.ConsumerService.Subscribe:input_type -> gateway.v1.SubscribeRequest
+	15, // 30: gateway.v1.ConsumerService.Ack:input_type -> gateway.v1.AckRequest
+	17, // 31: gateway.v1.ConsumerService.Nack:input_type -> gateway.v1.NackRequest
+	19, // 32: gateway.v1.ConsumerService.Extend:input_type -> gateway.v1.ExtendRequest
+	6,  // 33: gateway.v1.ConsumerService.Consume:input_type -> gateway.v1.ConsumeRequest
+	5,  // 34: gateway.v1.ConsumerService.Subscribe:output_type -> gateway.v1.SubscribeResponse
+	16, // 35: gateway.v1.ConsumerService.Ack:output_type -> gateway.v1.AckResponse
+	18, // 36: gateway.v1.ConsumerService.Nack:output_type -> gateway.v1.NackResponse
+	20, // 37: gateway.v1.ConsumerService.Extend:output_type -> gateway.v1.ExtendResponse
+	10, // 38: gateway.v1.ConsumerService.Consume:output_type -> gateway.v1.ConsumeResponse
+	34, // [34:39] is the sub-list for method output_type
+	29, // [29:34] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_gateway_v1_consumer_proto_init() }
@@ -1115,14 +1784,24 @@ func file_gateway_v1_consumer_proto_init() {
 		(*SubscribeResponse_Deliveries)(nil),
 		(*SubscribeResponse_Assignment)(nil),
 	}
-	file_gateway_v1_consumer_proto_msgTypes[5].OneofWrappers = []any{}
+	file_gateway_v1_consumer_proto_msgTypes[3].OneofWrappers = []any{
+		(*ConsumeRequest_Start)(nil),
+		(*ConsumeRequest_Credit)(nil),
+		(*ConsumeRequest_Settle)(nil),
+	}
+	file_gateway_v1_consumer_proto_msgTypes[7].OneofWrappers = []any{
+		(*ConsumeResponse_Deliveries)(nil),
+		(*ConsumeResponse_Assignment)(nil),
+		(*ConsumeResponse_Settled)(nil),
+	}
+	file_gateway_v1_consumer_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gateway_v1_consumer_proto_rawDesc), len(file_gateway_v1_consumer_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   12,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

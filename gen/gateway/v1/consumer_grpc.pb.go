@@ -23,6 +23,7 @@ const (
 	ConsumerService_Ack_FullMethodName       = "/gateway.v1.ConsumerService/Ack"
 	ConsumerService_Nack_FullMethodName      = "/gateway.v1.ConsumerService/Nack"
 	ConsumerService_Extend_FullMethodName    = "/gateway.v1.ConsumerService/Extend"
+	ConsumerService_Consume_FullMethodName   = "/gateway.v1.ConsumerService/Consume"
 )
 
 // ConsumerServiceClient is the client API for ConsumerService service.
@@ -51,7 +52,8 @@ type ConsumerServiceClient interface {
 	//	NOT_FOUND           a topic does not exist.
 	//	FAILED_PRECONDITION the group already runs on this gateway with other
 	//	                    topics or settings (ordering, ack_timeout,
-	//	                    max_attempts, start_position).
+	//	                    max_attempts, start_position); a setting left
+	//	                    unspecified takes the running group's.
 	//	UNAVAILABLE         the gateway is shutting down (the stream ends with
 	//	                    it; unacknowledged records are redelivered later).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
@@ -123,6 +125,34 @@ type ConsumerServiceClient interface {
 	//	                    deadlines of those records stand as they were, and
 	//	                    the Extend may be repeated.
 	Extend(ctx context.Context, in *ExtendRequest, opts ...grpc.CallOption) (*ExtendResponse, error)
+	// Consume is Subscribe, Ack, Nack and Extend in one bidirectional stream,
+	// with flow control by the app. The first message must be `start`: the
+	// subscription (as for Subscribe, with the same errors and authorization,
+	// plus the `ack` permission on the group) and the first credit. Then the
+	// app sends `credit` to be sent more records, and `settle` to ack, nack
+	// and extend what it was sent; the gateway sends `assignment` and
+	// `deliveries` frames as Subscribe does, but only within the credit
+	// granted, and answers each `settle` with a `settled` frame, in the order
+	// the settles were sent.
+	//
+	// Credit: each grant adds records and bytes (key, value and header sizes)
+	// the gateway may send; each delivery spends one record and its size,
+	// and a record is sent while the byte credit is positive, so the last one
+	// may overdraw it. Acks do not give credit back: the app grants more when
+	// it wants more (a settle may carry a grant). max_in_flight still bounds
+	// the records held at once.
+	//
+	// Deliveries in this stream carry a token instead of an ack_id: a random
+	// 64-bit number that names the delivery in this stream only, while it is
+	// live. A token of another stream, a made-up one, one already settled,
+	// or one whose record went out again is STALE; nothing else is applied
+	// for it, and every other token of the settle is applied on its own.
+	//
+	// Errors end the stream: INVALID_ARGUMENT for a first message that is not
+	// `start`, a later `start`, negative credit, or a settle's retry_after or
+	// extension out of bounds (the message names the field); the rest as for
+	// Subscribe.
+	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
 }
 
 type consumerServiceClient struct {
@@ -182,6 +212,19 @@ func (c *consumerServiceClient) Extend(ctx context.Context, in *ExtendRequest, o
 	return out, nil
 }
 
+func (c *consumerServiceClient) Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ConsumerService_ServiceDesc.Streams[1], ConsumerService_Consume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConsumeRequest, ConsumeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConsumerService_ConsumeClient = grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse]
+
 // ConsumerServiceServer is the server API for ConsumerService service.
 // All implementations must embed UnimplementedConsumerServiceServer
 // for forward compatibility.
@@ -208,7 +251,8 @@ type ConsumerServiceServer interface {
 	//	NOT_FOUND           a topic does not exist.
 	//	FAILED_PRECONDITION the group already runs on this gateway with other
 	//	                    topics or settings (ordering, ack_timeout,
-	//	                    max_attempts, start_position).
+	//	                    max_attempts, start_position); a setting left
+	//	                    unspecified takes the running group's.
 	//	UNAVAILABLE         the gateway is shutting down (the stream ends with
 	//	                    it; unacknowledged records are redelivered later).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
@@ -280,6 +324,34 @@ type ConsumerServiceServer interface {
 	//	                    deadlines of those records stand as they were, and
 	//	                    the Extend may be repeated.
 	Extend(context.Context, *ExtendRequest) (*ExtendResponse, error)
+	// Consume is Subscribe, Ack, Nack and Extend in one bidirectional stream,
+	// with flow control by the app. The first message must be `start`: the
+	// subscription (as for Subscribe, with the same errors and authorization,
+	// plus the `ack` permission on the group) and the first credit. Then the
+	// app sends `credit` to be sent more records, and `settle` to ack, nack
+	// and extend what it was sent; the gateway sends `assignment` and
+	// `deliveries` frames as Subscribe does, but only within the credit
+	// granted, and answers each `settle` with a `settled` frame, in the order
+	// the settles were sent.
+	//
+	// Credit: each grant adds records and bytes (key, value and header sizes)
+	// the gateway may send; each delivery spends one record and its size,
+	// and a record is sent while the byte credit is positive, so the last one
+	// may overdraw it. Acks do not give credit back: the app grants more when
+	// it wants more (a settle may carry a grant). max_in_flight still bounds
+	// the records held at once.
+	//
+	// Deliveries in this stream carry a token instead of an ack_id: a random
+	// 64-bit number that names the delivery in this stream only, while it is
+	// live. A token of another stream, a made-up one, one already settled,
+	// or one whose record went out again is STALE; nothing else is applied
+	// for it, and every other token of the settle is applied on its own.
+	//
+	// Errors end the stream: INVALID_ARGUMENT for a first message that is not
+	// `start`, a later `start`, negative credit, or a settle's retry_after or
+	// extension out of bounds (the message names the field); the rest as for
+	// Subscribe.
+	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
 	mustEmbedUnimplementedConsumerServiceServer()
 }
 
@@ -301,6 +373,9 @@ func (UnimplementedConsumerServiceServer) Nack(context.Context, *NackRequest) (*
 }
 func (UnimplementedConsumerServiceServer) Extend(context.Context, *ExtendRequest) (*ExtendResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Extend not implemented")
+}
+func (UnimplementedConsumerServiceServer) Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Consume not implemented")
 }
 func (UnimplementedConsumerServiceServer) mustEmbedUnimplementedConsumerServiceServer() {}
 func (UnimplementedConsumerServiceServer) testEmbeddedByValue()                         {}
@@ -388,6 +463,13 @@ func _ConsumerService_Extend_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsumerService_Consume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ConsumerServiceServer).Consume(&grpc.GenericServerStream[ConsumeRequest, ConsumeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConsumerService_ConsumeServer = grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]
+
 // ConsumerService_ServiceDesc is the grpc.ServiceDesc for ConsumerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -413,6 +495,12 @@ var ConsumerService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Subscribe",
 			Handler:       _ConsumerService_Subscribe_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Consume",
+			Handler:       _ConsumerService_Consume_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "gateway/v1/consumer.proto",

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gateway/v1/consumer.proto\x12\ngateway.v1\x1a\x17gateway/v1/record.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0eTopicPartition\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n\tpartition\x18\x02 \x01(\x05R\tpartition\"\xb7\x02\n\x10SubscribeRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n\x06topics\x18\x02 \x03(\tR\x06topics\x12\x30\n\x08ordering\x18\x03 \x01(\x0e\x32\x14.gateway.v1.OrderingR\x08ordering\x12\"\n\rmax_in_flight\x18\x04 \x01(\x05R\x0bmaxInFlight\x12:\n\x0b\x61\x63k_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\nackTimeout\x12@\n\x0estart_position\x18\x06 \x01(\x0e\x32\x19.gateway.v1.StartPositionR\rstartPosition\x12!\n\x0cmax_attempts\x18\x07 \x01(\x05R\x0bmaxAttempts\"\x90\x01\n\x11SubscribeResponse\x12\x38\n\ndeliveries\x18\x01 \x01(\x0b\x32\x16.gateway.v1.DeliveriesH\x00R\ndeliveries\x12\x38\n\nassignment\x18\x02 \x01(\x0b\x32\x16.gateway.v1.AssignmentH\x00R\nassignmentB\x07\n\x05\x66rame\"B\n\nDeliveries\x12\x34\n\ndeliveries\x18\x01 \x03(\x0b\x32\x14.gateway.v1.DeliveryR\ndeliveries\"z\n\nAssignment\x12\x36\n\x08\x61ssigned\x18\x01 \x03(\x0b\x32\x1a.gateway.v1.TopicPartitionR\x08\x61ssigned\x12\x34\n\x07revoked\x18\x02 \x03(\x0b\x32\x1a.gateway.v1.TopicPartitionR\x07revoked\"\x91\x03\n\x08\x44\x65livery\x12\x15\n\x06\x61\x63k_id\x18\x01 \x01(\tR\x05\x61\x63kId\x12\x14\n\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x16\n\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x15\n\x03key\x18\x05 \x01(\x0cH\x00R\x03key\x88\x01\x01\x12\x19\n\x05value\x18\x06 \x01(\x0cH\x01R\x05value\x88\x01\x01\x12,\n\x07headers\x18\x07 \x03(\x0b\x32\x12.gateway.v1.HeaderR\x07headers\x12\x38\n\ttimestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n\nmessage_id\x18\t \x01(\tR\tmessageId\x12\x18\n\x07\x61ttempt\x18\n \x01(\x05R\x07\x61ttempt\x12=\n\x0c\x61\x63k_deadline\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x61\x63kDeadlineB\x06\n\x04_keyB\x08\n\x06_value\";\n\nAckRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n\x07\x61\x63k_ids\x18\x02 \x03(\tR\x06\x61\x63kIds\"\r\n\x0b\x41\x63kResponse\"\xb1\x01\n\x0bNackRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n\x07\x61\x63k_ids\x18\x02 \x03(\tR\x06\x61\x63kIds\x12:\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\x12\x1f\n\x0b\x64\x65\x61\x64_letter\x18\x04 \x01(\x08R\ndeadLetter\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\"\x0e\n\x0cNackResponse\"w\n\rExtendRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n\x07\x61\x63k_ids\x18\x02 \x03(\tR\x06\x61\x63kIds\x12\x37\n\textension\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\textension\"Q\n\x0e\x45xtendResponse\x12?\n\rack_deadlines\x18\x01 \x03(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x61\x63kDeadlines*a\n\x08Ordering\x12\x18\n\x14ORDERING_UNSPECIFIED\x10\x00\x12\x16\n\x12ORDERING_PARTITION\x10\x01\x12\x10\n\x0cORDERING_KEY\x10\x02\x12\x11\n\rORDERING_NONE\x10\x03*g\n\rStartPosition\x12\x1e\n\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n\x15START_POSITION_LATEST\x10\x02\x32\x91\x02\n\x0f\x43onsumerService\x12J\n\tSubscribe\x12\x1c.gateway.v1.SubscribeRequest\x1a\x1d.gateway.v1.SubscribeResponse0\x01\x12\x36\n\x03\x41\x63k\x12\x16.gateway.v1.AckRequest\x1a\x17.gateway.v1.AckResponse\x12\x39\n\x04Nack\x12\x17.gateway.v1.NackRequest\x1a\x18.gateway.v1.NackResponse\x12?\n\x06\x45xtend\x12\x19.gateway.v1.ExtendRequest\x1a\x1a.gateway.v1.ExtendResponseB7Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gateway/v1/consumer.proto\x12\ngateway.v1\x1a\x17gateway/v1/record.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n\x0eTopicPartition\x12\x14\n\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n\tpartition\x18\x02 \x01(\x05R\tpartition\"\xb7\x02\n\x10SubscribeRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x16\n\x06topics\x18\x02 \x03(\tR\x06topics\x12\x30\n\x08ordering\x18\x03 \x01(\x0e\x32\x14.gateway.v1.OrderingR\x08ordering\x12\"\n\rmax_in_flight\x18\x04 \x01(\x05R\x0bmaxInFlight\x12:\n\x0b\x61\x63k_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\nackTimeout\x12@\n\x0estart_position\x18\x06 \x01(\x0e\x32\x19.gateway.v1.StartPositionR\rstartPosition\x12!\n\x0cmax_attempts\x18\x07 \x01(\x05R\x0bmaxAttempts\"\x90\x01\n\x11SubscribeResponse\x12\x38\n\ndeliveries\x18\x01 \x01(\x0b\x32\x16.gateway.v1.DeliveriesH\x00R\ndeliveries\x12\x38\n\nassignment\x18\x02 \x01(\x0b\x32\x16.gateway.v1.AssignmentH\x00R\nassignmentB\x07\n\x05\x66rame\"\xa9\x01\n\x0e\x43onsumeRequest\x12\x30\n\x05start\x18\x01 \x01(\x0b\x32\x18.gateway.v1.ConsumeStartH\x00R\x05start\x12,\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x12.gateway.v1.CreditH\x00R\x06\x63redit\x12,\n\x06settle\x18\x03 \x01(\x0b\x32\x12.gateway.v1.SettleH\x00R\x06settleB\t\n\x07request\"|\n\x0c\x43onsumeStart\x12@\n\x0csubscription\x18\x01 \x01(\x0b\x32\x1c.gateway.v1.SubscribeRequestR\x0csubscription\x12*\n\x06\x63redit\x18\x02 \x01(\x0b\x32\x12.gateway.v1.CreditR\x06\x63redit\"8\n\x06\x43redit\x12\x18\n\x07records\x18\x01 \x01(\x03R\x07records\x12\x14\n\x05\x62ytes\x18\x02 \x01(\x03R\x05\x62ytes\"\xc2\x02\n\x06Settle\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12\x12\n\x04\x61\x63ks\x18\x02 \x03(\x06R\x04\x61\x63ks\x12\x14\n\x05nacks\x18\x03 \x03(\x06R\x05nacks\x12:\n\x0bretry_after\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\x12\x1f\n\x0b\x64\x65\x61\x64_letter\x18\x05 \x01(\x08R\ndeadLetter\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason\x12\x18\n\x07\x65xtends\x18\x07 \x03(\x06R\x07\x65xtends\x12\x37\n\textension\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationR\textension\x12*\n\x06\x63redit\x18\t \x01(\x0b\x32\x12.gateway.v1.CreditR\x06\x63redit\"\xbf\x01\n\x0f\x43onsumeResponse\x12\x38\n\ndeliveries\x18\x01 \x01(\x0b\x32\x16.gateway.v1.DeliveriesH\x00R\ndeliveries\x12\x38\n\nassignment\x18\x02 \x01(\x0b\x32\x16.gateway.v1.AssignmentH\x00R\nassignment\x12/\n\x07settled\x18\x03 \x01(\x0b\x32\x13.gateway.v1.SettledH\x00R\x07settledB\x07\n\x05\x66rame\"\xfb\x01\n\x07Settled\x12\x1a\n\x08sequence\x18\x01 \x01(\x04R\x08sequence\x12-\n\x04\x61\x63ks\x18\x02 \x03(\x0e\x32\x19.gateway.v1.SettleOutcomeR\x04\x61\x63ks\x12/\n\x05nacks\x18\x03 \x03(\x0e\x32\x19.gateway.v1.SettleOutcomeR\x05nacks\x12\x33\n\x07\x65xtends\x18\x04 \x03(\x0e\x32\x19.gateway.v1.SettleOutcomeR\x07\x65xtends\x12?\n\rack_deadlines\x18\x05 \x03(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x61\x63kDeadlines\"B\n\nDeliveries\x12\x34\n\ndeliveries\x18\x01 \x03(\x0b\x32\x14.gateway.v1.DeliveryR\ndeliveries\"z\n\nAssignment\x12\x36\n\x08\x61ssigned\x18\x01 \x03(\x0b\x32\x1a.gateway.v1.TopicPartitionR\x08\x61ssigned\x12\x34\n\x07revoked\x18\x02 \x03(\x0b\x32\x1a.gateway.v1.TopicPartitionR\x07revoked\"\xa7\x03\n\x08\x44\x65livery\x12\x15\n\x06\x61\x63k_id\x18\x01 \x01(\tR\x05\x61\x63kId\x12\x14\n\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x16\n\x06offset\x18\x04 \x01(\x03R\x06offset\x12\x15\n\x03key\x18\x05 \x01(\x0cH\x00R\x03key\x88\x01\x01\x12\x19\n\x05value\x18\x06 \x01(\x0cH\x01R\x05value\x88\x01\x01\x12,\n\x07headers\x18\x07 \x03(\x0b\x32\x12.gateway.v1.HeaderR\x07headers\x12\x38\n\ttimestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n\nmessage_id\x18\t \x01(\tR\tmessageId\x12\x18\n\x07\x61ttempt\x18\n \x01(\x05R\x07\x61ttempt\x12=\n\x0c\x61\x63k_deadline\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x61\x63kDeadline\x12\x14\n\x05token\x18\x0c \x01(\x06R\x05tokenB\x06\n\x04_keyB\x08\n\x06_value\";\n\nAckRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n\x07\x61\x63k_ids\x18\x02 \x03(\tR\x06\x61\x63kIds\"\r\n\x0b\x41\x63kResponse\"\xb1\x01\n\x0bNackRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n\x07\x61\x63k_ids\x18\x02 \x03(\tR\x06\x61\x63kIds\x12:\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\nretryAfter\x12\x1f\n\x0b\x64\x65\x61\x64_letter\x18\x04 \x01(\x08R\ndeadLetter\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\"\x0e\n\x0cNackResponse\"w\n\rExtendRequest\x12\x14\n\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n\x07\x61\x63k_ids\x18\x02 \x03(\tR\x06\x61\x63kIds\x12\x37\n\textension\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\textension\"Q\n\x0e\x45xtendResponse\x12?\n\rack_deadlines\x18\x01 \x03(\x0b\x32\x1a.google.protobuf.TimestampR\x0c\x61\x63kDeadlines*a\n\x08Ordering\x12\x18\n\x14ORDERING_UNSPECIFIED\x10\x00\x12\x16\n\x12ORDERING_PARTITION\x10\x01\x12\x10\n\x0cORDERING_KEY\x10\x02\x12\x11\n\rORDERING_NONE\x10\x03*g\n\rStartPosition\x12\x1e\n\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n\x15START_POSITION_LATEST\x10\x02*\xa3\x01\n\rSettleOutcome\x12\x1e\n\x1aSETTLE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16SETTLE_OUTCOME_APPLIED\x10\x01\x12\x18\n\x14SETTLE_OUTCOME_STALE\x10\x02\x12 \n\x1cSETTLE_OUTCOME_ALREADY_ACKED\x10\x03\x12\x1a\n\x16SETTLE_OUTCOME_PENDING\x10\x04\x32\xd9\x02\n\x0f\x43onsumerService\x12J\n\tSubscribe\x12\x1c.gateway.v1.SubscribeRequest\x1a\x1d.gateway.v1.SubscribeResponse0\x01\x12\x36\n\x03\x41\x63k\x12\x16.gateway.v1.AckRequest\x1a\x17.gateway.v1.AckResponse\x12\x39\n\x04Nack\x12\x17.gateway.v1.NackRequest\x1a\x18.gateway.v1.NackResponse\x12?\n\x06\x45xtend\x12\x19.gateway.v1.ExtendRequest\x1a\x1a.gateway.v1.ExtendResponse\x12\x46\n\x07\x43onsume\x12\x1a.gateway.v1.ConsumeRequest\x1a\x1b.gateway.v1.ConsumeResponse(\x01\x30\x01\x42\x37Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,34 +35,48 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.v1.consumer_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z5github.com/kafkagate/gateway/gen/gateway/v1;gatewayv1'
-  _globals['_ORDERING']._serialized_start=1734
-  _globals['_ORDERING']._serialized_end=1831
-  _globals['_STARTPOSITION']._serialized_start=1833
-  _globals['_STARTPOSITION']._serialized_end=1936
+  _globals['_ORDERING']._serialized_start=2885
+  _globals['_ORDERING']._serialized_end=2982
+  _globals['_STARTPOSITION']._serialized_start=2984
+  _globals['_STARTPOSITION']._serialized_end=3087
+  _globals['_SETTLEOUTCOME']._serialized_start=3090
+  _globals['_SETTLEOUTCOME']._serialized_end=3253
   _globals['_TOPICPARTITION']._serialized_start=131
   _globals['_TOPICPARTITION']._serialized_end=199
   _globals['_SUBSCRIBEREQUEST']._serialized_start=202
   _globals['_SUBSCRIBEREQUEST']._serialized_end=513
   _globals['_SUBSCRIBERESPONSE']._serialized_start=516
   _globals['_SUBSCRIBERESPONSE']._serialized_end=660
-  _globals['_DELIVERIES']._serialized_start=662
-  _globals['_DELIVERIES']._serialized_end=728
-  _globals['_ASSIGNMENT']._serialized_start=730
-  _globals['_ASSIGNMENT']._serialized_end=852
-  _globals['_DELIVERY']._serialized_start=855
-  _globals['_DELIVERY']._serialized_end=1256
-  _globals['_ACKREQUEST']._serialized_start=1258
-  _globals['_ACKREQUEST']._serialized_end=1317
-  _globals['_ACKRESPONSE']._serialized_start=1319
-  _globals['_ACKRESPONSE']._serialized_end=1332
-  _globals['_NACKREQUEST']._serialized_start=1335
-  _globals['_NACKREQUEST']._serialized_end=1512
-  _globals['_NACKRESPONSE']._serialized_start=1514
-  _globals['_NACKRESPONSE']._serialized_end=1528
-  _globals['_EXTENDREQUEST']._serialized_start=1530
-  _globals['_EXTENDREQUEST']._serialized_end=1649
-  _globals['_EXTENDRESPONSE']._serialized_start=1651
-  _globals['_EXTENDRESPONSE']._serialized_end=1732
-  _globals['_CONSUMERSERVICE']._serialized_start=1939
-  _globals['_CONSUMERSERVICE']._serialized_end=2212
+  _globals['_CONSUMEREQUEST']._serialized_start=663
+  _globals['_CONSUMEREQUEST']._serialized_end=832
+  _globals['_CONSUMESTART']._serialized_start=834
+  _globals['_CONSUMESTART']._serialized_end=958
+  _globals['_CREDIT']._serialized_start=960
+  _globals['_CREDIT']._serialized_end=1016
+  _globals['_SETTLE']._serialized_start=1019
+  _globals['_SETTLE']._serialized_end=1341
+  _globals['_CONSUMERESPONSE']._serialized_start=1344
+  _globals['_CONSUMERESPONSE']._serialized_end=1535
+  _globals['_SETTLED']._serialized_start=1538
+  _globals['_SETTLED']._serialized_end=1789
+  _globals['_DELIVERIES']._serialized_start=1791
+  _globals['_DELIVERIES']._serialized_end=1857
+  _globals['_ASSIGNMENT']._serialized_start=1859
+  _globals['_ASSIGNMENT']._serialized_end=1981
+  _globals['_DELIVERY']._serialized_start=1984
+  _globals['_DELIVERY']._serialized_end=2407
+  _globals['_ACKREQUEST']._serialized_start=2409
+  _globals['_ACKREQUEST']._serialized_end=2468
+  _globals['_ACKRESPONSE']._serialized_start=2470
+  _globals['_ACKRESPONSE']._serialized_end=2483
+  _globals['_NACKREQUEST']._serialized_start=2486
+  _globals['_NACKREQUEST']._serialized_end=2663
+  _globals['_NACKRESPONSE']._serialized_start=2665
+  _globals['_NACKRESPONSE']._serialized_end=2679
+  _globals['_EXTENDREQUEST']._serialized_start=2681
+  _globals['_EXTENDREQUEST']._serialized_end=2800
+  _globals['_EXTENDRESPONSE']._serialized_start=2802
+  _globals['_EXTENDRESPONSE']._serialized_end=2883
+  _globals['_CONSUMERSERVICE']._serialized_start=3256
+  _globals['_CONSUMERSERVICE']._serialized_end=3601
 # @@protoc_insertion_point(module_scope)

@@ -24,6 +24,14 @@ class StartPosition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     START_POSITION_UNSPECIFIED: _ClassVar[StartPosition]
     START_POSITION_EARLIEST: _ClassVar[StartPosition]
     START_POSITION_LATEST: _ClassVar[StartPosition]
+
+class SettleOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SETTLE_OUTCOME_UNSPECIFIED: _ClassVar[SettleOutcome]
+    SETTLE_OUTCOME_APPLIED: _ClassVar[SettleOutcome]
+    SETTLE_OUTCOME_STALE: _ClassVar[SettleOutcome]
+    SETTLE_OUTCOME_ALREADY_ACKED: _ClassVar[SettleOutcome]
+    SETTLE_OUTCOME_PENDING: _ClassVar[SettleOutcome]
 ORDERING_UNSPECIFIED: Ordering
 ORDERING_PARTITION: Ordering
 ORDERING_KEY: Ordering
@@ -31,6 +39,11 @@ ORDERING_NONE: Ordering
 START_POSITION_UNSPECIFIED: StartPosition
 START_POSITION_EARLIEST: StartPosition
 START_POSITION_LATEST: StartPosition
+SETTLE_OUTCOME_UNSPECIFIED: SettleOutcome
+SETTLE_OUTCOME_APPLIED: SettleOutcome
+SETTLE_OUTCOME_STALE: SettleOutcome
+SETTLE_OUTCOME_ALREADY_ACKED: SettleOutcome
+SETTLE_OUTCOME_PENDING: SettleOutcome
 
 class TopicPartition(_message.Message):
     __slots__ = ("topic", "partition")
@@ -66,6 +79,78 @@ class SubscribeResponse(_message.Message):
     assignment: Assignment
     def __init__(self, deliveries: _Optional[_Union[Deliveries, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
 
+class ConsumeRequest(_message.Message):
+    __slots__ = ("start", "credit", "settle")
+    START_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    SETTLE_FIELD_NUMBER: _ClassVar[int]
+    start: ConsumeStart
+    credit: Credit
+    settle: Settle
+    def __init__(self, start: _Optional[_Union[ConsumeStart, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ..., settle: _Optional[_Union[Settle, _Mapping]] = ...) -> None: ...
+
+class ConsumeStart(_message.Message):
+    __slots__ = ("subscription", "credit")
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    subscription: SubscribeRequest
+    credit: Credit
+    def __init__(self, subscription: _Optional[_Union[SubscribeRequest, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
+
+class Credit(_message.Message):
+    __slots__ = ("records", "bytes")
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    records: int
+    bytes: int
+    def __init__(self, records: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class Settle(_message.Message):
+    __slots__ = ("sequence", "acks", "nacks", "retry_after", "dead_letter", "reason", "extends", "extension", "credit")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    NACKS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXTENDS_FIELD_NUMBER: _ClassVar[int]
+    EXTENSION_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    acks: _containers.RepeatedScalarFieldContainer[int]
+    nacks: _containers.RepeatedScalarFieldContainer[int]
+    retry_after: _duration_pb2.Duration
+    dead_letter: bool
+    reason: str
+    extends: _containers.RepeatedScalarFieldContainer[int]
+    extension: _duration_pb2.Duration
+    credit: Credit
+    def __init__(self, sequence: _Optional[int] = ..., acks: _Optional[_Iterable[int]] = ..., nacks: _Optional[_Iterable[int]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dead_letter: _Optional[bool] = ..., reason: _Optional[str] = ..., extends: _Optional[_Iterable[int]] = ..., extension: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., credit: _Optional[_Union[Credit, _Mapping]] = ...) -> None: ...
+
+class ConsumeResponse(_message.Message):
+    __slots__ = ("deliveries", "assignment", "settled")
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    deliveries: Deliveries
+    assignment: Assignment
+    settled: Settled
+    def __init__(self, deliveries: _Optional[_Union[Deliveries, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., settled: _Optional[_Union[Settled, _Mapping]] = ...) -> None: ...
+
+class Settled(_message.Message):
+    __slots__ = ("sequence", "acks", "nacks", "extends", "ack_deadlines")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    NACKS_FIELD_NUMBER: _ClassVar[int]
+    EXTENDS_FIELD_NUMBER: _ClassVar[int]
+    ACK_DEADLINES_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    acks: _containers.RepeatedScalarFieldContainer[SettleOutcome]
+    nacks: _containers.RepeatedScalarFieldContainer[SettleOutcome]
+    extends: _containers.RepeatedScalarFieldContainer[SettleOutcome]
+    ack_deadlines: _containers.RepeatedCompositeFieldContainer[_timestamp_pb2.Timestamp]
+    def __init__(self, sequence: _Optional[int] = ..., acks: _Optional[_Iterable[_Union[SettleOutcome, str]]] = ..., nacks: _Optional[_Iterable[_Union[SettleOutcome, str]]] = ..., extends: _Optional[_Iterable[_Union[SettleOutcome, str]]] = ..., ack_deadlines: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ...) -> None: ...
+
 class Deliveries(_message.Message):
     __slots__ = ("deliveries",)
     DELIVERIES_FIELD_NUMBER: _ClassVar[int]
@@ -81,7 +166,7 @@ class Assignment(_message.Message):
     def __init__(self, assigned: _Optional[_Iterable[_Union[TopicPartition, _Mapping]]] = ..., revoked: _Optional[_Iterable[_Union[TopicPartition, _Mapping]]] = ...) -> None: ...
 
 class Delivery(_message.Message):
-    __slots__ = ("ack_id", "topic", "partition", "offset", "key", "value", "headers", "timestamp", "message_id", "attempt", "ack_deadline")
+    __slots__ = ("ack_id", "topic", "partition", "offset", "key", "value", "headers", "timestamp", "message_id", "attempt", "ack_deadline", "token")
     ACK_ID_FIELD_NUMBER: _ClassVar[int]
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +178,7 @@ class Delivery(_message.Message):
     MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     ACK_DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     ack_id: str
     topic: str
     partition: int
@@ -104,7 +190,8 @@ class Delivery(_message.Message):
     message_id: str
     attempt: int
     ack_deadline: _timestamp_pb2.Timestamp
-    def __init__(self, ack_id: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[_record_pb2.Header, _Mapping]]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_id: _Optional[str] = ..., attempt: _Optional[int] = ..., ack_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    token: int
+    def __init__(self, ack_id: _Optional[str] = ..., topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., headers: _Optional[_Iterable[_Union[_record_pb2.Header, _Mapping]]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message_id: _Optional[str] = ..., attempt: _Optional[int] = ..., ack_deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., token: _Optional[int] = ...) -> None: ...
 
 class AckRequest(_message.Message):
     __slots__ = ("group", "ack_ids")

@@ -60,6 +60,11 @@ class ConsumerServiceStub:
                 request_serializer=gateway_dot_v1_dot_consumer__pb2.ExtendRequest.SerializeToString,
                 response_deserializer=gateway_dot_v1_dot_consumer__pb2.ExtendResponse.FromString,
                 _registered_method=True)
+        self.Consume = channel.stream_stream(
+                '/gateway.v1.ConsumerService/Consume',
+                request_serializer=gateway_dot_v1_dot_consumer__pb2.ConsumeRequest.SerializeToString,
+                response_deserializer=gateway_dot_v1_dot_consumer__pb2.ConsumeResponse.FromString,
+                _registered_method=True)
 
 
 class ConsumerServiceServicer:
@@ -86,7 +91,8 @@ class ConsumerServiceServicer:
         NOT_FOUND           a topic does not exist.
         FAILED_PRECONDITION the group already runs on this gateway with other
         topics or settings (ordering, ack_timeout,
-        max_attempts, start_position).
+        max_attempts, start_position); a setting left
+        unspecified takes the running group's.
         UNAVAILABLE         the gateway is shutting down (the stream ends with
         it; unacknowledged records are redelivered later).
         """
@@ -174,6 +180,39 @@ class ConsumerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Consume(self, request_iterator, context):
+        """Consume is Subscribe, Ack, Nack and Extend in one bidirectional stream,
+        with flow control by the app. The first message must be `start`: the
+        subscription (as for Subscribe, with the same errors and authorization,
+        plus the `ack` permission on the group) and the first credit. Then the
+        app sends `credit` to be sent more records, and `settle` to ack, nack
+        and extend what it was sent; the gateway sends `assignment` and
+        `deliveries` frames as Subscribe does, but only within the credit
+        granted, and answers each `settle` with a `settled` frame, in the order
+        the settles were sent.
+
+        Credit: each grant adds records and bytes (key, value and header sizes)
+        the gateway may send; each delivery spends one record and its size,
+        and a record is sent while the byte credit is positive, so the last one
+        may overdraw it. Acks do not give credit back: the app grants more when
+        it wants more (a settle may carry a grant). max_in_flight still bounds
+        the records held at once.
+
+        Deliveries in this stream carry a token instead of an ack_id: a random
+        64-bit number that names the delivery in this stream only, while it is
+        live. A token of another stream, a made-up one, one already settled,
+        or one whose record went out again is STALE; nothing else is applied
+        for it, and every other token of the settle is applied on its own.
+
+        Errors end the stream: INVALID_ARGUMENT for a first message that is not
+        `start`, a later `start`, negative credit, or a settle's retry_after or
+        extension out of bounds (the message names the field); the rest as for
+        Subscribe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsumerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +235,11 @@ def add_ConsumerServiceServicer_to_server(servicer, server):
                     servicer.Extend,
                     request_deserializer=gateway_dot_v1_dot_consumer__pb2.ExtendRequest.FromString,
                     response_serializer=gateway_dot_v1_dot_consumer__pb2.ExtendResponse.SerializeToString,
+            ),
+            'Consume': grpc.stream_stream_rpc_method_handler(
+                    servicer.Consume,
+                    request_deserializer=gateway_dot_v1_dot_consumer__pb2.ConsumeRequest.FromString,
+                    response_serializer=gateway_dot_v1_dot_consumer__pb2.ConsumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +356,33 @@ class ConsumerService:
             '/gateway.v1.ConsumerService/Extend',
             gateway_dot_v1_dot_consumer__pb2.ExtendRequest.SerializeToString,
             gateway_dot_v1_dot_consumer__pb2.ExtendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Consume(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gateway.v1.ConsumerService/Consume',
+            gateway_dot_v1_dot_consumer__pb2.ConsumeRequest.SerializeToString,
+            gateway_dot_v1_dot_consumer__pb2.ConsumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

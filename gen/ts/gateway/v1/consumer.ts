@@ -10,9 +10,11 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -132,6 +134,75 @@ export function startPositionToJSON(object: StartPosition): string {
   }
 }
 
+/** SettleOutcome is what became of one token of a settle. */
+export enum SettleOutcome {
+  /** SETTLE_OUTCOME_UNSPECIFIED - Not used. */
+  SETTLE_OUTCOME_UNSPECIFIED = 0,
+  /**
+   * SETTLE_OUTCOME_APPLIED - Done: an ack's record is done (with dedupe: its done marker is in
+   * Redis), a nack's is redelivered or dead-lettered, an extension's
+   * deadline moved (with dedupe: with its claim's lease).
+   */
+  SETTLE_OUTCOME_APPLIED = 1,
+  /**
+   * SETTLE_OUTCOME_STALE - The token names no live delivery of this stream (unknown, settled
+   * already, its record went out again, its partition moved away, or with
+   * dedupe its claim was taken by another delivery). Nothing was applied.
+   */
+  SETTLE_OUTCOME_STALE = 2,
+  /** SETTLE_OUTCOME_ALREADY_ACKED - A nack or extension of a record acknowledged already. */
+  SETTLE_OUTCOME_ALREADY_ACKED = 3,
+  /**
+   * SETTLE_OUTCOME_PENDING - With dedupe: an ack applied whose done marker is not in Redis yet
+   * after 10 s (the gateway keeps trying and does not redeliver the
+   * record), or an extension Redis did not confirm (its deadline stands).
+   */
+  SETTLE_OUTCOME_PENDING = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function settleOutcomeFromJSON(object: any): SettleOutcome {
+  switch (object) {
+    case 0:
+    case "SETTLE_OUTCOME_UNSPECIFIED":
+      return SettleOutcome.SETTLE_OUTCOME_UNSPECIFIED;
+    case 1:
+    case "SETTLE_OUTCOME_APPLIED":
+      return SettleOutcome.SETTLE_OUTCOME_APPLIED;
+    case 2:
+    case "SETTLE_OUTCOME_STALE":
+      return SettleOutcome.SETTLE_OUTCOME_STALE;
+    case 3:
+    case "SETTLE_OUTCOME_ALREADY_ACKED":
+      return SettleOutcome.SETTLE_OUTCOME_ALREADY_ACKED;
+    case 4:
+    case "SETTLE_OUTCOME_PENDING":
+      return SettleOutcome.SETTLE_OUTCOME_PENDING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SettleOutcome.UNRECOGNIZED;
+  }
+}
+
+export function settleOutcomeToJSON(object: SettleOutcome): string {
+  switch (object) {
+    case SettleOutcome.SETTLE_OUTCOME_UNSPECIFIED:
+      return "SETTLE_OUTCOME_UNSPECIFIED";
+    case SettleOutcome.SETTLE_OUTCOME_APPLIED:
+      return "SETTLE_OUTCOME_APPLIED";
+    case SettleOutcome.SETTLE_OUTCOME_STALE:
+      return "SETTLE_OUTCOME_STALE";
+    case SettleOutcome.SETTLE_OUTCOME_ALREADY_ACKED:
+      return "SETTLE_OUTCOME_ALREADY_ACKED";
+    case SettleOutcome.SETTLE_OUTCOME_PENDING:
+      return "SETTLE_OUTCOME_PENDING";
+    case SettleOutcome.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** TopicPartition names one partition. */
 export interface TopicPartition {
   /** Topic name. */
@@ -182,6 +253,104 @@ export interface SubscribeResponse {
   assignment?: Assignment | undefined;
 }
 
+/** ConsumeRequest is one message of the app in a Consume stream. */
+export interface ConsumeRequest {
+  /** First message, and only then: the subscription and the first credit. */
+  start?:
+    | ConsumeStart
+    | undefined;
+  /** More credit. */
+  credit?:
+    | Credit
+    | undefined;
+  /** Acks, nacks and extensions of deliveries of this stream. */
+  settle?: Settle | undefined;
+}
+
+/** ConsumeStart opens a Consume stream. */
+export interface ConsumeStart {
+  /** The subscription, as for Subscribe. */
+  subscription:
+    | SubscribeRequest
+    | undefined;
+  /** The first credit. Without any, nothing is sent until a credit message. */
+  credit: Credit | undefined;
+}
+
+/** Credit lets the gateway send more. */
+export interface Credit {
+  /** More records. Must not be negative. */
+  records: number;
+  /**
+   * More bytes: the sum of the keys, values and headers of the records
+   * sent. Must not be negative.
+   */
+  bytes: number;
+}
+
+/**
+ * Settle acks, nacks and extends deliveries of this stream, by token. A
+ * token may appear in one list of a settle only.
+ */
+export interface Settle {
+  /** Echoed in the settled frame that answers this settle. */
+  sequence: number;
+  /** Tokens of deliveries processed. */
+  acks: number[];
+  /**
+   * Tokens of deliveries to redeliver after retry_after, or to dead-letter
+   * (dead_letter, or max_attempts reached), as Nack does.
+   */
+  nacks: number[];
+  /** For nacks: delay before redelivery (at most consumer.max_retry_after). */
+  retryAfter:
+    | Duration
+    | undefined;
+  /** For nacks: dead-letter at once. */
+  deadLetter: boolean;
+  /** For nacks: why, recorded in the dead-letter headers. At most 1024 bytes. */
+  reason: string;
+  /** Tokens of deliveries whose ack deadlines to push out, as Extend does. */
+  extends: number[];
+  /**
+   * For extends: how long from now. Required with extends; positive and at
+   * most consumer.max_ack_timeout.
+   */
+  extension:
+    | Duration
+    | undefined;
+  /** More credit, granted once the settle is applied. */
+  credit: Credit | undefined;
+}
+
+/** ConsumeResponse is one frame of a Consume stream. */
+export interface ConsumeResponse {
+  /** Records to process; each delivery carries a token. */
+  deliveries?:
+    | Deliveries
+    | undefined;
+  /** Partitions this gateway gained or lost for the group. */
+  assignment?:
+    | Assignment
+    | undefined;
+  /** The answer to a settle. */
+  settled?: Settled | undefined;
+}
+
+/** Settled answers one settle. */
+export interface Settled {
+  /** The settle's sequence. */
+  sequence: number;
+  /** The outcome of each ack, in the settle's order. */
+  acks: SettleOutcome[];
+  /** The outcome of each nack. */
+  nacks: SettleOutcome[];
+  /** The outcome of each extension. */
+  extends: SettleOutcome[];
+  /** The ack deadline of each extension applied (unset otherwise). */
+  ackDeadlines: Date[];
+}
+
 /** Deliveries is a batch of records. */
 export interface Deliveries {
   /** The records, in partition order within each partition. */
@@ -203,7 +372,7 @@ export interface Assignment {
 
 /** Delivery is one record handed to the application. */
 export interface Delivery {
-  /** Opaque ID to pass to Ack or Nack. */
+  /** Opaque ID to pass to Ack, Nack or Extend (Subscribe streams only). */
   ackId: string;
   /** Source topic. */
   topic: string;
@@ -246,7 +415,14 @@ export interface Delivery {
    * once another delivery of the record has begun. An app that cannot finish
    * in time should not start, or should stop, processing the record.
    */
-  ackDeadline: Date | undefined;
+  ackDeadline:
+    | Date
+    | undefined;
+  /**
+   * In a Consume stream: the delivery's token for settle (ack_id is then
+   * empty). 0 in Subscribe streams.
+   */
+  token: number;
 }
 
 /** AckRequest acknowledges records. */
@@ -669,6 +845,838 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
   },
 };
 
+function createBaseConsumeRequest(): ConsumeRequest {
+  return { start: undefined, credit: undefined, settle: undefined };
+}
+
+export const ConsumeRequest: MessageFns<ConsumeRequest> = {
+  encode(message: ConsumeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      ConsumeStart.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.credit !== undefined) {
+      Credit.encode(message.credit, writer.uint32(18).fork()).join();
+    }
+    if (message.settle !== undefined) {
+      Settle.encode(message.settle, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = ConsumeStart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.credit = Credit.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.settle = Settle.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeRequest {
+    return {
+      start: isSet(object.start) ? ConsumeStart.fromJSON(object.start) : undefined,
+      credit: isSet(object.credit) ? Credit.fromJSON(object.credit) : undefined,
+      settle: isSet(object.settle) ? Settle.fromJSON(object.settle) : undefined,
+    };
+  },
+
+  toJSON(message: ConsumeRequest): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = ConsumeStart.toJSON(message.start);
+    }
+    if (message.credit !== undefined) {
+      obj.credit = Credit.toJSON(message.credit);
+    }
+    if (message.settle !== undefined) {
+      obj.settle = Settle.toJSON(message.settle);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeRequest>, I>>(base?: I): ConsumeRequest {
+    return ConsumeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeRequest>, I>>(object: I): ConsumeRequest {
+    const message = createBaseConsumeRequest();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? ConsumeStart.fromPartial(object.start)
+      : undefined;
+    message.credit = (object.credit !== undefined && object.credit !== null)
+      ? Credit.fromPartial(object.credit)
+      : undefined;
+    message.settle = (object.settle !== undefined && object.settle !== null)
+      ? Settle.fromPartial(object.settle)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConsumeStart(): ConsumeStart {
+  return { subscription: undefined, credit: undefined };
+}
+
+export const ConsumeStart: MessageFns<ConsumeStart> = {
+  encode(message: ConsumeStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subscription !== undefined) {
+      SubscribeRequest.encode(message.subscription, writer.uint32(10).fork()).join();
+    }
+    if (message.credit !== undefined) {
+      Credit.encode(message.credit, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subscription = SubscribeRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.credit = Credit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeStart {
+    return {
+      subscription: isSet(object.subscription) ? SubscribeRequest.fromJSON(object.subscription) : undefined,
+      credit: isSet(object.credit) ? Credit.fromJSON(object.credit) : undefined,
+    };
+  },
+
+  toJSON(message: ConsumeStart): unknown {
+    const obj: any = {};
+    if (message.subscription !== undefined) {
+      obj.subscription = SubscribeRequest.toJSON(message.subscription);
+    }
+    if (message.credit !== undefined) {
+      obj.credit = Credit.toJSON(message.credit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeStart>, I>>(base?: I): ConsumeStart {
+    return ConsumeStart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeStart>, I>>(object: I): ConsumeStart {
+    const message = createBaseConsumeStart();
+    message.subscription = (object.subscription !== undefined && object.subscription !== null)
+      ? SubscribeRequest.fromPartial(object.subscription)
+      : undefined;
+    message.credit = (object.credit !== undefined && object.credit !== null)
+      ? Credit.fromPartial(object.credit)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCredit(): Credit {
+  return { records: 0, bytes: 0 };
+}
+
+export const Credit: MessageFns<Credit> = {
+  encode(message: Credit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.records !== 0) {
+      writer.uint32(8).int64(message.records);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Credit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCredit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.records = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Credit {
+    return {
+      records: isSet(object.records) ? globalThis.Number(object.records) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+    };
+  },
+
+  toJSON(message: Credit): unknown {
+    const obj: any = {};
+    if (message.records !== 0) {
+      obj.records = Math.round(message.records);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Credit>, I>>(base?: I): Credit {
+    return Credit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Credit>, I>>(object: I): Credit {
+    const message = createBaseCredit();
+    message.records = object.records ?? 0;
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseSettle(): Settle {
+  return {
+    sequence: 0,
+    acks: [],
+    nacks: [],
+    retryAfter: undefined,
+    deadLetter: false,
+    reason: "",
+    extends: [],
+    extension: undefined,
+    credit: undefined,
+  };
+}
+
+export const Settle: MessageFns<Settle> = {
+  encode(message: Settle, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sequence !== 0) {
+      writer.uint32(8).uint64(message.sequence);
+    }
+    if (message.acks.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.acks) {
+        writer.fixed64(v);
+      }
+      writer.join();
+    }
+    if (message.nacks.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.nacks) {
+        writer.fixed64(v);
+      }
+      writer.join();
+    }
+    if (message.retryAfter !== undefined) {
+      Duration.encode(message.retryAfter, writer.uint32(34).fork()).join();
+    }
+    if (message.deadLetter !== false) {
+      writer.uint32(40).bool(message.deadLetter);
+    }
+    if (message.reason !== "") {
+      writer.uint32(50).string(message.reason);
+    }
+    if (message.extends.length !== 0) {
+      writer.uint32(58).fork();
+      for (const v of message.extends) {
+        writer.fixed64(v);
+      }
+      writer.join();
+    }
+    if (message.extension !== undefined) {
+      Duration.encode(message.extension, writer.uint32(66).fork()).join();
+    }
+    if (message.credit !== undefined) {
+      Credit.encode(message.credit, writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Settle {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettle();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.acks.push(longToNumber(reader.fixed64()));
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.acks.push(longToNumber(reader.fixed64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 25) {
+              message.nacks.push(longToNumber(reader.fixed64()));
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.nacks.push(longToNumber(reader.fixed64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.retryAfter = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deadLetter = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag === 57) {
+              message.extends.push(longToNumber(reader.fixed64()));
+
+              continue;
+            }
+
+            if (tag === 58) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.extends.push(longToNumber(reader.fixed64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.extension = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.credit = Credit.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Settle {
+    return {
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      acks: globalThis.Array.isArray(object?.acks) ? object.acks.map((e: any) => globalThis.Number(e)) : [],
+      nacks: globalThis.Array.isArray(object?.nacks) ? object.nacks.map((e: any) => globalThis.Number(e)) : [],
+      retryAfter: isSet(object.retryAfter)
+        ? Duration.fromJSON(object.retryAfter)
+        : isSet(object.retry_after)
+        ? Duration.fromJSON(object.retry_after)
+        : undefined,
+      deadLetter: isSet(object.deadLetter)
+        ? globalThis.Boolean(object.deadLetter)
+        : isSet(object.dead_letter)
+        ? globalThis.Boolean(object.dead_letter)
+        : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      extends: globalThis.Array.isArray(object?.extends) ? object.extends.map((e: any) => globalThis.Number(e)) : [],
+      extension: isSet(object.extension) ? Duration.fromJSON(object.extension) : undefined,
+      credit: isSet(object.credit) ? Credit.fromJSON(object.credit) : undefined,
+    };
+  },
+
+  toJSON(message: Settle): unknown {
+    const obj: any = {};
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.acks?.length) {
+      obj.acks = message.acks.map((e) => Math.round(e));
+    }
+    if (message.nacks?.length) {
+      obj.nacks = message.nacks.map((e) => Math.round(e));
+    }
+    if (message.retryAfter !== undefined) {
+      obj.retryAfter = Duration.toJSON(message.retryAfter);
+    }
+    if (message.deadLetter !== false) {
+      obj.deadLetter = message.deadLetter;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.extends?.length) {
+      obj.extends = message.extends.map((e) => Math.round(e));
+    }
+    if (message.extension !== undefined) {
+      obj.extension = Duration.toJSON(message.extension);
+    }
+    if (message.credit !== undefined) {
+      obj.credit = Credit.toJSON(message.credit);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Settle>, I>>(base?: I): Settle {
+    return Settle.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Settle>, I>>(object: I): Settle {
+    const message = createBaseSettle();
+    message.sequence = object.sequence ?? 0;
+    message.acks = object.acks?.map((e) => e) || [];
+    message.nacks = object.nacks?.map((e) => e) || [];
+    message.retryAfter = (object.retryAfter !== undefined && object.retryAfter !== null)
+      ? Duration.fromPartial(object.retryAfter)
+      : undefined;
+    message.deadLetter = object.deadLetter ?? false;
+    message.reason = object.reason ?? "";
+    message.extends = object.extends?.map((e) => e) || [];
+    message.extension = (object.extension !== undefined && object.extension !== null)
+      ? Duration.fromPartial(object.extension)
+      : undefined;
+    message.credit = (object.credit !== undefined && object.credit !== null)
+      ? Credit.fromPartial(object.credit)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConsumeResponse(): ConsumeResponse {
+  return { deliveries: undefined, assignment: undefined, settled: undefined };
+}
+
+export const ConsumeResponse: MessageFns<ConsumeResponse> = {
+  encode(message: ConsumeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deliveries !== undefined) {
+      Deliveries.encode(message.deliveries, writer.uint32(10).fork()).join();
+    }
+    if (message.assignment !== undefined) {
+      Assignment.encode(message.assignment, writer.uint32(18).fork()).join();
+    }
+    if (message.settled !== undefined) {
+      Settled.encode(message.settled, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsumeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsumeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deliveries = Deliveries.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.assignment = Assignment.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.settled = Settled.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsumeResponse {
+    return {
+      deliveries: isSet(object.deliveries) ? Deliveries.fromJSON(object.deliveries) : undefined,
+      assignment: isSet(object.assignment) ? Assignment.fromJSON(object.assignment) : undefined,
+      settled: isSet(object.settled) ? Settled.fromJSON(object.settled) : undefined,
+    };
+  },
+
+  toJSON(message: ConsumeResponse): unknown {
+    const obj: any = {};
+    if (message.deliveries !== undefined) {
+      obj.deliveries = Deliveries.toJSON(message.deliveries);
+    }
+    if (message.assignment !== undefined) {
+      obj.assignment = Assignment.toJSON(message.assignment);
+    }
+    if (message.settled !== undefined) {
+      obj.settled = Settled.toJSON(message.settled);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConsumeResponse>, I>>(base?: I): ConsumeResponse {
+    return ConsumeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConsumeResponse>, I>>(object: I): ConsumeResponse {
+    const message = createBaseConsumeResponse();
+    message.deliveries = (object.deliveries !== undefined && object.deliveries !== null)
+      ? Deliveries.fromPartial(object.deliveries)
+      : undefined;
+    message.assignment = (object.assignment !== undefined && object.assignment !== null)
+      ? Assignment.fromPartial(object.assignment)
+      : undefined;
+    message.settled = (object.settled !== undefined && object.settled !== null)
+      ? Settled.fromPartial(object.settled)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSettled(): Settled {
+  return { sequence: 0, acks: [], nacks: [], extends: [], ackDeadlines: [] };
+}
+
+export const Settled: MessageFns<Settled> = {
+  encode(message: Settled, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sequence !== 0) {
+      writer.uint32(8).uint64(message.sequence);
+    }
+    if (message.acks.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.acks) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.nacks.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.nacks) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.extends.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.extends) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    for (const v of message.ackDeadlines) {
+      Timestamp.encode(toTimestamp(v!), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Settled {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettled();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.acks.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.acks.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.nacks.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.nacks.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.extends.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.extends.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.ackDeadlines.push(fromTimestamp(Timestamp.decode(reader, reader.uint32())));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Settled {
+    return {
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      acks: globalThis.Array.isArray(object?.acks) ? object.acks.map((e: any) => settleOutcomeFromJSON(e)) : [],
+      nacks: globalThis.Array.isArray(object?.nacks) ? object.nacks.map((e: any) => settleOutcomeFromJSON(e)) : [],
+      extends: globalThis.Array.isArray(object?.extends)
+        ? object.extends.map((e: any) => settleOutcomeFromJSON(e))
+        : [],
+      ackDeadlines: globalThis.Array.isArray(object?.ackDeadlines)
+        ? object.ackDeadlines.map((e: any) => fromJsonTimestamp(e))
+        : globalThis.Array.isArray(object?.ack_deadlines)
+        ? object.ack_deadlines.map((e: any) => fromJsonTimestamp(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Settled): unknown {
+    const obj: any = {};
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.acks?.length) {
+      obj.acks = message.acks.map((e) => settleOutcomeToJSON(e));
+    }
+    if (message.nacks?.length) {
+      obj.nacks = message.nacks.map((e) => settleOutcomeToJSON(e));
+    }
+    if (message.extends?.length) {
+      obj.extends = message.extends.map((e) => settleOutcomeToJSON(e));
+    }
+    if (message.ackDeadlines?.length) {
+      obj.ackDeadlines = message.ackDeadlines.map((e) => e.toISOString());
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Settled>, I>>(base?: I): Settled {
+    return Settled.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Settled>, I>>(object: I): Settled {
+    const message = createBaseSettled();
+    message.sequence = object.sequence ?? 0;
+    message.acks = object.acks?.map((e) => e) || [];
+    message.nacks = object.nacks?.map((e) => e) || [];
+    message.extends = object.extends?.map((e) => e) || [];
+    message.ackDeadlines = object.ackDeadlines?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseDeliveries(): Deliveries {
   return { deliveries: [] };
 }
@@ -842,6 +1850,7 @@ function createBaseDelivery(): Delivery {
     messageId: "",
     attempt: 0,
     ackDeadline: undefined,
+    token: 0,
   };
 }
 
@@ -879,6 +1888,9 @@ export const Delivery: MessageFns<Delivery> = {
     }
     if (message.ackDeadline !== undefined) {
       Timestamp.encode(toTimestamp(message.ackDeadline), writer.uint32(90).fork()).join();
+    }
+    if (message.token !== 0) {
+      writer.uint32(97).fixed64(message.token);
     }
     return writer;
   },
@@ -984,6 +1996,14 @@ export const Delivery: MessageFns<Delivery> = {
             message.ackDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.token = longToNumber(reader.fixed64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1021,6 +2041,7 @@ export const Delivery: MessageFns<Delivery> = {
         : isSet(object.ack_deadline)
         ? fromJsonTimestamp(object.ack_deadline)
         : undefined,
+      token: isSet(object.token) ? globalThis.Number(object.token) : 0,
     };
   },
 
@@ -1059,6 +2080,9 @@ export const Delivery: MessageFns<Delivery> = {
     if (message.ackDeadline !== undefined) {
       obj.ackDeadline = message.ackDeadline.toISOString();
     }
+    if (message.token !== 0) {
+      obj.token = Math.round(message.token);
+    }
     return obj;
   },
 
@@ -1078,6 +2102,7 @@ export const Delivery: MessageFns<Delivery> = {
     message.messageId = object.messageId ?? "";
     message.attempt = object.attempt ?? 0;
     message.ackDeadline = object.ackDeadline ?? undefined;
+    message.token = object.token ?? 0;
     return message;
   },
 };
@@ -1627,7 +2652,8 @@ export const ConsumerServiceService = {
    *   NOT_FOUND           a topic does not exist.
    *   FAILED_PRECONDITION the group already runs on this gateway with other
    *                       topics or settings (ordering, ack_timeout,
-   *                       max_attempts, start_position).
+   *                       max_attempts, start_position); a setting left
+   *                       unspecified takes the running group's.
    *   UNAVAILABLE         the gateway is shutting down (the stream ends with
    *                       it; unacknowledged records are redelivered later).
    */
@@ -1735,6 +2761,44 @@ export const ConsumerServiceService = {
     responseSerialize: (value: ExtendResponse): Buffer => Buffer.from(ExtendResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExtendResponse => ExtendResponse.decode(value),
   },
+  /**
+   * Consume is Subscribe, Ack, Nack and Extend in one bidirectional stream,
+   * with flow control by the app. The first message must be `start`: the
+   * subscription (as for Subscribe, with the same errors and authorization,
+   * plus the `ack` permission on the group) and the first credit. Then the
+   * app sends `credit` to be sent more records, and `settle` to ack, nack
+   * and extend what it was sent; the gateway sends `assignment` and
+   * `deliveries` frames as Subscribe does, but only within the credit
+   * granted, and answers each `settle` with a `settled` frame, in the order
+   * the settles were sent.
+   *
+   * Credit: each grant adds records and bytes (key, value and header sizes)
+   * the gateway may send; each delivery spends one record and its size,
+   * and a record is sent while the byte credit is positive, so the last one
+   * may overdraw it. Acks do not give credit back: the app grants more when
+   * it wants more (a settle may carry a grant). max_in_flight still bounds
+   * the records held at once.
+   *
+   * Deliveries in this stream carry a token instead of an ack_id: a random
+   * 64-bit number that names the delivery in this stream only, while it is
+   * live. A token of another stream, a made-up one, one already settled,
+   * or one whose record went out again is STALE; nothing else is applied
+   * for it, and every other token of the settle is applied on its own.
+   *
+   * Errors end the stream: INVALID_ARGUMENT for a first message that is not
+   * `start`, a later `start`, negative credit, or a settle's retry_after or
+   * extension out of bounds (the message names the field); the rest as for
+   * Subscribe.
+   */
+  consume: {
+    path: "/gateway.v1.ConsumerService/Consume" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ConsumeRequest): Buffer => Buffer.from(ConsumeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ConsumeRequest => ConsumeRequest.decode(value),
+    responseSerialize: (value: ConsumeResponse): Buffer => Buffer.from(ConsumeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ConsumeResponse => ConsumeResponse.decode(value),
+  },
 } as const;
 
 export interface ConsumerServiceServer extends UntypedServiceImplementation {
@@ -1753,7 +2817,8 @@ export interface ConsumerServiceServer extends UntypedServiceImplementation {
    *   NOT_FOUND           a topic does not exist.
    *   FAILED_PRECONDITION the group already runs on this gateway with other
    *                       topics or settings (ordering, ack_timeout,
-   *                       max_attempts, start_position).
+   *                       max_attempts, start_position); a setting left
+   *                       unspecified takes the running group's.
    *   UNAVAILABLE         the gateway is shutting down (the stream ends with
    *                       it; unacknowledged records are redelivered later).
    */
@@ -1829,6 +2894,36 @@ export interface ConsumerServiceServer extends UntypedServiceImplementation {
    *                       the Extend may be repeated.
    */
   extend: handleUnaryCall<ExtendRequest, ExtendResponse>;
+  /**
+   * Consume is Subscribe, Ack, Nack and Extend in one bidirectional stream,
+   * with flow control by the app. The first message must be `start`: the
+   * subscription (as for Subscribe, with the same errors and authorization,
+   * plus the `ack` permission on the group) and the first credit. Then the
+   * app sends `credit` to be sent more records, and `settle` to ack, nack
+   * and extend what it was sent; the gateway sends `assignment` and
+   * `deliveries` frames as Subscribe does, but only within the credit
+   * granted, and answers each `settle` with a `settled` frame, in the order
+   * the settles were sent.
+   *
+   * Credit: each grant adds records and bytes (key, value and header sizes)
+   * the gateway may send; each delivery spends one record and its size,
+   * and a record is sent while the byte credit is positive, so the last one
+   * may overdraw it. Acks do not give credit back: the app grants more when
+   * it wants more (a settle may carry a grant). max_in_flight still bounds
+   * the records held at once.
+   *
+   * Deliveries in this stream carry a token instead of an ack_id: a random
+   * 64-bit number that names the delivery in this stream only, while it is
+   * live. A token of another stream, a made-up one, one already settled,
+   * or one whose record went out again is STALE; nothing else is applied
+   * for it, and every other token of the settle is applied on its own.
+   *
+   * Errors end the stream: INVALID_ARGUMENT for a first message that is not
+   * `start`, a later `start`, negative credit, or a settle's retry_after or
+   * extension out of bounds (the message names the field); the rest as for
+   * Subscribe.
+   */
+  consume: handleBidiStreamingCall<ConsumeRequest, ConsumeResponse>;
 }
 
 export interface ConsumerServiceClient extends Client {
@@ -1847,7 +2942,8 @@ export interface ConsumerServiceClient extends Client {
    *   NOT_FOUND           a topic does not exist.
    *   FAILED_PRECONDITION the group already runs on this gateway with other
    *                       topics or settings (ordering, ack_timeout,
-   *                       max_attempts, start_position).
+   *                       max_attempts, start_position); a setting left
+   *                       unspecified takes the running group's.
    *   UNAVAILABLE         the gateway is shutting down (the stream ends with
    *                       it; unacknowledged records are redelivered later).
    */
@@ -1964,6 +3060,38 @@ export interface ConsumerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExtendResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Consume is Subscribe, Ack, Nack and Extend in one bidirectional stream,
+   * with flow control by the app. The first message must be `start`: the
+   * subscription (as for Subscribe, with the same errors and authorization,
+   * plus the `ack` permission on the group) and the first credit. Then the
+   * app sends `credit` to be sent more records, and `settle` to ack, nack
+   * and extend what it was sent; the gateway sends `assignment` and
+   * `deliveries` frames as Subscribe does, but only within the credit
+   * granted, and answers each `settle` with a `settled` frame, in the order
+   * the settles were sent.
+   *
+   * Credit: each grant adds records and bytes (key, value and header sizes)
+   * the gateway may send; each delivery spends one record and its size,
+   * and a record is sent while the byte credit is positive, so the last one
+   * may overdraw it. Acks do not give credit back: the app grants more when
+   * it wants more (a settle may carry a grant). max_in_flight still bounds
+   * the records held at once.
+   *
+   * Deliveries in this stream carry a token instead of an ack_id: a random
+   * 64-bit number that names the delivery in this stream only, while it is
+   * live. A token of another stream, a made-up one, one already settled,
+   * or one whose record went out again is STALE; nothing else is applied
+   * for it, and every other token of the settle is applied on its own.
+   *
+   * Errors end the stream: INVALID_ARGUMENT for a first message that is not
+   * `start`, a later `start`, negative credit, or a settle's retry_after or
+   * extension out of bounds (the message names the field); the rest as for
+   * Subscribe.
+   */
+  consume(): ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
+  consume(options: Partial<CallOptions>): ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
+  consume(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
 }
 
 export const ConsumerServiceClient = makeGenericClientConstructor(
