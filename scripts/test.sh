@@ -37,6 +37,7 @@ GOEXPERIMENT=cgocheck2 go test -count=1 -timeout 10m ./internal/rdkafka/ ./inter
 for target in \
   internal/consume:FuzzParseAckID \
   internal/consume:FuzzPartitionLogCommitRule \
+  internal/consume:FuzzGapMetadata \
   internal/produce:FuzzValidate \
   internal/grpcapi:FuzzRequests \
   internal/grpcapi:FuzzCodec \

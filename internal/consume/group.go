@@ -120,6 +120,7 @@ func (g *group) add(batch []fetched) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	added := 0
+	var skipped []*partitionLog
 	for _, f := range batch {
 		l := g.parts[tpKey{f.topic, f.partition}]
 		if l == nil {
@@ -128,15 +129,27 @@ func (g *group) add(batch []fetched) {
 		if l.append(f.r) {
 			l.appendedAt = now
 			added++
+			if len(l.skip) > 0 && l.skipDone(f.r.offset) {
+				// Acknowledged before the partition came here.
+				l.finish(f.r)
+				g.stats.skippedDone.Add(1)
+				skipped = append(skipped, l)
+			}
 		}
 	}
+	g.storeLocked(skipped...)
 	if added > 0 {
 		g.dispatchLocked()
 	}
 }
 
 // assigned starts new partition logs for partitions given to this member.
-func (g *group) assigned(tps []TopicPartition) {
+func (g *group) assigned(tps []TopicPartition) { g.assignedWith(tps, nil) }
+
+// assignedWith is assigned with, per partition, the ranges of offsets done
+// before (from its committed metadata): their records are done as they are
+// fetched.
+func (g *group) assignedWith(tps []TopicPartition, done map[tpKey][]offsetRange) {
 	var frame Assignment
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -147,6 +160,7 @@ func (g *group) assigned(tps []TopicPartition) {
 		}
 		l := newPartitionLog(k.topic, k.partition, epochs.Add(1), g.settings.Ordering == OrderingKey, g.timers, g.account())
 		l.appendedAt = g.m.now()
+		l.skip = done[k]
 		g.parts[k] = l
 		g.order = append(g.order, l)
 		frame.Assigned = append(frame.Assigned, tp)
@@ -195,7 +209,7 @@ func (g *group) revoked(tps []TopicPartition, lost bool) {
 	var commit []PartitionOffset
 	for _, l := range logs {
 		if off := l.committable(); off >= 0 && !lost {
-			commit = append(commit, PartitionOffset{Topic: l.topic, Partition: l.partition, Offset: off})
+			commit = append(commit, l.commitPoint())
 		}
 		g.forgetLocked(l, true)
 	}
@@ -295,7 +309,7 @@ func (g *group) storeLocked(logs ...*partitionLog) {
 		}
 		if off := l.committable(); off > l.stored {
 			l.stored = off
-			offs = append(offs, PartitionOffset{Topic: l.topic, Partition: l.partition, Offset: off})
+			offs = append(offs, l.commitPoint())
 		}
 	}
 	if len(offs) == 0 {
@@ -755,7 +769,7 @@ func (g *group) drainAndCommit() int {
 	var commit []PartitionOffset
 	for _, l := range logs {
 		if off := l.committable(); off >= 0 {
-			commit = append(commit, PartitionOffset{Topic: l.topic, Partition: l.partition, Offset: off})
+			commit = append(commit, l.commitPoint())
 		}
 	}
 	if len(commit) > 0 {

@@ -26,10 +26,11 @@ type fakeClient struct {
 	paused    map[tpKey]bool
 	stored    map[tpKey]int64
 	committed map[tpKey]int64
+	metadata  map[tpKey]string // committed with the offset
 }
 
 func newFakeClient() *fakeClient {
-	return &fakeClient{paused: map[tpKey]bool{}, stored: map[tpKey]int64{}, committed: map[tpKey]int64{}}
+	return &fakeClient{paused: map[tpKey]bool{}, stored: map[tpKey]int64{}, committed: map[tpKey]int64{}, metadata: map[tpKey]string{}}
 }
 
 func (f *fakeClient) record(op string, tps []TopicPartition, offs []PartitionOffset) {
@@ -77,6 +78,7 @@ func (f *fakeClient) Commit(offs []PartitionOffset) error {
 	f.record("commit", nil, offs)
 	for _, o := range offs {
 		f.committed[tpKey{o.Topic, o.Partition}] = o.Offset
+		f.metadata[tpKey{o.Topic, o.Partition}] = o.Metadata
 	}
 	return nil
 }

@@ -78,6 +78,9 @@ func toKafkaOffsets(offs []PartitionOffset) []kafka.TopicPartition {
 	out := make([]kafka.TopicPartition, len(offs))
 	for i := range offs {
 		out[i] = kafka.TopicPartition{Topic: &offs[i].Topic, Partition: offs[i].Partition, Offset: kafka.Offset(offs[i].Offset)}
+		if offs[i].Metadata != "" {
+			out[i].Metadata = &offs[i].Metadata
+		}
 	}
 	return out
 }
@@ -310,7 +313,7 @@ func (mb *member) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 	eager := c.GetRebalanceProtocol() == "EAGER"
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
-		g.assigned(fromKafkaTPs(e.Partitions))
+		g.assignedWith(fromKafkaTPs(e.Partitions), mb.committedGaps(e.Partitions))
 		if g.settings.StartPosition == StartLatest {
 			mb.pinLatest(e.Partitions)
 		}
@@ -344,6 +347,31 @@ func (mb *member) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 		}
 	}
 	return nil
+}
+
+// committedGaps reads the committed offsets of newly assigned partitions
+// and the done ranges their metadata names past them (see gaps.go). When
+// they cannot be read, the partitions start without: their records done
+// out of order before are delivered again (at least once).
+func (mb *member) committedGaps(tps []kafka.TopicPartition) map[tpKey][]offsetRange {
+	committed, err := mb.c.Committed(tps, 10_000)
+	if err != nil {
+		mb.g.logger.Warn("read the committed offsets' metadata; records acknowledged out of order before may be delivered again", "err", err)
+		return nil
+	}
+	var out map[tpKey][]offsetRange
+	for _, tp := range committed {
+		if tp.Metadata == nil || tp.Offset < 0 {
+			continue
+		}
+		if rs := gapsFrom(*tp.Metadata, int64(tp.Offset)); len(rs) > 0 {
+			if out == nil {
+				out = make(map[tpKey][]offsetRange)
+			}
+			out[tpKey{*tp.Topic, tp.Partition}] = rs
+		}
+	}
+	return out
 }
 
 // latestMargin is how far before the group's join "latest" starts, to

@@ -176,6 +176,11 @@ type partitionLog struct {
 	settledFIFO []int64
 	forgotBelow int64
 
+	// skip are the ranges of offsets past the committed one that were done
+	// before the partition came to this log (the commit's metadata): their
+	// records are done as they are fetched, never delivered.
+	skip []offsetRange
+
 	revoking bool // no more deliveries: being revoked or repositioned
 	paused   bool // fetching paused by flow control
 	gone     bool // forgotten: every later change is ignored

@@ -43,6 +43,9 @@ type PartitionOffset struct {
 	Topic     string
 	Partition int32
 	Offset    int64
+	// Metadata is committed with the offset: the done ranges beyond it
+	// (see gaps.go), or "".
+	Metadata string
 }
 
 // ResetAction says how Reposition moved a partition.

@@ -45,6 +45,9 @@ type Stats struct {
 	// holds because another owner had the claim, failed Redis batches, and
 	// done markers that found another owner's claim (a lapsed lease).
 	Claims, Duplicates, Held, RedisErrors, LostClaims int64
+	// SkippedDone counts records fetched that the committed metadata named
+	// done (acknowledged out of order before a hand-over): never delivered.
+	SkippedDone int64
 }
 
 func (s *Stats) add(o Stats) {
@@ -67,6 +70,7 @@ func (s *Stats) add(o Stats) {
 	s.Held += o.Held
 	s.RedisErrors += o.RedisErrors
 	s.LostClaims += o.LostClaims
+	s.SkippedDone += o.SkippedDone
 }
 
 // counters are one group's Stats, updated without locks.
@@ -75,7 +79,7 @@ type counters struct {
 	deadLettered                                                          atomic.Int64
 	deadLetteredCompact, deadLettersDropped, stalls                       atomic.Int64
 	commits, commitFailures, offsetResets                                 atomic.Int64
-	claims, duplicates, held, redisErrors, lostClaims                     atomic.Int64
+	claims, duplicates, held, redisErrors, lostClaims, skippedDone        atomic.Int64
 	stopped                                                               time.Time // when the group last stopped; guarded by Manager.mu
 }
 
@@ -100,6 +104,7 @@ func (c *counters) load() Stats {
 		Held:                c.held.Load(),
 		RedisErrors:         c.redisErrors.Load(),
 		LostClaims:          c.lostClaims.Load(),
+		SkippedDone:         c.skippedDone.Load(),
 	}
 }
 

@@ -43,6 +43,8 @@ func RegisterConsumer(r *Registry, groups func() []consume.GroupStats) {
 		func(s *consume.GroupStats) int64 { return s.Acked })
 	counter("gateway_consumer_nacks_total", "Ack IDs named by successful Nack calls.",
 		func(s *consume.GroupStats) int64 { return s.Nacked })
+	counter("gateway_consumer_skipped_done_total", "Records fetched that the committed offset's metadata named done (acknowledged out of order before a rebalance or restart): never delivered again.",
+		func(s *consume.GroupStats) int64 { return s.SkippedDone })
 	counter("gateway_consumer_extensions_total", "Ack IDs named by successful Extend calls (ack deadlines moved out).",
 		func(s *consume.GroupStats) int64 { return s.Extended })
 	counter("gateway_consumer_ack_timeouts_total", "Deliveries not acknowledged within the ack timeout.",
