@@ -419,13 +419,16 @@ type consumeClientConfig struct {
 	ordering    gatewayv1.Ordering
 	streams     int
 	maxInFlight int
-	ackMode     string // "frame": one Ack per Deliveries frame, inline; "batch": an acker goroutine per stream
+	ackMode     string // "frame": one Ack per Deliveries frame, inline; "batch": an acker goroutine per stream; "stream": Consume streams
 }
 
 func (c consumeClientConfig) String() string {
 	ack := "one Ack per Deliveries frame, inline"
-	if c.ackMode == "batch" {
+	switch c.ackMode {
+	case "batch":
 		ack = "acks batched by an acker goroutine per stream"
+	case "stream":
+		ack = "Consume streams, acks settled in band with credit granted back"
 	}
 	return fmt.Sprintf("%d stream(s) × max_in_flight %d, %s", c.streams, c.maxInFlight, ack)
 }
@@ -473,7 +476,105 @@ func (b *bench) gatewayConsumeRun(ctx context.Context, gw *gatewayProc, t *fille
 	if b.opts.consumeAckTimeout > 0 {
 		ackTimeout = durationpb.New(b.opts.consumeAckTimeout)
 	}
+	sub := &gatewayv1.SubscribeRequest{
+		Group:         group,
+		Topics:        []string{t.name},
+		Ordering:      cfg.ordering,
+		MaxInFlight:   int32(cfg.maxInFlight),
+		StartPosition: gatewayv1.StartPosition_START_POSITION_EARLIEST,
+		AckTimeout:    ackTimeout,
+	}
+	// consumeStream is one Consume stream: the receiving loop touches each
+	// frame and hands its tokens and sizes to a settler goroutine, which
+	// acks everything received while its previous settle was being sent,
+	// granting the same credit back; settled frames count the acks.
+	consumeStream := func() error {
+		stream, err := gw.consumer.Consume(ctx)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Start{Start: &gatewayv1.ConsumeStart{
+			Subscription: sub, Credit: &gatewayv1.Credit{Records: int64(cfg.maxInFlight), Bytes: 1 << 40},
+		}}}); err != nil {
+			return err
+		}
+		type batch struct{ tokens []uint64 }
+		toSettle := make(chan batch, 1024)
+		settlerDone := make(chan struct{})
+		go func() {
+			defer close(settlerDone)
+			var seq uint64
+			var acks []uint64
+			for b := range toSettle {
+				acks = append(acks[:0], b.tokens...)
+			more:
+				for len(acks) < ackBatchMax {
+					select {
+					case b, ok := <-toSettle:
+						if !ok {
+							break more
+						}
+						acks = append(acks, b.tokens...)
+					default:
+						break more
+					}
+				}
+				seq++
+				ackCalls.Add(1)
+				if err := stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Settle{Settle: &gatewayv1.Settle{
+					Sequence: seq, Acks: acks, Credit: &gatewayv1.Credit{Records: int64(len(acks))},
+				}}}); err != nil {
+					return
+				}
+			}
+		}()
+		defer func() { close(toSettle); <-settlerDone }()
+		var local uint64
+		defer func() { sink.Add(local) }()
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // the run is over
+				}
+				return fmt.Errorf("consume stream: %w", err)
+			}
+			switch f := resp.GetFrame().(type) {
+			case *gatewayv1.ConsumeResponse_Assignment:
+				revoked.Add(int64(len(f.Assignment.GetRevoked())))
+			case *gatewayv1.ConsumeResponse_Settled:
+				applied := int64(0)
+				for _, o := range f.Settled.GetAcks() {
+					if o == gatewayv1.SettleOutcome_SETTLE_OUTCOME_APPLIED {
+						applied++
+					}
+				}
+				if n := int64(len(f.Settled.GetAcks())) - applied; n > 0 && ctx.Err() == nil {
+					failures.fail(n, "settle: acks not applied")
+				}
+				pending.Add(-int64(len(f.Settled.GetAcks())))
+				maybeFinish()
+			case *gatewayv1.ConsumeResponse_Deliveries:
+				ds := f.Deliveries.GetDeliveries()
+				if len(ds) == 0 {
+					continue
+				}
+				frames.Add(1)
+				tokens := make([]uint64, len(ds))
+				for i, d := range ds {
+					local += touch(d.GetValue())
+					tokens[i] = d.GetToken()
+				}
+				pending.Add(int64(len(ds)))
+				cov.add(len(ds), func(i int) (int32, int64) { return ds[i].GetPartition(), ds[i].GetOffset() })
+				toSettle <- batch{tokens}
+			}
+		}
+	}
 	oneStream := func() error {
+		if cfg.ackMode == "stream" {
+			return consumeStream()
+		}
 		stream, err := gw.consumer.Subscribe(ctx, &gatewayv1.SubscribeRequest{
 			Group:         group,
 			Topics:        []string{t.name},

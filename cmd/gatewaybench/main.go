@@ -206,7 +206,7 @@ func parseFlags() options {
 	flag.IntVar(&o.consumeStreams, "consume-streams", 4, "Subscribe streams in gateway-consume-none")
 	flag.IntVar(&o.consumeKeyStreams, "consume-key-streams", 1, "Subscribe streams in gateway-consume-key")
 	flag.IntVar(&o.consumeInFlight, "consume-in-flight", 5000, "max_in_flight of each Subscribe stream")
-	flag.StringVar(&o.consumeAck, "consume-ack", "batch", "how the gateway consume client acks: frame (one Ack per Deliveries frame, inline) or batch (an acker goroutine per stream coalescing the IDs of the frames received meanwhile)")
+	flag.StringVar(&o.consumeAck, "consume-ack", "stream", "how the gateway consume client acks: stream (Consume streams: a settler goroutine per stream acks in band the tokens of the frames received meanwhile and grants their credit back), frame (Subscribe, one Ack per Deliveries frame, inline) or batch (Subscribe, an acker goroutine per stream coalescing the IDs of the frames received meanwhile)")
 	flag.IntVar(&o.consumeBuffered, "consume-buffered", 50_000, "--consumer.max_buffered_records of the gateway of gateway-consume-none (the gateway's default is 2000)")
 	flag.IntVar(&o.consumeKeyBuffered, "consume-key-buffered", 10_000, "--consumer.max_buffered_records of the gateway of gateway-consume-key")
 	flag.StringVar(&o.consumePropsText, "consume-properties", "fetch.queue.backoff.ms=10",
@@ -246,8 +246,8 @@ func main() {
 		o.consumeInFlight < 1 || o.consumeBuffered < 1 || o.consumeKeyBuffered < 1 || o.profileTop < 1 {
 		fatalf("--repeats, --records, --streams, --window-*, --latency-samples, --consume-*, --profile-top must be at least 1")
 	}
-	if o.consumeAck != "frame" && o.consumeAck != "batch" {
-		fatalf("--consume-ack must be frame or batch")
+	if o.consumeAck != "frame" && o.consumeAck != "batch" && o.consumeAck != "stream" {
+		fatalf("--consume-ack must be stream, frame or batch")
 	}
 	props, err := parseProps(o.consumePropsText)
 	if err != nil {

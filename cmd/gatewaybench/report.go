@@ -302,9 +302,9 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	p("  processing: `Poll(100)` then `Poll(0)` up to %d records, touch every value, then", directConsumeBatch)
 	p("  `StoreOffsets` of the batch (`enable.auto.offset.store=false`, `enable.auto.commit=true`,")
 	p("  `auto.commit.interval.ms=1000`, as the gateway's own consumers).")
-	p("- **gateway-consume-none**: the same topic through the gateway's `Subscribe`")
+	p("- **gateway-consume-none**: the same topic through the gateway")
 	p("  (`ORDERING_NONE`, `start_position` earliest): %d stream(s) of one group, `max_in_flight`", o.consumeStreams)
-	p("  %d each; every value is touched and every record acknowledged with `Ack` (%s).", o.consumeInFlight, ackModeText(o.consumeAck))
+	p("  %d each; every value is touched and every record acknowledged (%s).", o.consumeInFlight, ackModeText(o.consumeAck))
 	p("  Gateway flags: `%s`. Target ≥ 0.8× direct-consume.", strings.Join(consumeFlagsText(o, o.consumeBuffered), " "))
 	p("- **gateway-consume-none-dedupe**: gateway-consume-none with consumer-side dedupe on, on a")
 	p("  gateway of its own: the same streams, `max_in_flight`, acker, topic and flags, plus")
@@ -389,8 +389,11 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 }
 
 func ackModeText(mode string) string {
-	if mode == "frame" {
+	switch mode {
+	case "frame":
 		return "one `Ack` per Deliveries frame, inline, before the next `Recv`"
+	case "stream":
+		return fmt.Sprintf("through `Consume` streams: a settler goroutine per stream acks, in band, the tokens of every frame received while its previous settle was being sent, up to %d, and grants their credit back; the `max_in_flight` is the first credit", ackBatchMax)
 	}
 	return fmt.Sprintf("an acker goroutine per stream sends the IDs of every frame received while its previous `Ack` was in flight in one call, up to %d IDs", ackBatchMax)
 }

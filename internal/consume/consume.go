@@ -81,7 +81,7 @@ func (s *Stream) Settle(req SettleRequest) (*PendingSettle, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	resolve := func(tok uint64) (target, Outcome) {
-		id, ok := s.tokens[tok]
+		id, ok := s.tokens.lookup(tok)
 		if !ok {
 			return target{}, Stale
 		}

@@ -157,3 +157,46 @@ func TestCreditOfRecordsTakenBackUnsentIsGivenBack(t *testing.T) {
 		t.Fatalf("after the revoke: credit %d records, %d bytes, holding %d; want 2, %d, 0", records, bytes, holding, 1<<20)
 	}
 }
+
+// The token table against a map of the tokens it issued: a live token
+// names its delivery, a dropped one names nothing even once its slot is
+// reused, no token is issued twice, and 0 never is.
+func TestTheTokenTableNamesOnlyLiveDeliveries(t *testing.T) {
+	tt := newTokenTable()
+	live := map[uint64]AckID{}
+	var dead []uint64
+	issued := map[uint64]bool{}
+	for i := range 20000 {
+		switch {
+		case i%3 != 2 || len(live) == 0:
+			id := AckID{Topic: "t", Offset: int64(i), Epoch: 1, Delivery: 1}
+			tok := tt.issue(id)
+			if tok == 0 || issued[tok] {
+				t.Fatalf("token %x issued again (or 0)", tok)
+			}
+			issued[tok] = true
+			live[tok] = id
+		default:
+			for tok := range live {
+				tt.drop(tok)
+				delete(live, tok)
+				dead = append(dead, tok)
+				break
+			}
+		}
+	}
+	for tok, id := range live {
+		if got, ok := tt.lookup(tok); !ok || got != id {
+			t.Fatalf("live token %x: %v %v", tok, got, ok)
+		}
+	}
+	for _, tok := range dead {
+		if _, ok := tt.lookup(tok); ok {
+			t.Fatalf("dropped token %x still names a delivery", tok)
+		}
+		tt.drop(tok) // dropping again changes nothing
+	}
+	if tt.count != len(live) || len(tt.ids) > len(live)+len(tt.free) {
+		t.Fatalf("%d live in the table, %d in the model; %d slots, %d free", tt.count, len(live), len(tt.ids), len(tt.free))
+	}
+}

@@ -2,8 +2,6 @@ package consume
 
 import (
 	"context"
-	crand "crypto/rand"
-	"math/rand/v2"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -72,11 +70,10 @@ type Stream struct {
 	credited      bool
 	creditRecords int64
 	creditBytes   int64
-	// tokens are the deliveries the stream holds, by token: random 64-bit
-	// numbers, meaningful only within this stream, so no other stream or
-	// call can name them. At most max_in_flight entries.
-	tokens map[uint64]AckID
-	rng    *rand.ChaCha8
+	// tokens names the deliveries the stream holds (at most max_in_flight),
+	// meaningful only within this stream, so no other stream or call can
+	// name them.
+	tokens *tokenTable
 }
 
 // maxCredit bounds the credit a stream may accumulate.
@@ -86,10 +83,7 @@ const maxCredit = 1 << 50
 func newStream(g *group, maxInFlight int, lim *rate.Limiter, credited bool) *Stream {
 	s := &Stream{g: g, maxInFlight: maxInFlight, notify: make(chan struct{}, 1), rate: lim, credited: credited}
 	if credited {
-		var seed [32]byte
-		_, _ = crand.Read(seed[:])
-		s.rng = rand.NewChaCha8(seed)
-		s.tokens = make(map[uint64]AckID, min(maxInFlight, 1024))
+		s.tokens = newTokenTable()
 	}
 	return s
 }
@@ -101,7 +95,7 @@ func (s *Stream) letGo(r *record, unsent bool) {
 	s.holding--
 	r.stream = nil
 	if r.token != 0 {
-		delete(s.tokens, r.token)
+		s.tokens.drop(r.token)
 		r.token = 0
 	}
 	if unsent && s.credited {
@@ -116,14 +110,8 @@ func (s *Stream) issue(r *record, id AckID) uint64 {
 	if s.tokens == nil {
 		return 0
 	}
-	for {
-		t := s.rng.Uint64()
-		if _, taken := s.tokens[t]; t != 0 && !taken {
-			s.tokens[t] = id
-			r.token = t
-			return t
-		}
-	}
+	r.token = s.tokens.issue(id)
+	return r.token
 }
 
 // Grant adds to a Consume stream's credit: records and bytes more the

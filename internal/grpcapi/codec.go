@@ -45,8 +45,27 @@ func fast(v any) (fastMessage, bool) {
 	return nil, false
 }
 
+// marshaler is a message with generated marshalling code.
+type marshaler interface {
+	SizeVT() int
+	MarshalToSizedBufferVT(data []byte) (int, error)
+}
+
+// fastMarshal returns v's generated marshalling code when v is a message
+// the gateway sends often: the produce path's, and the frames of
+// Subscribe and Consume streams.
+func fastMarshal(v any) (marshaler, bool) {
+	switch m := v.(type) {
+	case *gatewayv1.SubscribeResponse:
+		return m, true
+	case *gatewayv1.ConsumeResponse:
+		return m, true
+	}
+	return fast(v)
+}
+
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := fast(v)
+	m, ok := fastMarshal(v)
 	if !ok {
 		return c.fallback.Marshal(v)
 	}

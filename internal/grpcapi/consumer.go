@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
@@ -195,6 +196,9 @@ func (s *ConsumerServer) Consume(stream gatewayv1.ConsumerService_ConsumeServer)
 			if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
 				err = cause
 			}
+			if _, ok := status.FromError(err); ok {
+				return err // the stream's own end (the client went away, say)
+			}
 			return toStatus(s.logger, err).Err()
 		}
 		if err := send(toProtoConsumeFrame(f)); err != nil {
@@ -298,6 +302,7 @@ func toProtoSettled(seq uint64, res consume.SettleResult) *gatewayv1.ConsumeResp
 	if len(res.Deadlines) > 0 {
 		st.AckDeadlines = make([]*timestamppb.Timestamp, len(res.Deadlines))
 		for i, t := range res.Deadlines {
+			st.AckDeadlines[i] = &timestamppb.Timestamp{} // not applied: the zero timestamp
 			if !t.IsZero() {
 				st.AckDeadlines[i] = timestamppb.New(t)
 			}
@@ -324,30 +329,45 @@ func toProtoAssignment(a *consume.Assignment) *gatewayv1.Assignment {
 	return &gatewayv1.Assignment{Assigned: toProtoTPs(a.Assigned), Revoked: toProtoTPs(a.Revoked)}
 }
 
+// toProtoDeliveries builds a frame's deliveries with a few allocations for
+// the whole frame (the messages, their timestamps and headers each in one
+// block) instead of several per record.
 func toProtoDeliveries(in []consume.Delivery) *gatewayv1.Deliveries {
 	ds := make([]*gatewayv1.Delivery, len(in))
+	pds := make([]gatewayv1.Delivery, len(in))
+	tss := make([]timestamppb.Timestamp, 2*len(in))
+	headers := 0
 	for i := range in {
-		d := &in[i]
-		pd := &gatewayv1.Delivery{
-			AckId:     d.AckID,
-			Token:     d.Token,
-			Topic:     d.Topic,
-			Partition: d.Partition,
-			Offset:    d.Offset,
-			Key:       d.Key,   // nil (null) is unset, non-nil empty is set and empty
-			Value:     d.Value, // nil (a tombstone's null) likewise
-			Timestamp: timestamppb.New(d.Timestamp),
-			MessageId: d.MessageID,
-			Attempt:   d.Attempt,
-		}
+		headers += len(in[i].Headers)
+	}
+	hs := make([]gatewayv1.Header, headers)
+	hps := make([]*gatewayv1.Header, headers)
+	for i := range in {
+		d, pd := &in[i], &pds[i]
+		pd.AckId = d.AckID
+		pd.Token = d.Token
+		pd.Topic = d.Topic
+		pd.Partition = d.Partition
+		pd.Offset = d.Offset
+		pd.Key = d.Key     // nil (null) is unset, non-nil empty is set and empty
+		pd.Value = d.Value // nil (a tombstone's null) likewise
+		pd.MessageId = d.MessageID
+		pd.Attempt = d.Attempt
+		ts := &tss[2*i]
+		ts.Seconds, ts.Nanos = d.Timestamp.Unix(), int32(d.Timestamp.Nanosecond())
+		pd.Timestamp = ts
 		if !d.AckDeadline.IsZero() {
-			pd.AckDeadline = timestamppb.New(d.AckDeadline)
+			ts := &tss[2*i+1]
+			ts.Seconds, ts.Nanos = d.AckDeadline.Unix(), int32(d.AckDeadline.Nanosecond())
+			pd.AckDeadline = ts
 		}
-		if len(d.Headers) > 0 {
-			pd.Headers = make([]*gatewayv1.Header, len(d.Headers))
+		if n := len(d.Headers); n > 0 {
+			pd.Headers, hps = hps[:n:n], hps[n:]
 			for j, h := range d.Headers {
-				pd.Headers[j] = &gatewayv1.Header{Key: h.Key, Value: h.Value}
+				hs[j].Key, hs[j].Value = h.Key, h.Value
+				pd.Headers[j] = &hs[j]
 			}
+			hs = hs[n:]
 		}
 		ds[i] = pd
 	}

@@ -902,7 +902,8 @@ type Settled struct {
 	Nacks []SettleOutcome `protobuf:"varint,3,rep,packed,name=nacks,proto3,enum=gateway.v1.SettleOutcome" json:"nacks,omitempty"`
 	// The outcome of each extension.
 	Extends []SettleOutcome `protobuf:"varint,4,rep,packed,name=extends,proto3,enum=gateway.v1.SettleOutcome" json:"extends,omitempty"`
-	// The ack deadline of each extension applied (unset otherwise).
+	// The ack deadline of each extension, in the settle's order: the zero
+	// timestamp (1970-01-01T00:00:00Z) for one not applied.
 	AckDeadlines  []*timestamppb.Timestamp `protobuf:"bytes,5,rep,name=ack_deadlines,json=ackDeadlines,proto3" json:"ack_deadlines,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

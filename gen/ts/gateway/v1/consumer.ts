@@ -347,7 +347,10 @@ export interface Settled {
   nacks: SettleOutcome[];
   /** The outcome of each extension. */
   extends: SettleOutcome[];
-  /** The ack deadline of each extension applied (unset otherwise). */
+  /**
+   * The ack deadline of each extension, in the settle's order: the zero
+   * timestamp (1970-01-01T00:00:00Z) for one not applied.
+   */
   ackDeadlines: Date[];
 }
 
