@@ -1,7 +1,9 @@
 // Command example is an example app for the Kafka sidecar gateway, in Go.
 //
-// It produces records, then subscribes to them as a consumer group and acks
-// each one after handling it. Every event is printed to stdout as one JSON
+// It produces records, then consumes them as a consumer group through a
+// Consume stream: it grants the gateway credit, acks each record in the
+// stream after handling it, and extends the lease of a record whose
+// handling takes longer than the ack timeout (--work). Every event is printed to stdout as one JSON
 // line, so a person or a test can follow it; logs go to stderr.
 //
 //	go run ./examples/go --target unix:///var/run/gateway/gateway.sock \
@@ -37,6 +39,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 )
@@ -56,6 +59,7 @@ func run() error {
 	batch := flag.Int("batch", 50, "records per Produce call")
 	runID := flag.String("run-id", randomID(), "prefix of the idempotency keys")
 	tombstoneEvery := flag.Int("tombstone-every", 0, "make every Nth record a tombstone (no value); 0: none")
+	work := flag.Duration("work", 0, "pretended processing time per record (longer than the ack timeout: the lease is extended meanwhile)")
 	flag.Parse()
 	switch {
 	case *topic == "" || *group == "":
@@ -77,7 +81,7 @@ func run() error {
 		}
 	}
 	if *nConsume > 0 {
-		return consume(ctx, gatewayv1.NewConsumerServiceClient(conn), *topic, *group, *nConsume)
+		return consume(ctx, gatewayv1.NewConsumerServiceClient(conn), *topic, *group, *nConsume, *work)
 	}
 	return nil
 }
@@ -191,20 +195,20 @@ func produce(ctx context.Context, producer gatewayv1.ProducerServiceClient, topi
 // consume subscribes and acks every record after handling it, until want
 // distinct message IDs have been handled. It subscribes again if the stream
 // ends.
-func consume(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topic, group string, want int) error {
+func consume(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topic, group string, want int, work time.Duration) error {
 	seen := map[string]bool{}
 	for attempt := 1; len(seen) < want; attempt++ {
-		err := subscribeOnce(ctx, consumer, topic, group, want, seen)
+		err := consumeOnce(ctx, consumer, topic, group, want, seen, work)
 		st := status.Convert(err)
 		if err == nil || len(seen) >= want {
 			attempt = 0
 			continue
 		}
 		if !retryable(st.Code()) {
-			return fmt.Errorf("subscribe: %w", err)
+			return fmt.Errorf("consume: %w", err)
 		}
 		delay := retryDelay(st, attempt)
-		log.Printf("subscribe: %s; subscribing again in %v", st.Code(), delay)
+		log.Printf("consume: %s; subscribing again in %v", st.Code(), delay)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -214,44 +218,98 @@ func consume(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topi
 	return nil
 }
 
-func subscribeOnce(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topic, group string, want int, seen map[string]bool) error {
+// consumeOnce runs one Consume stream until want distinct records were
+// handled or the stream ends. The stream carries everything: the
+// subscription and a first credit, the records (each named by a token),
+// and the app's settles, which ack what it handled and grant as much
+// credit again. A record that takes longer than the ack timeout to handle
+// keeps its lease by extending it while the work goes on (see handle).
+func consumeOnce(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, topic, group string, want int, seen map[string]bool, work time.Duration) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream
-	stream, err := consumer.Subscribe(ctx, &gatewayv1.SubscribeRequest{
-		Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_KEY, MaxInFlight: 100,
-	})
+	stream, err := consumer.Consume(ctx)
 	if err != nil {
 		return err
 	}
+	const window = 100 // records in hand at most
+	err = stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Start{Start: &gatewayv1.ConsumeStart{
+		Subscription: &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}, Ordering: gatewayv1.Ordering_ORDERING_KEY, MaxInFlight: window},
+		Credit:       &gatewayv1.Credit{Records: window, Bytes: 16 << 20},
+	}}})
+	if err != nil {
+		return err
+	}
+	var seq uint64
 	for len(seen) < want {
 		resp, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		if a := resp.GetAssignment(); a != nil {
-			emit("assignment", map[string]any{"assigned": names(a.GetAssigned()), "revoked": names(a.GetRevoked())})
-			continue
+		switch f := resp.GetFrame().(type) {
+		case *gatewayv1.ConsumeResponse_Assignment:
+			emit("assignment", map[string]any{"assigned": names(f.Assignment.GetAssigned()), "revoked": names(f.Assignment.GetRevoked())})
+		case *gatewayv1.ConsumeResponse_Settled:
+			for i, o := range f.Settled.GetAcks() {
+				if o != gatewayv1.SettleOutcome_SETTLE_OUTCOME_APPLIED {
+					// STALE: the partition moved, or the lease ran out; the
+					// record is redelivered. PENDING: applied, its dedupe
+					// marker is on its way.
+					log.Printf("settle %d, ack %d: %v", f.Settled.GetSequence(), i, o)
+				}
+			}
+		case *gatewayv1.ConsumeResponse_Deliveries:
+			var tokens []uint64
+			var bytes int64
+			for _, d := range f.Deliveries.GetDeliveries() {
+				seq++
+				if err := handle(ctx, stream, d, work, &seq); err != nil {
+					return err
+				}
+				emit("consumed", map[string]any{"message_id": d.GetMessageId(), "partition": d.GetPartition(),
+					"offset": d.GetOffset(), "attempt": d.GetAttempt(), "duplicate": seen[d.GetMessageId()],
+					"tombstone": isTombstone(d)})
+				seen[d.GetMessageId()] = true
+				tokens = append(tokens, d.GetToken())
+				bytes += int64(len(d.GetKey()) + len(d.GetValue()))
+			}
+			if len(tokens) == 0 {
+				continue
+			}
+			seq++
+			err := stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Settle{Settle: &gatewayv1.Settle{
+				Sequence: seq, Acks: tokens,
+				Credit: &gatewayv1.Credit{Records: int64(len(tokens)), Bytes: bytes},
+			}}})
+			if err != nil {
+				return err
+			}
 		}
-		var ids []string
-		for _, d := range resp.GetDeliveries().GetDeliveries() {
-			// Handle the record here; this app only reports it.
-			emit("consumed", map[string]any{"message_id": d.GetMessageId(), "partition": d.GetPartition(),
-				"offset": d.GetOffset(), "attempt": d.GetAttempt(), "duplicate": seen[d.GetMessageId()],
-				"tombstone": isTombstone(d)})
-			seen[d.GetMessageId()] = true
-			ids = append(ids, d.GetAckId())
+	}
+	return nil
+}
+
+// handle does the work of one record; this app only reports it, after
+// work (--work) of pretended processing. Work longer than the record's
+// lease extends the lease every half of it, so that the record is not
+// given to another app meanwhile.
+func handle(ctx context.Context, stream gatewayv1.ConsumerService_ConsumeClient, d *gatewayv1.Delivery, work time.Duration, seq *uint64) error {
+	lease := time.Until(d.GetAckDeadline().AsTime())
+	for work > 0 {
+		step := min(work, lease/2)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(step):
 		}
-		if len(ids) == 0 {
-			continue
-		}
-		_, err = withRetry(ctx, "ack", func(ctx context.Context) (*gatewayv1.AckResponse, error) {
-			return consumer.Ack(ctx, &gatewayv1.AckRequest{Group: group, AckIds: ids})
-		})
-		if status.Code(err) == codes.FailedPrecondition {
-			// The partition moved to another gateway; its new owner redelivers.
-			log.Printf("ack: %v", err)
-		} else if err != nil {
-			return fmt.Errorf("ack: %w", err)
+		work -= step
+		if work > 0 {
+			*seq++
+			err := stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Settle{Settle: &gatewayv1.Settle{
+				Sequence: *seq, Extends: []uint64{d.GetToken()}, Extension: durationpb.New(lease),
+			}}})
+			if err != nil {
+				return err
+			}
 		}
 	}
 	return nil
