@@ -239,8 +239,11 @@ func consumeOnce(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, 
 	if err != nil {
 		return err
 	}
-	var seq uint64
-	for len(seen) < want {
+	// seq numbers the settles sent; answered is the last one answered.
+	// The stream ends only once every settle is answered, so that no ack
+	// is lost with it.
+	var seq, answered uint64
+	for len(seen) < want || answered < seq {
 		resp, err := stream.Recv()
 		if err != nil {
 			return err
@@ -249,6 +252,7 @@ func consumeOnce(ctx context.Context, consumer gatewayv1.ConsumerServiceClient, 
 		case *gatewayv1.ConsumeResponse_Assignment:
 			emit("assignment", map[string]any{"assigned": names(f.Assignment.GetAssigned()), "revoked": names(f.Assignment.GetRevoked())})
 		case *gatewayv1.ConsumeResponse_Settled:
+			answered = f.Settled.GetSequence()
 			for i, o := range f.Settled.GetAcks() {
 				if o != gatewayv1.SettleOutcome_SETTLE_OUTCOME_APPLIED {
 					// STALE: the partition moved, or the lease ran out; the

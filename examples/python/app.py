@@ -1,8 +1,9 @@
 """Example app for the Kafka sidecar gateway, in Python with grpcio.
 
-It produces records, then subscribes to them as a consumer group and acks
-each one after handling it. Every event is printed to stdout as one JSON
-line, so a person or a test can follow it; logs go to stderr.
+It produces records, then consumes them as a consumer group through a Consume
+stream (credit granted, each record acked in the stream after handling it).
+Every event is printed to stdout as one JSON line, so a person or a test can
+follow it; logs go to stderr.
 
     PYTHONPATH=gen/python python examples/python/app.py \
         --target unix:///var/run/gateway/gateway.sock \
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import queue
 import sys
 import time
 import uuid
@@ -135,53 +137,68 @@ def produce(producer: producer_pb2_grpc.ProducerServiceStub, topic: str, count: 
 
 def consume(consumer: consumer_pb2_grpc.ConsumerServiceStub, topic: str, group: str,
             want: int) -> None:
-    """Subscribes and acks every record after handling it, until want distinct
-    message IDs have been handled. Subscribes again if the stream ends."""
+    """Consumes through a Consume stream until want distinct message IDs have
+    been handled: grants the gateway credit, and acks each frame's records in
+    the stream after handling them, granting as much credit again. Starts a
+    new stream if one ends."""
     seen: set[str] = set()
     attempt = 0
+    window = 100  # records in hand at most
     while len(seen) < want:
-        request = consumer_pb2.SubscribeRequest(
-            group=group, topics=[topic], ordering=consumer_pb2.ORDERING_KEY, max_in_flight=100)
-        stream = consumer.Subscribe(request)
+        outbox: queue.Queue = queue.Queue()
+        outbox.put(consumer_pb2.ConsumeRequest(start=consumer_pb2.ConsumeStart(
+            subscription=consumer_pb2.SubscribeRequest(
+                group=group, topics=[topic], ordering=consumer_pb2.ORDERING_KEY, max_in_flight=window),
+            credit=consumer_pb2.Credit(records=window, bytes=16 << 20))))
+
+        def requests():
+            while (msg := outbox.get()) is not None:
+                yield msg
+
+        stream = consumer.Consume(requests())
+        sent = answered = 0  # settles sent and answered: the stream ends only once all are answered
         try:
             for frame in stream:
                 attempt = 0
-                if frame.HasField("assignment"):
+                kind = frame.WhichOneof("frame")
+                if kind == "assignment":
                     emit("assignment",
                          assigned=[f"{tp.topic}/{tp.partition}" for tp in frame.assignment.assigned],
                          revoked=[f"{tp.topic}/{tp.partition}" for tp in frame.assignment.revoked])
-                    continue
-                ack_ids = []
-                for d in frame.deliveries.deliveries:
-                    # Handle the record here; this app only reports it.
-                    emit("consumed", message_id=d.message_id, partition=d.partition, offset=d.offset,
-                         attempt=d.attempt, duplicate=d.message_id in seen, tombstone=is_tombstone(d))
-                    seen.add(d.message_id)
-                    ack_ids.append(d.ack_id)
-                if ack_ids:
-                    ack(consumer, group, ack_ids)
-                if len(seen) >= want:
+                elif kind == "settled":
+                    answered = frame.settled.sequence
+                    for i, outcome in enumerate(frame.settled.acks):
+                        if outcome != consumer_pb2.SETTLE_OUTCOME_APPLIED:
+                            # STALE: the partition moved or the lease ran out; the
+                            # record is redelivered. PENDING: applied, its dedupe
+                            # marker on its way.
+                            log.warning("settle %d, ack %d: %s", frame.settled.sequence, i,
+                                        consumer_pb2.SettleOutcome.Name(outcome))
+                elif kind == "deliveries":
+                    tokens, size = [], 0
+                    for d in frame.deliveries.deliveries:
+                        # Handle the record here; this app only reports it.
+                        emit("consumed", message_id=d.message_id, partition=d.partition, offset=d.offset,
+                             attempt=d.attempt, duplicate=d.message_id in seen, tombstone=is_tombstone(d))
+                        seen.add(d.message_id)
+                        tokens.append(d.token)
+                        size += len(d.key) + len(d.value)
+                    if tokens:
+                        sent += 1
+                        outbox.put(consumer_pb2.ConsumeRequest(settle=consumer_pb2.Settle(
+                            sequence=sent, acks=tokens, credit=consumer_pb2.Credit(records=len(tokens), bytes=size))))
+                if len(seen) >= want and answered == sent:
                     break
         except grpc.RpcError as err:
             if err.code() not in RETRYABLE:
                 raise
             attempt += 1
             delay = retry_delay(rpc_status(err), attempt)
-            log.warning("subscribe: %s; subscribing again in %.2fs", err.code().name, delay)
+            log.warning("consume: %s; starting a new stream in %.2fs", err.code().name, delay)
             time.sleep(delay)
         finally:
+            outbox.put(None)
             stream.cancel()
-
-
-def ack(consumer: consumer_pb2_grpc.ConsumerServiceStub, group: str, ack_ids: list[str]) -> None:
-    try:
-        with_retry(lambda: consumer.Ack(consumer_pb2.AckRequest(group=group, ack_ids=ack_ids), timeout=30),
-                   "ack")
-    except grpc.RpcError as err:
-        if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
-            raise
-        # The partition moved to another gateway; its new owner redelivers.
-        log.warning("ack: %s", err.details())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,6 +84,7 @@ func newStream(g *group, maxInFlight int, lim *rate.Limiter, credited bool) *Str
 	s := &Stream{g: g, maxInFlight: maxInFlight, notify: make(chan struct{}, 1), rate: lim, credited: credited}
 	if credited {
 		s.tokens = newTokenTable()
+		s.maxInFlight = min(s.maxInFlight, maxTokenSlots)
 	}
 	return s
 }

@@ -198,9 +198,9 @@ class ConsumerServiceServicer:
         it wants more (a settle may carry a grant). max_in_flight still bounds
         the records held at once.
 
-        Deliveries in this stream carry a token instead of an ack_id: a random
-        64-bit number that names the delivery in this stream only, while it is
-        live. A token of another stream, a made-up one, one already settled,
+        Deliveries in this stream carry a token instead of an ack_id: a number
+        (under 2^53, so every language holds it exactly) that names the
+        delivery in this stream only, while it is live. A token of another stream, a made-up one, one already settled,
         or one whose record went out again is STALE; nothing else is applied
         for it, and every other token of the settle is applied on its own.
 
