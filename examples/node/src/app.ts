@@ -1,8 +1,9 @@
 // Example app for the Kafka sidecar gateway, in TypeScript with @grpc/grpc-js.
 //
-// It produces records, then subscribes to them as a consumer group and acks
-// each one after handling it. Every event is printed to stdout as one JSON
-// line, so a person or a test can follow it; logs go to stderr.
+// It produces records, then consumes them as a consumer group through a
+// Consume stream (credit granted, each record acked in the stream after
+// handling it). Every event is printed to stdout as one JSON line, so a
+// person or a test can follow it; logs go to stderr.
 //
 //   npm run build && node dist/examples/node/src/app.js \
 //     --target unix:///var/run/gateway/gateway.sock \
@@ -25,7 +26,14 @@ import { setTimeout as sleepMs } from "node:timers/promises";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { credentials, Metadata, status as Code, type ServiceError } from "@grpc/grpc-js";
 
-import { ConsumerServiceClient, Ordering, type Delivery, type SubscribeResponse } from "../../../gen/ts/gateway/v1/consumer";
+import {
+  ConsumeRequest,
+  ConsumerServiceClient,
+  Ordering,
+  SettleOutcome,
+  type ConsumeResponse,
+  type Delivery,
+} from "../../../gen/ts/gateway/v1/consumer";
 import { ProducerServiceClient, type ProduceResponse, type Record } from "../../../gen/ts/gateway/v1/producer";
 import { Duration } from "../../../gen/ts/google/protobuf/duration";
 import { Status } from "../../../gen/ts/google/rpc/status";
@@ -190,50 +198,72 @@ export async function produce(
 }
 
 /**
- * Subscribes and acks every record after handling it, until want distinct
- * message IDs have been handled. Subscribes again if the stream ends.
+ * Consumes through a Consume stream until want distinct message IDs have
+ * been handled: grants the gateway credit, and acks each frame's records in
+ * the stream after handling them, granting as much credit again. Starts a
+ * new stream if one ends; a stream ends only once every settle it sent is
+ * answered, so that no ack is lost with it.
  */
 export async function consume(consumer: ConsumerServiceClient, topic: string, group: string, want: number): Promise<void> {
   const seen = new Set<string>();
   let attempt = 0;
+  const window = 100; // records in hand at most
   while (seen.size < want) {
-    const stream = consumer.subscribe({
-      group,
-      topics: [topic],
-      ordering: Ordering.ORDERING_KEY,
-      maxInFlight: 100,
-      ackTimeout: undefined,
-      startPosition: 0,
-      maxAttempts: 0,
-    });
+    const stream = consumer.consume();
+    stream.write(
+      ConsumeRequest.fromPartial({
+        start: {
+          subscription: { group, topics: [topic], ordering: Ordering.ORDERING_KEY, maxInFlight: window },
+          credit: { records: window, bytes: 16 << 20 },
+        },
+      }),
+    );
+    let sent = 0;
+    let answered = 0;
     try {
-      for await (const frame of stream as AsyncIterable<SubscribeResponse>) {
+      for await (const frame of stream as AsyncIterable<ConsumeResponse>) {
         attempt = 0;
         if (frame.assignment) {
           emit("assignment", {
             assigned: frame.assignment.assigned.map((tp) => `${tp.topic}/${tp.partition}`),
             revoked: frame.assignment.revoked.map((tp) => `${tp.topic}/${tp.partition}`),
           });
-          continue;
-        }
-        const ackIds: string[] = [];
-        for (const d of frame.deliveries?.deliveries ?? []) {
-          // Handle the record here; this app only reports it.
-          emit("consumed", {
-            message_id: d.messageId,
-            partition: d.partition,
-            offset: d.offset,
-            attempt: d.attempt,
-            duplicate: seen.has(d.messageId),
-            tombstone: isTombstone(d),
+        } else if (frame.settled) {
+          answered = frame.settled.sequence;
+          frame.settled.acks.forEach((outcome, i) => {
+            if (outcome !== SettleOutcome.SETTLE_OUTCOME_APPLIED) {
+              // STALE: the partition moved or the lease ran out; the record
+              // is redelivered. PENDING: applied, its dedupe marker on its way.
+              console.error(`settle ${frame.settled?.sequence}, ack ${i}: ${SettleOutcome[outcome]}`);
+            }
           });
-          seen.add(d.messageId);
-          ackIds.push(d.ackId);
+        } else if (frame.deliveries) {
+          const tokens: number[] = [];
+          let bytes = 0;
+          for (const d of frame.deliveries.deliveries) {
+            // Handle the record here; this app only reports it.
+            emit("consumed", {
+              message_id: d.messageId,
+              partition: d.partition,
+              offset: d.offset,
+              attempt: d.attempt,
+              duplicate: seen.has(d.messageId),
+              tombstone: isTombstone(d),
+            });
+            seen.add(d.messageId);
+            tokens.push(d.token);
+            bytes += (d.key?.length ?? 0) + (d.value?.length ?? 0);
+          }
+          if (tokens.length > 0) {
+            sent++;
+            stream.write(
+              ConsumeRequest.fromPartial({
+                settle: { sequence: sent, acks: tokens, credit: { records: tokens.length, bytes } },
+              }),
+            );
+          }
         }
-        if (ackIds.length > 0) {
-          await ack(consumer, group, ackIds);
-        }
-        if (seen.size >= want) {
+        if (seen.size >= want && answered === sent) {
           break;
         }
       }
@@ -242,24 +272,12 @@ export async function consume(consumer: ConsumerServiceClient, topic: string, gr
         throw err;
       }
       const delay = retryDelayMs(rpcStatus(err), ++attempt);
-      console.error(`subscribe: ${Code[err.code]}; subscribing again in ${delay} ms`);
+      console.error(`consume: ${Code[err.code]}; starting a new stream in ${delay} ms`);
       await sleepMs(delay);
     } finally {
       stream.on("error", () => {}); // the cancellation below ends the stream with CANCELLED
       stream.cancel();
     }
-  }
-}
-
-async function ack(consumer: ConsumerServiceClient, group: string, ackIds: string[]): Promise<void> {
-  try {
-    await withRetry(() => unary(consumer.ack.bind(consumer), { group, ackIds }), "ack");
-  } catch (err) {
-    if (!isServiceError(err) || err.code !== Code.FAILED_PRECONDITION) {
-      throw err;
-    }
-    // The partition moved to another gateway; its new owner redelivers.
-    console.error(`ack: ${err.details}`);
   }
 }
 
