@@ -103,9 +103,14 @@ type recordJSON struct {
 	Timestamp time.Time         `json:"timestamp"`
 	MessageID string            `json:"message_id"`
 	Attempt   int32             `json:"attempt"`
-	AckID     string            `json:"ack_id"`
+	AckID     string            `json:"ack_id,omitempty"` // tail without --ack only
 }
 
+// tail prints the records of a subscription. With ack it consumes through
+// a Consume stream: it grants credit for no more records than it will
+// print (so a --max run takes no others out of the group's hands), acks
+// each frame in the stream, and ends once every ack is answered. Without
+// ack it subscribes, and prints each record's ack ID for a later ack.
 func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecords int, ack, b64 bool, showHeaders bool) error {
 	client, err := e.consumer()
 	if err != nil {
@@ -113,29 +118,13 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 	}
 	sctx, cancel := e.callCtx(ctx, false)
 	defer cancel()
+	p := &tailPrinter{e: e, b64: b64, showHeaders: showHeaders, showAckIDs: !ack}
+	if ack {
+		return tailConsume(sctx, client, req, maxRecords, p)
+	}
 	stream, err := client.Subscribe(sctx, req)
 	if err != nil {
 		return err
-	}
-	text := func(b []byte) string {
-		if b64 {
-			return base64.StdEncoding.EncodeToString(b)
-		}
-		return string(b)
-	}
-	// A key or value is unset (nil) when null, set and empty when empty.
-	nullable := func(b []byte) *string {
-		if b == nil {
-			return nil
-		}
-		s := text(b)
-		return &s
-	}
-	shown := func(b []byte) string {
-		if b == nil {
-			return "null"
-		}
-		return printable(text(b))
 	}
 	done := 0
 	for maxRecords == 0 || done < maxRecords {
@@ -144,59 +133,151 @@ func tail(ctx context.Context, e *env, req *gatewayv1.SubscribeRequest, maxRecor
 			return err
 		}
 		if a := resp.GetAssignment(); a != nil {
-			if len(a.GetAssigned()) > 0 {
-				fmt.Fprintf(e.stderr, "# assigned %s\n", tpList(a.GetAssigned()))
-			}
-			if len(a.GetRevoked()) > 0 {
-				fmt.Fprintf(e.stderr, "# revoked %s\n", tpList(a.GetRevoked()))
-			}
+			p.assignment(a)
 			continue
 		}
 		ds := resp.GetDeliveries().GetDeliveries()
 		if maxRecords > 0 {
 			ds = ds[:min(len(ds), maxRecords-done)]
 		}
-		var ids []string
 		for _, d := range ds {
-			if e.json() {
-				r := recordJSON{
-					Topic: d.GetTopic(), Partition: d.GetPartition(), Offset: d.GetOffset(),
-					Key: nullable(d.Key), Value: nullable(d.Value), Headers: map[string]string{},
-					Timestamp: d.GetTimestamp().AsTime(), MessageID: d.GetMessageId(), Attempt: d.GetAttempt(), AckID: d.GetAckId(),
-				}
-				for _, h := range d.GetHeaders() {
-					r.Headers[h.GetKey()] = text(h.GetValue())
-				}
-				if err := e.printJSONLine(r); err != nil {
-					return err
-				}
-			} else {
-				line := fmt.Sprintf("%s/%d@%d  %s  %s", d.GetTopic(), d.GetPartition(), d.GetOffset(), shown(d.Key), shown(d.Value))
-				if showHeaders {
-					var hs []string
-					for _, h := range d.GetHeaders() {
-						hs = append(hs, h.GetKey()+"="+printable(text(h.GetValue())))
-					}
-					line += "  [" + strings.Join(hs, " ") + "]"
-				}
-				if !ack {
-					line += "  ack_id=" + d.GetAckId()
-				}
-				fmt.Fprintln(e.stdout, line)
+			if err := p.print(d); err != nil {
+				return err
 			}
-			ids = append(ids, d.GetAckId())
 		}
 		done += len(ds)
-		if ack && len(ids) > 0 {
-			actx, acancel := e.callCtx(ctx, true)
-			_, err := client.Ack(actx, &gatewayv1.AckRequest{Group: req.GetGroup(), AckIds: ids})
-			acancel()
-			if err != nil {
-				return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+// tailConsume is tail --ack, through a Consume stream.
+func tailConsume(ctx context.Context, client gatewayv1.ConsumerServiceClient, req *gatewayv1.SubscribeRequest, maxRecords int, p *tailPrinter) error {
+	window := int64(req.GetMaxInFlight())
+	if maxRecords > 0 {
+		window = min(window, int64(maxRecords))
+	}
+	stream, err := client.Consume(ctx)
+	if err != nil {
+		return err
+	}
+	err = stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Start{Start: &gatewayv1.ConsumeStart{
+		Subscription: req, Credit: &gatewayv1.Credit{Records: window, Bytes: 64 << 20},
+	}}})
+	if err != nil {
+		return err
+	}
+	done := 0
+	var sent, answered uint64
+	for maxRecords == 0 || done < maxRecords || answered < sent {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		switch f := resp.GetFrame().(type) {
+		case *gatewayv1.ConsumeResponse_Assignment:
+			p.assignment(f.Assignment)
+		case *gatewayv1.ConsumeResponse_Settled:
+			answered = f.Settled.GetSequence()
+			for _, o := range f.Settled.GetAcks() {
+				if o != gatewayv1.SettleOutcome_SETTLE_OUTCOME_APPLIED {
+					return fmt.Errorf("ack: %v (the record goes to the group again)", o)
+				}
+			}
+		case *gatewayv1.ConsumeResponse_Deliveries:
+			var tokens []uint64
+			var bytes int64
+			for _, d := range f.Deliveries.GetDeliveries() {
+				if err := p.print(d); err != nil {
+					return err
+				}
+				tokens = append(tokens, d.GetToken())
+				bytes += int64(len(d.GetKey()) + len(d.GetValue()))
+			}
+			done += len(tokens)
+			if len(tokens) == 0 {
+				continue
+			}
+			grant := int64(len(tokens))
+			if maxRecords > 0 {
+				grant = 0 // the first credit covered every record to print
+			}
+			sent++
+			if err := stream.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Settle{Settle: &gatewayv1.Settle{
+				Sequence: sent, Acks: tokens, Credit: &gatewayv1.Credit{Records: grant, Bytes: bytes},
+			}}}); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// tailPrinter prints the records tail gets.
+type tailPrinter struct {
+	e                *env
+	b64, showHeaders bool
+	showAckIDs       bool
+}
+
+func (p *tailPrinter) assignment(a *gatewayv1.Assignment) {
+	if len(a.GetAssigned()) > 0 {
+		fmt.Fprintf(p.e.stderr, "# assigned %s\n", tpList(a.GetAssigned()))
+	}
+	if len(a.GetRevoked()) > 0 {
+		fmt.Fprintf(p.e.stderr, "# revoked %s\n", tpList(a.GetRevoked()))
+	}
+}
+
+func (p *tailPrinter) text(b []byte) string {
+	if p.b64 {
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	return string(b)
+}
+
+// nullable is a key or value for JSON: unset (nil) when null, set and
+// empty when empty.
+func (p *tailPrinter) nullable(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := p.text(b)
+	return &s
+}
+
+func (p *tailPrinter) shown(b []byte) string {
+	if b == nil {
+		return "null"
+	}
+	return printable(p.text(b))
+}
+
+func (p *tailPrinter) print(d *gatewayv1.Delivery) error {
+	e := p.e
+	if e.json() {
+		r := recordJSON{
+			Topic: d.GetTopic(), Partition: d.GetPartition(), Offset: d.GetOffset(),
+			Key: p.nullable(d.Key), Value: p.nullable(d.Value), Headers: map[string]string{},
+			Timestamp: d.GetTimestamp().AsTime(), MessageID: d.GetMessageId(), Attempt: d.GetAttempt(), AckID: d.GetAckId(),
+		}
+		for _, h := range d.GetHeaders() {
+			r.Headers[h.GetKey()] = p.text(h.GetValue())
+		}
+		return e.printJSONLine(r)
+	}
+	line := fmt.Sprintf("%s/%d@%d  %s  %s", d.GetTopic(), d.GetPartition(), d.GetOffset(), p.shown(d.Key), p.shown(d.Value))
+	if p.showHeaders {
+		var hs []string
+		for _, h := range d.GetHeaders() {
+			hs = append(hs, h.GetKey()+"="+printable(p.text(h.GetValue())))
+		}
+		line += "  [" + strings.Join(hs, " ") + "]"
+	}
+	if p.showAckIDs {
+		line += "  ack_id=" + d.GetAckId()
+	}
+	_, err := fmt.Fprintln(e.stdout, line)
+	return err
 }
 
 func tpList(tps []*gatewayv1.TopicPartition) string {
