@@ -52,6 +52,7 @@ type appConfig struct {
 	pNack       float64
 	pDelay      float64
 	pDisconnect float64
+	api         string // subscribe (Subscribe, Ack, Nack) or consume (Consume streams)
 }
 
 func runApp(argv []string) error {
@@ -71,6 +72,7 @@ func runApp(argv []string) error {
 	fs.Float64Var(&c.pNack, "p-nack", 0.01, "probability to nack a delivery")
 	fs.Float64Var(&c.pDelay, "p-delay", 0.05, "probability to delay a batch (up to 300 ms)")
 	fs.Float64Var(&c.pDisconnect, "p-disconnect", 0.003, "probability to drop the stream before acking a batch")
+	fs.StringVar(&c.api, "api", "subscribe", "subscribe (Subscribe streams, unary Ack and Nack) or consume (Consume streams, settles in band)")
 	if err := fs.Parse(argv); err != nil {
 		return err
 	}
@@ -285,7 +287,12 @@ func (a *app) stream(rng *rand.Rand) {
 	}
 	for {
 		ctx, cancel := context.WithCancel(a.session())
-		err := a.subscribeOnce(ctx, rng, req)
+		var err error
+		if a.cfg.api == "consume" {
+			err = a.consumeOnce(ctx, rng, req)
+		} else {
+			err = a.subscribeOnce(ctx, rng, req)
+		}
 		cancel()
 		_ = err
 		time.Sleep(time.Duration(200+rng.IntN(400)) * time.Millisecond)

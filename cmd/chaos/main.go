@@ -154,6 +154,7 @@ func runHarness(argv []string) (bool, error) {
 	tail := fs.Duration("tail", 10*time.Second, "load after the last fault")
 	drainLimit := fs.Duration("liveness", 0, "bound on the drain after the last heal (0: the profile's)")
 	ackTimeout := fs.Duration("ack-timeout", 20*time.Second, "the apps' ack_timeout")
+	appAPI := fs.String("app-api", "subscribe", "how the workload apps consume: subscribe (Subscribe streams, unary Ack and Nack), consume (Consume streams, settles in band) or mixed (the apps of gateway a consume, those of gateway b subscribe)")
 	lateWindow := fs.Duration("late-window", 0, "how long the apps keep running after the drain, to catch late redeliveries (0: the claim lease plus the ack timeout)")
 	minWritten := fs.Int("min-written", -1, "fail with fewer records written with an OK answer (-1: the profile's)")
 	minProcessed := fs.Int("min-processed", -1, "fail when a group processed fewer messages (-1: the profile's)")
@@ -203,6 +204,9 @@ func runHarness(argv []string) (bool, error) {
 	}
 	if prof.minPoison == 0 {
 		prof.poisonEvery = 0
+	}
+	if *appAPI != "subscribe" && *appAPI != "consume" && *appAPI != "mixed" {
+		return false, fmt.Errorf("--app-api %q: want subscribe, consume or mixed", *appAPI)
 	}
 	if *lateWindow == 0 {
 		*lateWindow = claimLease(*ackTimeout) + *ackTimeout
@@ -326,6 +330,7 @@ func runHarness(argv []string) (bool, error) {
 				"--addr", gw.addr, "--group", group, "--topic", h.topic, "--ordering", ordering,
 				"--streams", strconv.Itoa(streams), "--seed", strconv.FormatUint(*seed+uint64(n), 10),
 				"--ack-timeout", h.ackTimeout.String(), "--max-in-flight", strconv.Itoa(cmp.Or(prof.maxInFlight, 20)), "--p-delay", pf(pDelay), "--p-nack", pf(pNack), "--p-disconnect", pf(pDisconnect),
+				"--api", appAPIFor(*appAPI, gw == h.gwA),
 			}}
 			apps[name] = appInfo{group: group, gateway: gw.name}
 			if gw == h.gwA {
@@ -489,4 +494,16 @@ const deadLetterSuffix = ".dlq"
 // claimLease is the gateway's dedupe claim lease for an ack timeout.
 func claimLease(ackTimeout time.Duration) time.Duration {
 	return ackTimeout + max(ackTimeout/2, 5*time.Second)
+}
+
+// appAPIFor is the --api of an app of gateway a (onA) or b under the
+// harness's --app-api.
+func appAPIFor(mode string, onA bool) string {
+	switch {
+	case mode == "mixed" && onA:
+		return "consume"
+	case mode == "mixed":
+		return "subscribe"
+	}
+	return mode
 }
