@@ -91,8 +91,13 @@ type record struct {
 	// delivered is when the latest delivery began: an extension never
 	// moves the ack deadline past it plus consumer.max_lease.
 	delivered time.Time
-	heapPos   int  // 1 + index in the timer queue; 0 when not scheduled
-	settled   bool // left its key queue (confirming or done)
+	heapPos   int // 1 + index in the timer queue's heap; 0 when not there
+	// The timer queue's in-order list (see timerQueue): the neighbours,
+	// whether the record is in it, and its log.
+	timerPrev, timerNext *record
+	inTimerList          bool
+	timerLog             *partitionLog
+	settled              bool // left its key queue (confirming or done)
 	// confirm is what Acks of the record wait for while it is confirming.
 	confirm *confirmation
 }
