@@ -293,15 +293,17 @@ func (d *deadLetters) settle(j *dlqJob, err error) {
 	}
 	switch {
 	case err == nil:
+		// Counted before the record is settled, so that whoever sees it
+		// settled sees it counted.
+		if j.compact {
+			g.stats.deadLetteredCompact.Add(1)
+		}
+		g.stats.deadLettered.Add(1)
 		g.mu.Lock()
 		g.settle.deadLettered(j.l, j.r, j.delivery)
 		g.storeLocked(j.l)
 		g.dispatchLocked()
 		g.mu.Unlock()
-		if j.compact {
-			g.stats.deadLetteredCompact.Add(1)
-		}
-		g.stats.deadLettered.Add(1)
 	case !permanent(err):
 		d.retry(j, err)
 	case !j.compact:
@@ -323,12 +325,12 @@ func (d *deadLetters) settle(j *dlqJob, err error) {
 	default:
 		g.logger.Error("dead letter dropped: neither it nor a compact one can be written; the record is settled and stays readable at its source coordinates until retention",
 			"topic", j.topic, "source_topic", j.l.topic, "partition", j.l.partition, "offset", j.r.offset, "reason", j.reason, "err", err)
+		g.stats.deadLettersDropped.Add(1)
 		g.mu.Lock()
 		g.settle.deadLettered(j.l, j.r, j.delivery)
 		g.storeLocked(j.l)
 		g.dispatchLocked()
 		g.mu.Unlock()
-		g.stats.deadLettersDropped.Add(1)
 	}
 }
 

@@ -568,9 +568,10 @@ func TestADeclaredSubscriptionHoldsRecordsUntilAnAppAttaches(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// The declared start_position is latest: a Subscribe leaving it
-	// unspecified (= earliest by default) conflicts.
-	conflicting, err := h.consumer().Subscribe(ctx, &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic}})
+	// The declared start_position is latest: a Subscribe asking for
+	// earliest conflicts (one leaving it unspecified takes the group's).
+	conflicting, err := h.consumer().Subscribe(ctx, &gatewayv1.SubscribeRequest{Group: group, Topics: []string{topic},
+		StartPosition: gatewayv1.StartPosition_START_POSITION_EARLIEST})
 	if err != nil {
 		t.Fatal(err)
 	}
