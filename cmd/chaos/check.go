@@ -554,7 +554,10 @@ func check(r *report, cfg checkConfig, h *history) {
 }
 
 // overlaps counts the pairs of deliveries of one message whose holds
-// intersect: one received before another's hold ended.
+// intersect: one received before another's hold ended, and held itself. A
+// hold is empty when the delivery was read only after its deadline, or was
+// not started (skipped): a delivery read past its lease is not the app's
+// to act on, and the next delivery may be live meanwhile.
 func overlaps(gr *groupResult, msg string, ds []*delivery, ackTimeout int64) int {
 	byRecv := slices.Clone(ds)
 	slices.SortFunc(byRecv, func(a, b *delivery) int { return int(a.recv - b.recv) })
@@ -562,7 +565,7 @@ func overlaps(gr *groupResult, msg string, ds []*delivery, ackTimeout int64) int
 	for i, d := range byRecv {
 		end := d.holdEnd(ackTimeout)
 		for _, e := range byRecv[i+1:] {
-			if e.recv < end {
+			if e.recv < end && e.recv < e.holdEnd(ackTimeout) {
 				n++
 				example(gr.examples, "overlap", "message %s held at once by %s (attempt %d, %s) and %s (attempt %d) for %.3fs", msg, d.app, d.attempt, holdName(d), e.app, e.attempt, float64(end-e.recv)/1e9)
 			}
