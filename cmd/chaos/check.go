@@ -554,10 +554,12 @@ func check(r *report, cfg checkConfig, h *history) {
 }
 
 // overlaps counts the pairs of deliveries of one message whose holds
-// intersect: one received before another's hold ended, and held itself. A
-// hold is empty when the delivery was read only after its deadline, or was
-// not started (skipped): a delivery read past its lease is not the app's
-// to act on, and the next delivery may be live meanwhile.
+// intersect: one received before another's hold ended, while its own hold
+// had not ended. A delivery read only after its deadline holds nothing
+// (its lease was over before the app saw it; the next delivery may have
+// begun meanwhile). A skipped delivery read in time still holds to its
+// deadline: the gateway cannot know the app skipped it, and must not hand
+// the message to anyone else before then.
 func overlaps(gr *groupResult, msg string, ds []*delivery, ackTimeout int64) int {
 	byRecv := slices.Clone(ds)
 	slices.SortFunc(byRecv, func(a, b *delivery) int { return int(a.recv - b.recv) })

@@ -92,9 +92,6 @@ func (d *delivery) sentAt(ackTimeout int64) int64 {
 // deadline from the gateway, the deadline is taken as the receipt time plus
 // the subscription's ack timeout.
 func (d *delivery) holdEnd(ackTimeout int64) int64 {
-	if d.skipped {
-		return d.recv // never started: the app did not hold it
-	}
 	end := d.deadline
 	if end == 0 {
 		end = d.recv + ackTimeout
