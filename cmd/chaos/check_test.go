@@ -289,7 +289,10 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			tr.h.events = []faultEvent{{kind: faultSlowApp, start: time.Unix(0, 100), heal: time.Unix(0, 200)}}
 			tr.h.groups[testGroup].revokes = []int64{150}
 		}, "revocations while an app was slower"},
-		{"backlog not drained", "key", func(tr *testRun) { tr.rep.drainedOK = false }, "not drained"},
+		{"backlog not drained, stuck", "key", func(tr *testRun) { tr.rep.drainedOK, tr.rep.undrained = false, 40 }, "not drained within 0s of the last heal (liveness): 40 records unsettled, none settled in the last 30s (stuck)"},
+		{"backlog not drained, slow", "key", func(tr *testRun) {
+			tr.rep.drainedOK, tr.rep.undrained, tr.rep.settledLast = false, 40, 900
+		}, "40 records unsettled, still settling 30/s over the last 30s (slow, not stuck)"},
 
 		{"without dedupe, duplicates after a gateway kill are reported only", "key", func(tr *testRun) {
 			tr.cfg.dedupe = false
