@@ -192,6 +192,27 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			e := tr.redeliver(2, "app-b", "a", d.answered+30*sec, 0, 0)
 			e.deadline, e.processed, e.skipped = d.answered+5*sec, 0, true
 		}, ""},
+		{"a delivery read only after its deadline, while the next one is held, is no hold", "none", func(tr *testRun) {
+			// Seen in a long run: attempt 1 waited in a stream's buffer
+			// past its deadline; attempt 2 went out on another stream and
+			// was held; then the app read attempt 1 and did not start it.
+			d := tr.msg(2)[0]
+			e := tr.redeliver(2, "app-a", "a", d.deadline+sec, 0, 0)
+			e.processed = e.recv
+			d.recv, d.processed, d.outcome, d.sent, d.answered, d.skipped = e.recv+5*sec, 0, 0, 0, 0, true
+			tr.msg(2)[0].attempt, e.attempt = 1, 2
+			tr.redeliver(2, "app-b", "a", e.deadline+sec, evAcked, e.deadline+2*sec)
+		}, ""},
+		{"a delivery read after its deadline and started anyway, while the next one is held", "none", func(tr *testRun) {
+			// The same, but the app works on the stale delivery: its hold
+			// is still empty (its lease was over when it began), but the
+			// ack it gets answered OK is a late ack.
+			d := tr.msg(2)[0]
+			e := tr.redeliver(2, "app-a", "a", d.deadline+sec, 0, 0)
+			e.processed = e.recv
+			d.recv, d.processed = e.recv+5*sec, e.recv+5*sec
+			d.sent, d.answered = d.recv+sec, d.recv+sec+sec/1000
+		}, "late acks accepted"},
 		{"two holds overlap: the second begins before the first ack's answer", "key", func(tr *testRun) {
 			d := tr.msg(2)[0]
 			tr.redeliver(2, "app-b", "a", d.answered-sec/2000, evRefused, d.answered+sec)
@@ -268,7 +289,10 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			tr.h.events = []faultEvent{{kind: faultSlowApp, start: time.Unix(0, 100), heal: time.Unix(0, 200)}}
 			tr.h.groups[testGroup].revokes = []int64{150}
 		}, "revocations while an app was slower"},
-		{"backlog not drained", "key", func(tr *testRun) { tr.rep.drainedOK = false }, "not drained"},
+		{"backlog not drained, stuck", "key", func(tr *testRun) { tr.rep.drainedOK, tr.rep.undrained = false, 40 }, "not drained within 0s of the last heal (liveness): 40 records unsettled, none settled in the last 30s (stuck)"},
+		{"backlog not drained, slow", "key", func(tr *testRun) {
+			tr.rep.drainedOK, tr.rep.undrained, tr.rep.settledLast = false, 40, 900
+		}, "40 records unsettled, still settling 30/s over the last 30s (slow, not stuck)"},
 
 		{"without dedupe, duplicates after a gateway kill are reported only", "key", func(tr *testRun) {
 			tr.cfg.dedupe = false

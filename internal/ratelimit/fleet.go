@@ -131,9 +131,13 @@ func (t *fleetTokens) reserve(now time.Time, n int) (time.Duration, bool, func()
 	if n > t.lim.burst() {
 		return 0, false, nil
 	}
-	share := t.lim.PerSecond
+	// A caller the pool cannot cover waits for the tokens this replica
+	// will lease, which arrive at its share of the rate: the fleet's rate
+	// divided among the members. Waiting only rate/1 would admit every
+	// replica's queue at the whole fleet's rate before the leases pay for
+	// it.
+	share := t.lim.PerSecond / float64(t.members)
 	if t.degraded {
-		share /= float64(t.members)
 		if !t.refilled.IsZero() {
 			cap := float64(t.lim.burst()) / float64(t.members)
 			t.avail = math.Min(cap, t.avail+now.Sub(t.refilled).Seconds()*share)

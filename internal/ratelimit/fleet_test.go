@@ -88,3 +88,28 @@ func TestAFleetQuotaFallsBackToTheReplicasShareWithoutRedis(t *testing.T) {
 	admitted, elapsed = admitFor(t, l, 2*time.Second, 5, 1)
 	checkRate(t, "records, one of three without Redis", float64(admitted)/elapsed.Seconds(), 1000.0/3, 0.15)
 }
+
+// TestACallerInDebtWaitsForItsReplicasShareOfTheFleetRate: a caller the pool
+// cannot cover waits as long as the leases of its replica, one of several
+// sharing the quota, take to pay for it. Waiting only what the whole fleet's
+// rate would take let each of two replicas admit its queue at the fleet's
+// rate (a combined 117/s against a quota of 100/s in one run).
+func TestACallerInDebtWaitsForItsReplicasShareOfTheFleetRate(t *testing.T) {
+	for _, tc := range []struct {
+		members int
+		want    time.Duration
+	}{
+		{1, 50 * time.Millisecond},  // 50 tokens at 1000/s
+		{2, 100 * time.Millisecond}, // at 500/s
+		{4, 200 * time.Millisecond}, // at 250/s
+	} {
+		ft := &fleetTokens{lim: Limit{PerSecond: 1000, Burst: 100}, members: tc.members, kick: make(chan struct{}, 1)}
+		delay, ok, _ := ft.reserve(time.Now(), 50)
+		if !ok {
+			t.Fatalf("%d members: 50 tokens within a burst of 100 refused", tc.members)
+		}
+		if delay != tc.want {
+			t.Errorf("%d members: a caller owed 50 tokens waits %v, want %v", tc.members, delay, tc.want)
+		}
+	}
+}
