@@ -55,6 +55,7 @@ func BenchmarkDomain(b *testing.B) {
 				for i, d := range f.Deliveries {
 					tokens[i] = d.Token
 				}
+				s.Recycle(f.Deliveries) // as the API's handler does once the frame is built
 				p, _ := s.Settle(SettleRequest{Acks: tokens})
 				p.Wait(ctx)
 				s.Grant(int64(len(tokens)), 0)

@@ -200,3 +200,48 @@ func TestTheTokenTableNamesOnlyLiveDeliveries(t *testing.T) {
 		t.Fatalf("%d live in the table, %d in the model; %d slots, %d free", tt.count, len(live), len(tt.ids), len(tt.free))
 	}
 }
+
+// A frame's deliveries given back with Recycle hold the next frame, and
+// nothing of the old frame stays in them: the next frame carries exactly
+// its own records.
+func TestARecycledFrameHoldsTheNextFrameAndNothingOfTheOld(t *testing.T) {
+	h := newHarness(t, harnessOptions{ordering: OrderingNone})
+	h.assign(0)
+	s := h.consumeStream(10)
+	h.add(rec(0, 0, "a", "v0"), rec(0, 1, "b", "v1"), rec(0, 2, "c", "v2"))
+	s.Grant(3, 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	deliveries := func() Frame {
+		for {
+			f, err := s.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Assignment == nil {
+				return f
+			}
+		}
+	}
+	first := deliveries()
+	if len(first.Deliveries) != 3 {
+		t.Fatalf("first frame: %d deliveries, want 3", len(first.Deliveries))
+	}
+	old := first.Deliveries
+	backing := &old[:1][0]
+	s.Recycle(old)
+	for i, d := range old[:cap(old)] {
+		if d.Value != nil || d.Token != 0 {
+			t.Fatalf("recycled delivery %d still holds offset %d", i, d.Offset)
+		}
+	}
+	h.add(rec(0, 3, "d", "v3"))
+	s.Grant(1, 1<<20)
+	second := deliveries()
+	if len(second.Deliveries) != 1 || second.Deliveries[0].Offset != 3 || string(second.Deliveries[0].Value) != "v3" {
+		t.Fatalf("second frame: %+v, want offset 3 alone", second.Deliveries)
+	}
+	if &second.Deliveries[0] != backing {
+		t.Fatal("the second frame was not built in the recycled deliveries")
+	}
+}

@@ -57,9 +57,10 @@ type Frame struct {
 type Stream struct {
 	g           *group
 	maxInFlight int
-	holding     int     // records it holds: claiming or in flight (kept by partitionLog)
-	frames      []Frame // made, not yet taken by Next
-	ended       bool    // the group shut down
+	holding     int        // records it holds: claiming or in flight (kept by partitionLog)
+	frames      []Frame    // made, not yet taken by Next
+	spare       []Delivery // a taken frame's deliveries, given back for the next frame
+	ended       bool       // the group shut down
 	notify      chan struct{}
 	rate        *rate.Limiter // deliveries per second; nil: unbounded
 
@@ -162,7 +163,27 @@ func (s *Stream) add(d Delivery) {
 		s.frames[n-1].Deliveries = append(s.frames[n-1].Deliveries, d)
 		return
 	}
-	s.frames = append(s.frames, Frame{Deliveries: []Delivery{d}})
+	ds := s.spare
+	s.spare = nil
+	if ds == nil {
+		ds = make([]Delivery, 0, 16)
+	}
+	s.frames = append(s.frames, Frame{Deliveries: append(ds, d)})
+}
+
+// Recycle gives back the deliveries of a frame taken from Next, once the
+// caller has copied what it needs: the next frame is built in them instead
+// of a new slice. The caller must not use ds afterwards.
+func (s *Stream) Recycle(ds []Delivery) {
+	if cap(ds) == 0 {
+		return
+	}
+	clear(ds) // no references to records' keys and values stay behind
+	s.g.mu.Lock()
+	if cap(ds) > cap(s.spare) {
+		s.spare = ds[:0]
+	}
+	s.g.mu.Unlock()
 }
 
 func (s *Stream) pushAssignment(a Assignment) {

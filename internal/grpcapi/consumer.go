@@ -70,7 +70,9 @@ func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatew
 		if err != nil {
 			return toStatus(s.logger, err).Err()
 		}
-		if err := stream.Send(toProtoFrame(f)); err != nil {
+		resp := toProtoFrame(f)
+		st.Recycle(f.Deliveries)
+		if err := stream.Send(resp); err != nil {
 			return err
 		}
 	}
@@ -201,7 +203,9 @@ func (s *ConsumerServer) Consume(stream gatewayv1.ConsumerService_ConsumeServer)
 			}
 			return toStatus(s.logger, err).Err()
 		}
-		if err := send(toProtoConsumeFrame(f)); err != nil {
+		resp := toProtoConsumeFrame(f)
+		st.Recycle(f.Deliveries)
+		if err := send(resp); err != nil {
 			return err
 		}
 	}
