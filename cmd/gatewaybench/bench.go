@@ -49,12 +49,12 @@ var scenarios = []scenario{
 	{"direct-consume", (*bench).directConsume},
 	{"gateway-consume-none", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayConsume(ctx, "gateway-consume-none", gatewayv1.Ordering_ORDERING_NONE,
-			b.opts.consumeStreams, b.opts.consumeBuffered, 0.8)
+			b.opts.consumeStreams, b.opts.consumeBuffered, consumeNoneTarget)
 	}},
 	{"gateway-consume-none-dedupe", (*bench).gatewayConsumeDedupe},
 	{"gateway-consume-key", func(b *bench, ctx context.Context) ([]Row, error) {
 		return b.gatewayConsume(ctx, "gateway-consume-key", gatewayv1.Ordering_ORDERING_KEY,
-			b.opts.consumeKeyStreams, b.opts.consumeKeyBuffered, 0)
+			b.opts.consumeKeyStreams, b.opts.consumeKeyBuffered, consumeKeyTarget)
 	}},
 }
 
@@ -64,6 +64,13 @@ const (
 	stream1000Target = 0.8 // stream-1000 ≥ 0.8× direct-async
 	gwlikeTarget     = 1.5 // stream-100 and stream-1000 ≥ 1.5× direct-gwlike
 	echoTarget       = 0.7 // unary-64 ≥ 0.7× grpc-echo-64
+)
+
+// Consume targets (ratios of the same run).
+const (
+	consumeNoneTarget = 0.6 // gateway-consume-none ≥ 0.6× direct-consume
+	consumeKeyTarget  = 0.4 // gateway-consume-key ≥ 0.4× direct-consume
+	dedupeTarget      = 0.6 // gateway-consume-none-dedupe ≥ 0.6× gateway-consume-none
 )
 
 // scenarioNames lists the scenarios in the order they run.

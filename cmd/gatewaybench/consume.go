@@ -770,7 +770,7 @@ func (b *bench) directConsume(ctx context.Context) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	row, err := b.consumeRuns(ctx, "direct-consume", t, func(run int) (consumeResult, string, error) {
+	row, err := b.consumeRuns(ctx, "direct-consume", t, nil, func(run int) (consumeResult, string, error) {
 		group := b.newGroupName("direct-consume", run)
 		res, err := b.directConsumeRun(ctx, t, group)
 		return res, group, err
@@ -795,7 +795,7 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 		return nil, err
 	}
 	cfg := consumeClientConfig{ordering: ordering, streams: streams, maxInFlight: b.opts.consumeInFlight, ackMode: b.opts.consumeAck}
-	row, err := b.consumeRuns(ctx, name, t, func(run int) (consumeResult, string, error) {
+	row, err := b.consumeRuns(ctx, name, t, gw, func(run int) (consumeResult, string, error) {
 		group := b.newGroupName(name, run)
 		res, err := b.gatewayConsumeRun(ctx, gw, t, group, cfg)
 		return res, group, err
@@ -820,13 +820,34 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 // each run (every offset seen, nothing failed, the group committed the
 // whole topic, then verify when not nil), and returns the row of the median
 // run. A run with missing or failed records counts its records as Failures.
-func (b *bench) consumeRuns(ctx context.Context, name string, t *filledTopic, run func(i int) (consumeResult, string, error), verify func(group string) error) (Row, error) {
+//
+// The last run is profiled, for as long as the runs before it took: the
+// gateway gw (nil for the direct consumer) and this process, which is the
+// direct consumer or the bench client.
+func (b *bench) consumeRuns(ctx context.Context, name string, t *filledTopic, gw *gatewayProc, run func(i int) (consumeResult, string, error), verify func(group string) error) (Row, error) {
 	var clean []consumeResult
 	var problems []string
 	var bad int64 // records missing or failed, over all runs
+	var profiles []profileSummary
+	var took []time.Duration
 	failedAs := "missing"
 	for i := range b.opts.consumeRepeats {
+		var prof *profiling
+		if i == b.opts.consumeRepeats-1 && len(took) > 0 {
+			slices.Sort(took)
+			seconds := profileSeconds(took[len(took)/2])
+			if gw == nil {
+				prof = b.startProfiling(name, "direct consumer", seconds)
+			} else {
+				prof = b.startProfiling(name, "bench client", seconds,
+					profileTarget{process: "gateway", own: "gateway code", addr: gw.pprof, pid: gw.pid()})
+			}
+		}
 		res, group, err := run(i)
+		if prof != nil {
+			profiles = prof.finish()
+		}
+		took = append(took, res.elapsed)
 		if err != nil {
 			return Row{}, fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -885,6 +906,7 @@ func (b *bench) consumeRuns(ctx context.Context, name string, t *filledTopic, ru
 		Failures: bad,
 		FailedAs: failedAs,
 		CPU:      m.cpu,
+		Profiles: profiles,
 		Note: fmt.Sprintf("%s records, first record to last processed, %s (clean runs); %d of %d runs clean (every offset seen, "+
 			"the group committed the whole topic), %d duplicates in them; %.0f records per %s",
 			thousands(m.records), spread, len(clean), b.opts.consumeRepeats, dups, float64(res.unique+res.dups)/float64(max(res.frames, 1)), per),

@@ -202,3 +202,42 @@ func TestTheCeilingSaysWhenOtherProcessesLeaveTheGatewayNoRoom(t *testing.T) {
 		t.Errorf("a row past its goal got a ceiling: %q", got)
 	}
 }
+
+// TestTheConsumeCeilingComparesWithTheDirectConsumer: a missed consume
+// target gets its ceiling against direct-consume, at that scenario's own
+// target, and the budget left to the gateway is set against what the direct
+// consumer's whole process spent per record.
+func TestTheConsumeCeilingComparesWithTheDirectConsumer(t *testing.T) {
+	cores := float64(runtime.NumCPU())
+	const directRate, rate = 500000.0, 150000.0
+	wall := 10 * time.Second
+	perUS := func(us, rate float64) time.Duration { return time.Duration(us * rate * wall.Seconds() * 1e3) }
+	direct := Row{Scenario: "direct-consume", Figure: "throughput", Unit: "records/s", Value: directRate,
+		CPU: CPU{Wall: wall, Bench: perUS(2.9, directRate)}}
+	for _, tc := range []struct {
+		scenario string
+		target   float64
+		others   float64 // µs per record: the bench client and the broker
+	}{
+		{"gateway-consume-none", consumeNoneTarget, 0.5},
+		{"gateway-consume-none", consumeNoneTarget, 5}, // leaves less than the direct consumer spends
+		{"gateway-consume-key", consumeKeyTarget, 0.5},
+	} {
+		budget := cores / (tc.target * directRate) * 1e6
+		others := tc.others
+		r := &Report{Rows: []Row{direct, {
+			Scenario: tc.scenario, Figure: "throughput", Unit: "records/s", Value: rate,
+			CPU: CPU{Wall: wall, Gateway: perUS(8, rate), Bench: perUS(others/2, rate), Broker: perUS(others/2, rate)},
+		}}}
+		got := r.ceiling(&r.Rows[1])
+		if want := fmt.Sprintf("%.2f× direct-consume", tc.target); !strings.Contains(got, want) {
+			t.Errorf("%s: %q does not name its target %q", tc.scenario, got, want)
+		}
+		if want := fmt.Sprintf("leaves the gateway %.1f µs per record", budget-others); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", tc.scenario, got, want)
+		}
+		if budget-others < 2.9 && !strings.Contains(got, "direct-consume's whole consumer process spent per record (2.9 µs)") {
+			t.Errorf("%s: a budget under the direct consumer's own cost is not pointed out: %q", tc.scenario, got)
+		}
+	}
+}

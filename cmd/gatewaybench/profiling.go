@@ -12,11 +12,11 @@ import (
 	"time"
 )
 
-// During one measured run of each produce scenario the bench takes CPU
-// profiles of the processes it drives: the gateway's and the echo server's
+// During one measured run of each throughput scenario (the last run of a
+// consume scenario) the bench takes CPU profiles of the processes it drives: the gateway's and the echo server's
 // over HTTP (/debug/pprof/profile?seconds=N: the bench starts its gateways
 // with --metrics.pprof=true), and its own (the gRPC client, or the direct
-// producer with its librdkafka threads) with runtime/pprof, from the run's
+// producer or consumer with its librdkafka threads) with runtime/pprof, from the run's
 // start to its end. The report shows them where a target is missed.
 
 // profileTarget is a process whose CPU profile is fetched over HTTP.
