@@ -581,3 +581,19 @@ func TestForgedAckIDsAreRefusedAsStale(t *testing.T) {
 		t.Fatalf("a forged ack moved the commit point to %d", c)
 	}
 }
+
+// Small records count for what they cost in memory, not only their
+// payload: 100 records of 10 bytes take about 60 KB while buffered, so a
+// byte bound of 20,000 pauses their partition although their payload is
+// 1,000 bytes.
+func TestTheByteBoundCountsWhatSmallRecordsCostInMemory(t *testing.T) {
+	h := newHarness(t, harnessOptions{cfg: func(c *Config) { c.MaxBufferedBytes = 20_000 }})
+	h.assign(0)
+	for i := range 100 {
+		h.add(rec(0, int64(i), "k", "0123456789"))
+	}
+	h.g.balanceFlow()
+	if !h.client.isPaused(0) {
+		t.Fatalf("100 small records (%d bytes counted) under a bound of 20,000 bytes: not paused", h.g.bytes.Load())
+	}
+}

@@ -134,6 +134,13 @@ func (c *confirmation) ready() Outcome {
 
 // byteAccount adds a partition's buffered bytes to its group's total and to
 // the gateway's.
+// recordOverhead is what a buffered record costs in memory beyond its key,
+// value and headers: the record itself (288 bytes), its message ID, the
+// headers' slice and the allocations' rounding. The byte bound counts it,
+// so that consumer.max_buffered_bytes bounds the memory of small records
+// too (a 100-byte record takes about 600 bytes while buffered).
+const recordOverhead = 512
+
 type byteAccount struct {
 	group, gateway *atomic.Int64
 }
@@ -238,7 +245,7 @@ func (l *partitionLog) append(r *record) bool {
 	l.next = r.offset + 1
 	l.count[stateReady]++
 	l.bytes += r.size
-	l.acct.add(r.size)
+	l.acct.add(r.size + recordOverhead)
 	if l.keyed {
 		q := l.keys[string(r.key)]
 		if q == nil {
@@ -292,7 +299,7 @@ func (l *partitionLog) set(r *record, to recState) {
 		l.settle(r)
 		r.key, r.value, r.headers = nil, nil, nil
 		l.bytes -= r.size
-		l.acct.add(-r.size)
+		l.acct.add(-r.size - recordOverhead)
 		l.popDone()
 	}
 }
@@ -398,7 +405,7 @@ func (l *partitionLog) discard(visit func(*record)) {
 		if r.state.timed() {
 			l.timers.remove(r)
 		}
-		l.acct.add(-r.size)
+		l.acct.add(-r.size - recordOverhead)
 		r.state = stateDone
 	}
 	l.recs, l.readyHeads, l.keys = nil, nil, nil
