@@ -326,9 +326,10 @@ func runHarness(argv []string) (bool, error) {
 			// its key. A stream holds up to max_in_flight keys, so one
 			// drop stops that many keys for ack_timeout. At the NONE
 			// group's rate (0.3% of batches, ~1 record each) the KEY
-			// group of the cluster profile spent 81% of its keys' time
-			// in such waits and settled ~100 records/s against 150/s
-			// written: it could never drain. A twentieth of the rate
+			// group of the cluster profile, once the load had stopped,
+			// spent 37% of its keys' time in such waits and settled ~70
+			// records/s, against 150/s written: it could not drain
+			// (docs/reliability.md, finding 11). A twentieth of the rate
 			// still drops streams holding keys several times a run.
 			pDelay, pNack, pDisconnect := 0.05, prof.pNack, prof.pDisconnect
 			switch ordering {

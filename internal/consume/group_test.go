@@ -597,3 +597,46 @@ func TestTheByteBoundCountsWhatSmallRecordsCostInMemory(t *testing.T) {
 		t.Fatalf("100 small records (%d bytes counted) under a bound of 20,000 bytes: not paused", h.g.bytes.Load())
 	}
 }
+
+// Under ORDERING_KEY with dedupe, a record held by a stream that ends stays
+// held until its ack deadline, and its key's later records wait with it;
+// an app that nacks what it will not process before closing its stream
+// lets the key go on at once (docs/delivery-guarantees.md).
+func TestWithDedupeANackBeforeClosingAStreamLetsItsKeyGoOn(t *testing.T) {
+	t.Parallel()
+	keyed := func(offset int64, id string) fetched {
+		return fetched{topic: "t", partition: 0, r: &record{offset: offset, key: []byte("k"), value: []byte("v"),
+			messageID: id, size: 2, headers: []Header{{Key: "message-id", Value: []byte(id)}}}}
+	}
+	for _, nackFirst := range []bool{false, true} {
+		h := newHarness(t, harnessOptions{dedupe: true, ordering: OrderingKey})
+		a := h.stream(10)
+		h.assign(0)
+		h.add(keyed(0, "m-1"), keyed(1, "m-2"))
+		d := h.must(a)
+		if d.MessageID != "m-1" {
+			t.Fatalf("first delivery %s, want m-1", d.MessageID)
+		}
+		if nackFirst {
+			if err := h.nack(NackOptions{}, d.AckID); err != nil {
+				t.Fatalf("nack: %v", err)
+			}
+		}
+		a.Close()
+		b := h.stream(10)
+		got := next(b, 500*time.Millisecond)
+		switch {
+		case !nackFirst && got != nil:
+			t.Fatalf("without a nack, %s went to another stream while the closed stream's app may hold m-1", got.MessageID)
+		case nackFirst && (got == nil || got.MessageID != "m-1"):
+			t.Fatalf("after a nack and close, the next stream got %+v, want m-1 at once", got)
+		case nackFirst:
+			if err := h.ack(got.AckID); err != nil {
+				t.Fatalf("ack m-1: %v", err)
+			}
+			if d2 := h.must(b); d2.MessageID != "m-2" {
+				t.Fatalf("after m-1, the key's next delivery is %s, want m-2", d2.MessageID)
+			}
+		}
+	}
+}
