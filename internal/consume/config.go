@@ -239,9 +239,17 @@ func (c Config) configMap(kc kafkaclient.Config, group string, start StartPositi
 	if c.InstanceID != "" {
 		cm["group.instance.id"] = c.InstanceID
 	}
-	cm["go.logs.channel.enable"] = true
-	cm["go.application.rebalance.enable"] = false
 	return cm
+}
+
+// properties are configMap's, as librdkafka takes them.
+func (c Config) properties(kc kafkaclient.Config, group string, start StartPosition) map[string]string {
+	cm := c.configMap(kc, group, start)
+	props := make(map[string]string, len(cm))
+	for k, v := range cm {
+		props[k] = fmt.Sprint(v)
+	}
+	return props
 }
 
 // maxGroupName bounds a group name, as Kafka bounds topic names.

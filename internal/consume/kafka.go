@@ -1,13 +1,13 @@
 package consume
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-
 	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/rdkafka"
 )
 
 // consumerClient is all a group's domain logic asks of its librdkafka
@@ -28,8 +28,8 @@ type consumerClient interface {
 	Seek(offsets []PartitionOffset) (refused []PartitionOffset, err error)
 }
 
-// kafkaClient is consumerClient over a librdkafka consumer.
-type kafkaClient struct{ c *kafka.Consumer }
+// kafkaClient is consumerClient over the gateway's librdkafka consumer.
+type kafkaClient struct{ c *rdkafka.Consumer }
 
 func (k kafkaClient) Pause(tps []TopicPartition) error  { return k.c.Pause(toKafkaTPs(tps)) }
 func (k kafkaClient) Resume(tps []TopicPartition) error { return k.c.Resume(toKafkaTPs(tps)) }
@@ -40,55 +40,57 @@ func (k kafkaClient) Store(offsets []PartitionOffset) error {
 }
 
 func (k kafkaClient) Commit(offsets []PartitionOffset) error {
-	res, err := k.c.CommitOffsets(toKafkaOffsets(offsets))
+	res, err := k.c.Commit(toKafkaOffsets(offsets))
 	if err != nil {
 		return err
 	}
-	for _, tp := range res {
-		if tp.Error != nil {
-			return fmt.Errorf("%s/%d: %w", *tp.Topic, tp.Partition, tp.Error)
-		}
-	}
-	return nil
+	return firstPartitionErr(res)
 }
 
 func (k kafkaClient) Seek(offsets []PartitionOffset) ([]PartitionOffset, error) {
-	res, err := k.c.SeekPartitions(toKafkaOffsets(offsets))
-	if err != nil {
+	res, err := k.c.Seek(toKafkaOffsets(offsets), -1)
+	if err != nil && len(res) != len(offsets) {
 		return offsets, err
 	}
 	var refused []PartitionOffset
 	for i, tp := range res {
-		if tp.Error != nil {
+		if tp.Err != rdkafka.ErrNoError {
 			refused = append(refused, offsets[i])
 		}
 	}
 	return refused, nil
 }
 
-func toKafkaTPs(tps []TopicPartition) []kafka.TopicPartition {
-	out := make([]kafka.TopicPartition, len(tps))
-	for i := range tps {
-		out[i] = kafka.TopicPartition{Topic: &tps[i].Topic, Partition: tps[i].Partition}
-	}
-	return out
-}
-
-func toKafkaOffsets(offs []PartitionOffset) []kafka.TopicPartition {
-	out := make([]kafka.TopicPartition, len(offs))
-	for i := range offs {
-		out[i] = kafka.TopicPartition{Topic: &offs[i].Topic, Partition: offs[i].Partition, Offset: kafka.Offset(offs[i].Offset)}
-		if offs[i].Metadata != "" {
-			out[i].Metadata = &offs[i].Metadata
+// firstPartitionErr is the first per-partition error of a call's result.
+func firstPartitionErr(res []rdkafka.TopicPartition) error {
+	for _, tp := range res {
+		if tp.Err != rdkafka.ErrNoError {
+			return fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, &rdkafka.Error{Code: tp.Err, Message: tp.Err.String()})
 		}
 	}
+	return nil
+}
+
+func toKafkaTPs(tps []TopicPartition) []rdkafka.TopicPartition {
+	out := make([]rdkafka.TopicPartition, len(tps))
+	for i, tp := range tps {
+		out[i] = rdkafka.TopicPartition{Topic: tp.Topic, Partition: tp.Partition}
+	}
 	return out
 }
 
-func fromKafkaTPs(tps []kafka.TopicPartition) []TopicPartition {
+func toKafkaOffsets(offs []PartitionOffset) []rdkafka.TopicPartition {
+	out := make([]rdkafka.TopicPartition, len(offs))
+	for i, o := range offs {
+		out[i] = rdkafka.TopicPartition{Topic: o.Topic, Partition: o.Partition, Offset: o.Offset, Metadata: o.Metadata}
+	}
+	return out
+}
+
+func fromKafkaTPs(tps []rdkafka.TopicPartition) []TopicPartition {
 	out := make([]TopicPartition, len(tps))
 	for i, tp := range tps {
-		out[i] = TopicPartition{Topic: *tp.Topic, Partition: tp.Partition}
+		out[i] = TopicPartition{Topic: tp.Topic, Partition: tp.Partition}
 	}
 	return out
 }
@@ -104,39 +106,33 @@ const closeTimeout = 10 * time.Second
 // consumer group at shutdown.
 type member struct {
 	g *group
-	c *kafka.Consumer
-	// close closes the consumer (c.Close; a test may hang it), within
-	// closeTimeout.
+	c *rdkafka.Consumer
+	// close leaves the group and frees the consumer (closeConsumer; a test
+	// may hang it), within closeTimeout.
 	close        func() error
 	closeTimeout time.Duration
-	// logsDone is closed when the log router has seen the end of the
-	// consumer's logs channel, which happens only at the very end of
-	// Close: so it is waited for only once Close has returned, never by
-	// the group's wait group, or a hung Close would hang the shutdown.
-	logsDone chan struct{}
 	// nextFetchCheck is when watchFetch looks again (poll goroutine only).
 	nextFetchCheck time.Time
+	// brokersDown is whether the last client error said every broker was
+	// down (poll goroutine only).
+	brokersDown bool
 }
 
 // startMember creates a group's consumer, subscribes it, and starts the
 // group's workers; the caller runs the returned member's run.
 func startMember(m *Manager, s Settings, declared bool) (*group, *member, error) {
-	cm := m.cfg.configMap(m.kafka, s.Group, s.StartPosition)
-	c, err := kafka.NewConsumer(&cm)
+	c, err := rdkafka.NewConsumer(m.cfg.properties(m.kafka, s.Group, s.StartPosition))
 	if err != nil {
 		return nil, nil, fmt.Errorf("create consumer for group %q: %w", s.Group, err)
 	}
 	g := newGroup(m, s, declared)
 	g.client = kafkaClient{c}
-	mb := &member{g: g, c: c, close: c.Close, closeTimeout: closeTimeout, logsDone: make(chan struct{})}
-	if err := c.SubscribeTopics(s.Topics, mb.onRebalance); err != nil {
-		c.Close()
+	mb := &member{g: g, c: c, closeTimeout: closeTimeout}
+	mb.close = mb.closeConsumer
+	if err := c.Subscribe(s.Topics); err != nil {
+		c.Destroy()
 		return nil, nil, fmt.Errorf("subscribe group %q: %w", s.Group, err)
 	}
-	go func() {
-		defer close(mb.logsDone)
-		kafkaclient.RouteLogsFunc(g.logger.With("component", "librdkafka"), c.Logs(), g.onLog)
-	}()
 	g.startWorkers()
 	return g, mb, nil
 }
@@ -150,6 +146,7 @@ func (mb *member) run() {
 	if g.m.dd != nil {
 		idHeader = g.m.dd.IDHeader
 	}
+	var polled []rdkafka.Fetched
 	var batch []fetched
 	for {
 		select {
@@ -158,34 +155,55 @@ func (mb *member) run() {
 			return
 		default:
 		}
-		batch = batch[:0]
-		ev := mb.c.Poll(100)
-		now := g.m.now().UnixNano()
-		for ev != nil {
-			switch e := ev.(type) {
-			case *kafka.Message:
-				if e.TopicPartition.Error == nil {
-					batch = append(batch, toFetched(e, g.m.messageIDHeader, idHeader, now))
-				}
-			case kafka.Error:
-				mb.onError(e)
-			case kafka.OffsetsCommitted:
-				g.metricsCommitted(e.Error, e.Offsets)
-			case *kafka.Stats:
-				if g.m.onStats != nil {
-					g.m.onStats(g.settings.Group, e.String())
-				}
+		var ev *rdkafka.ConsumerEvent
+		polled, ev = mb.c.Poll(100*time.Millisecond, pollBatch, polled[:0])
+		if len(polled) > 0 {
+			now := g.m.now().UnixNano()
+			batch = batch[:0]
+			for i := range polled {
+				batch = append(batch, toFetched(&polled[i], g.m.messageIDHeader, idHeader, now))
 			}
-			if len(batch) >= pollBatch {
-				break
-			}
-			ev = mb.c.Poll(0)
+			clear(polled) // the records belong to the group now
+			g.add(batch)
+			clear(batch)
 		}
-		g.add(batch)
+		if ev != nil {
+			mb.onEvent(ev)
+		}
+		mb.routeEvents()
 		g.balanceFlow()
 		g.serveResets()
 		g.watchStalls()
 		mb.watchFetch()
+	}
+}
+
+// onEvent applies a rebalance or counts a commit result.
+func (mb *member) onEvent(ev *rdkafka.ConsumerEvent) {
+	switch ev.Kind {
+	case rdkafka.Assigned, rdkafka.Revoked:
+		mb.onRebalance(ev)
+	case rdkafka.Committed:
+		mb.g.metricsCommitted(ev.Err, ev.Partitions)
+	}
+}
+
+// routeEvents logs librdkafka's log lines and client errors, and hands on
+// its statistics.
+func (mb *member) routeEvents() {
+	g := mb.g
+	logs, stats, errs := mb.c.Events()
+	for _, l := range logs {
+		g.onLog(l.Facility, l.Message)
+		g.logger.Log(context.Background(), kafkaclient.SyslogLevel(l.Level), l.Message, "component", "librdkafka", "facility", l.Facility)
+	}
+	if g.m.onStats != nil {
+		for _, st := range stats {
+			g.m.onStats(g.settings.Group, st)
+		}
+	}
+	for _, e := range errs {
+		mb.onError(e)
 	}
 }
 
@@ -224,17 +242,17 @@ func (mb *member) watchFetch() {
 	g.mu.Unlock()
 	for _, c := range cands {
 		topic, part := c.l.topic, c.l.partition
-		_, high, err := mb.c.GetWatermarkOffsets(topic, part)
+		_, high, err := mb.c.CachedWatermarks(topic, part)
 		if err != nil || high <= 0 {
 			continue
 		}
 		pos := c.next
-		tp := []kafka.TopicPartition{{Topic: &topic, Partition: part}}
+		tp := []rdkafka.TopicPartition{{Topic: topic, Partition: part}}
 		if pos < 0 {
 			if ps, err := mb.c.Position(tp); err == nil && len(ps) == 1 && ps[0].Offset >= 0 {
-				pos = int64(ps[0].Offset)
-			} else if cs, err := mb.c.Committed(tp, 5_000); err == nil && len(cs) == 1 && cs[0].Offset >= 0 {
-				pos = int64(cs[0].Offset)
+				pos = ps[0].Offset
+			} else if cs, err := mb.c.CommittedOffsets(tp, 5*time.Second); err == nil && len(cs) == 1 && cs[0].Offset >= 0 {
+				pos = cs[0].Offset
 			}
 		}
 		if pos < 0 || high <= pos {
@@ -255,18 +273,19 @@ func (mb *member) watchFetch() {
 	}
 }
 
-// toFetched turns a polled message into a ready record. Its message ID is
+// toFetched turns a polled record into a ready record. Its message ID is
 // the gateway's message-id header, else the header idHeader names, else
 // "topic/partition/offset".
-func toFetched(msg *kafka.Message, header, idHeader string, now int64) fetched {
-	tp := msg.TopicPartition
+func toFetched(msg *rdkafka.Fetched, header, idHeader string, now int64) fetched {
 	r := &record{
-		offset:    int64(tp.Offset),
-		key:       msg.Key,
-		value:     msg.Value,
-		timestamp: msg.Timestamp,
-		size:      len(msg.Key) + len(msg.Value),
-		fetched:   now,
+		offset:  msg.Offset,
+		key:     msg.Key,
+		value:   msg.Value,
+		size:    len(msg.Key) + len(msg.Value),
+		fetched: now,
+	}
+	if !msg.Timestamp.IsZero() {
+		r.timestamp = msg.Timestamp
 	}
 	var altID string
 	if len(msg.Headers) > 0 {
@@ -286,42 +305,48 @@ func toFetched(msg *kafka.Message, header, idHeader string, now int64) fetched {
 		r.messageID = altID
 	}
 	if r.messageID == "" {
-		r.messageID = recordID(*tp.Topic, tp.Partition, r.offset)
+		r.messageID = recordID(msg.Topic, msg.Partition, r.offset)
 	}
-	return fetched{topic: *tp.Topic, partition: tp.Partition, r: r}
+	return fetched{topic: msg.Topic, partition: msg.Partition, r: r}
 }
 
-func (mb *member) onError(e kafka.Error) {
+func (mb *member) onError(e rdkafka.ClientError) {
 	g := mb.g
 	switch {
-	case e.IsFatal():
-		g.logger.Error("consumer fatal error; the group stops", "err", e)
+	case e.Fatal:
+		g.logger.Error("consumer fatal error; the group stops", "err", e.Message, "code", e.Code.String())
 		g.beginShutdown()
-	case e.Code() == kafka.ErrAllBrokersDown || e.Code() == kafka.ErrTransport:
-		g.logger.Warn("consumer lost its brokers", "err", e)
+	case e.Code == rdkafka.ErrAllBrokersDown:
+		if !mb.brokersDown {
+			g.logger.Warn("consumer lost its brokers", "err", e.Message)
+		}
+		mb.brokersDown = true
+	case e.Code == rdkafka.ErrTransport:
+		g.logger.Warn("consumer lost a broker connection", "err", e.Message)
 	default:
-		g.logger.Warn("consumer error", "err", e)
+		g.logger.Warn("consumer error", "err", e.Message, "code", e.Code.String())
 	}
 }
 
-// onRebalance runs inside Poll, on the poll goroutine. Cooperative
-// assignors add and remove partitions incrementally; eager ones (range,
-// roundrobin) revoke everything and assign the whole new set, which
-// librdkafka only accepts through Assign and Unassign.
-func (mb *member) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
-	g := mb.g
-	eager := c.GetRebalanceProtocol() == "EAGER"
-	switch e := ev.(type) {
-	case kafka.AssignedPartitions:
-		g.assignedWith(fromKafkaTPs(e.Partitions), mb.committedGaps(e.Partitions))
+// onRebalance runs on the poll goroutine, before the next poll.
+// Cooperative assignors add and remove partitions incrementally; eager
+// ones (range, roundrobin) revoke everything and assign the whole new set,
+// which librdkafka only accepts through Assign and Unassign.
+func (mb *member) onRebalance(ev *rdkafka.ConsumerEvent) {
+	g, c := mb.g, mb.c
+	mb.brokersDown = false
+	eager := c.RebalanceProtocol() == "EAGER"
+	switch ev.Kind {
+	case rdkafka.Assigned:
+		g.assignedWith(fromKafkaTPs(ev.Partitions), mb.committedGaps(ev.Partitions))
 		if g.settings.StartPosition == StartLatest {
-			mb.pinLatest(e.Partitions)
+			mb.pinLatest(ev.Partitions)
 		}
 		var err error
 		if eager {
-			err = c.Assign(e.Partitions)
+			err = c.Assign(ev.Partitions)
 		} else {
-			err = c.IncrementalAssign(e.Partitions)
+			err = c.IncrementalAssign(ev.Partitions)
 		}
 		if err != nil {
 			g.logger.Error("assign partitions", "err", err, "eager", eager)
@@ -331,44 +356,43 @@ func (mb *member) onRebalance(c *kafka.Consumer, ev kafka.Event) error {
 		// partition's new log starts unpaused: resume every partition given
 		// to us, or one paused before a revocation would never be fetched
 		// again.
-		if err := c.Resume(e.Partitions); err != nil {
+		if err := c.Resume(ev.Partitions); err != nil {
 			g.logger.Warn("resume assigned partitions", "err", err)
 		}
-	case kafka.RevokedPartitions:
-		g.revoked(fromKafkaTPs(e.Partitions), c.AssignmentLost())
+	case rdkafka.Revoked:
+		g.revoked(fromKafkaTPs(ev.Partitions), c.AssignmentLost())
 		var err error
 		if eager {
 			err = c.Unassign()
 		} else {
-			err = c.IncrementalUnassign(e.Partitions)
+			err = c.IncrementalUnassign(ev.Partitions)
 		}
 		if err != nil {
 			g.logger.Error("unassign partitions", "err", err, "eager", eager)
 		}
 	}
-	return nil
 }
 
 // committedGaps reads the committed offsets of newly assigned partitions
 // and the done ranges their metadata names past them (see gaps.go). When
 // they cannot be read, the partitions start without: their records done
 // out of order before are delivered again (at least once).
-func (mb *member) committedGaps(tps []kafka.TopicPartition) map[tpKey][]offsetRange {
-	committed, err := mb.c.Committed(tps, 10_000)
+func (mb *member) committedGaps(tps []rdkafka.TopicPartition) map[tpKey][]offsetRange {
+	committed, err := mb.c.CommittedOffsets(tps, 10*time.Second)
 	if err != nil {
 		mb.g.logger.Warn("read the committed offsets' metadata; records acknowledged out of order before may be delivered again", "err", err)
 		return nil
 	}
 	var out map[tpKey][]offsetRange
 	for _, tp := range committed {
-		if tp.Metadata == nil || tp.Offset < 0 {
+		if tp.Metadata == "" || tp.Offset < 0 {
 			continue
 		}
-		if rs := gapsFrom(*tp.Metadata, int64(tp.Offset)); len(rs) > 0 {
+		if rs := gapsFrom(tp.Metadata, tp.Offset); len(rs) > 0 {
 			if out == nil {
 				out = make(map[tpKey][]offsetRange)
 			}
-			out[tpKey{*tp.Topic, tp.Partition}] = rs
+			out[tpKey{tp.Topic, tp.Partition}] = rs
 		}
 	}
 	return out
@@ -386,17 +410,18 @@ const latestMargin = 10 * time.Second
 // before the first commit (skipping the records the group was holding).
 // The start is the first record written since the group joined (minus
 // latestMargin), or the end of the partition when there is none.
-func (mb *member) pinLatest(tps []kafka.TopicPartition) {
+func (mb *member) pinLatest(tps []rdkafka.TopicPartition) {
 	g, c := mb.g, mb.c
-	committed, err := c.Committed(tps, 10_000)
+	committed, err := c.CommittedOffsets(tps, 10*time.Second)
 	if err != nil {
 		g.logger.Warn("read committed offsets to pin the start position; librdkafka resolves latest itself", "err", err)
 		return
 	}
-	var need []kafka.TopicPartition
+	var need []rdkafka.TopicPartition
 	for _, tp := range committed {
 		if tp.Offset < 0 {
-			tp.Offset = kafka.Offset(g.joinedAt.Add(-latestMargin).UnixMilli())
+			tp.Offset = g.joinedAt.Add(-latestMargin).UnixMilli()
+			tp.Metadata = ""
 			need = append(need, tp)
 		}
 	}
@@ -409,39 +434,42 @@ func (mb *member) pinLatest(tps []kafka.TopicPartition) {
 	// an end beyond records written meanwhile, and skip them.)
 	ends := make(map[tpKey]int64, len(need))
 	for _, tp := range need {
-		_, high, err := c.QueryWatermarkOffsets(*tp.Topic, tp.Partition, 10_000)
+		_, high, err := c.QueryWatermarks(tp.Topic, tp.Partition, 10*time.Second)
 		if err != nil {
-			g.logger.Warn("query the end of a partition; librdkafka resolves latest itself", "topic", *tp.Topic, "partition", tp.Partition, "err", err)
+			g.logger.Warn("query the end of a partition; librdkafka resolves latest itself", "topic", tp.Topic, "partition", tp.Partition, "err", err)
 			continue
 		}
-		ends[tpKey{*tp.Topic, tp.Partition}] = high
+		ends[tpKey{tp.Topic, tp.Partition}] = high
 	}
-	starts, err := c.OffsetsForTimes(need, 10_000)
+	starts, err := c.OffsetsForTimes(need, 10*time.Second)
 	if err != nil {
 		g.logger.Warn("look up start offsets by time; librdkafka resolves latest itself", "err", err)
 		return
 	}
-	pinned := make(map[tpKey]kafka.Offset, len(starts))
+	pinned := make(map[tpKey]int64, len(starts))
 	for _, tp := range starts {
-		k := tpKey{*tp.Topic, tp.Partition}
+		k := tpKey{tp.Topic, tp.Partition}
 		end, ok := ends[k]
 		switch {
 		case !ok:
 			continue
-		case tp.Offset >= 0 && int64(tp.Offset) < end:
+		case tp.Offset >= 0 && tp.Offset < end:
 			pinned[k] = tp.Offset
 		default: // nothing written since the join, as of the end read first
-			pinned[k] = kafka.Offset(end)
+			pinned[k] = end
 		}
 	}
-	var commit []kafka.TopicPartition
+	var commit []rdkafka.TopicPartition
 	for i, tp := range tps {
-		if off, ok := pinned[tpKey{*tp.Topic, tp.Partition}]; ok {
+		if off, ok := pinned[tpKey{tp.Topic, tp.Partition}]; ok {
 			tps[i].Offset = off
 			commit = append(commit, tps[i])
 		}
 	}
-	_, err = c.CommitOffsets(commit)
+	res, err := c.Commit(commit)
+	if err == nil {
+		err = firstPartitionErr(res)
+	}
 	g.metricsCommit(err)
 	if err != nil {
 		g.logger.Warn("commit the pinned start offsets", "err", err)
@@ -451,10 +479,10 @@ func (mb *member) pinLatest(tps []kafka.TopicPartition) {
 
 // shutdown runs on the poll goroutine: the group drains and commits, then
 // the consumer closes while its partitions are still assigned, so the close
-// path revokes them (the callback changes nothing: the group has forgotten
-// them and skips its commit) and sends LeaveGroup. Unsubscribing first and
-// closing once the assignment looked empty could close before the leave
-// was sent, leaving the member to expire by session timeout.
+// path revokes them (the group has forgotten them and skips its commit) and
+// sends LeaveGroup. Unsubscribing first and closing once the assignment
+// looked empty could close before the leave was sent, leaving the member to
+// expire by session timeout.
 func (mb *member) shutdown() {
 	g := mb.g
 	committed := g.drainAndCommit()
@@ -465,7 +493,6 @@ func (mb *member) shutdown() {
 		if err != nil {
 			g.logger.Warn("close consumer", "err", err)
 		}
-		<-mb.logsDone
 	case <-time.After(mb.closeTimeout):
 		g.logger.Error("consumer close did not finish in time; abandoning it", "timeout", mb.closeTimeout)
 	}
@@ -473,7 +500,30 @@ func (mb *member) shutdown() {
 	g.logger.Info("consumer group left", "committed", committed)
 }
 
+// closeConsumer leaves the group: it starts the close, then polls, applying
+// the revocation (records fetched meanwhile are dropped: they are past the
+// commit point), until librdkafka says the consumer is closed, and frees it.
+func (mb *member) closeConsumer() error {
+	if err := mb.c.BeginClose(); err != nil {
+		mb.c.Destroy()
+		return err
+	}
+	var discard []rdkafka.Fetched
+	for !mb.c.Closed() {
+		var ev *rdkafka.ConsumerEvent
+		discard, ev = mb.c.Poll(100*time.Millisecond, pollBatch, discard[:0])
+		clear(discard)
+		if ev != nil {
+			mb.onEvent(ev)
+		}
+		mb.routeEvents()
+	}
+	mb.routeEvents()
+	mb.c.Destroy()
+	return nil
+}
+
 func isNoOffset(err error) bool {
-	var kerr kafka.Error
-	return errors.As(err, &kerr) && kerr.Code() == kafka.ErrNoOffset
+	var kerr *rdkafka.Error
+	return errors.As(err, &kerr) && kerr.Code == rdkafka.ErrNoOffset
 }

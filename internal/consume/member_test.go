@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/rdkafka"
 )
 
 // newCluster starts an in-process broker with topic t of the given
@@ -262,8 +263,7 @@ func TestAPartitionNotFetchedIsFoundAndResumed(t *testing.T) {
 	defer st.Close()
 	g := m.running("g")
 	waitFor(t, "the first records", 20*time.Second, func() bool { return fetchedUpTo(g, 0) == 3 })
-	topic := "t"
-	if err := g.client.(kafkaClient).c.Pause([]kafka.TopicPartition{{Topic: &topic, Partition: 0}}); err != nil {
+	if err := g.client.(kafkaClient).c.Pause([]rdkafka.TopicPartition{{Topic: "t", Partition: 0}}); err != nil {
 		t.Fatal(err)
 	}
 	produceTo(t, boot, 0, 5, "late")

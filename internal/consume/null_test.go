@@ -11,6 +11,8 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkagate/gateway/internal/rdkafka"
 )
 
 // nullOrEmpty names a key or value: "null" for nil, else its text in quotes
@@ -120,10 +122,9 @@ func TestDeliveriesKeepANullKeyOrValueApartFromAnEmptyOne(t *testing.T) {
 // count) counts a null key or value as zero bytes.
 func TestANullKeyOrValueCountsAsZeroBytes(t *testing.T) {
 	t.Parallel()
-	topic := "t"
 	for _, tc := range nullCases {
-		msg := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0, Offset: 7}, Key: tc.key, Value: tc.value,
-			Headers: []kafka.Header{{Key: "message-id", Value: []byte("m")}}}
+		msg := &rdkafka.Fetched{Topic: "t", Partition: 0, Offset: 7, Key: tc.key, Value: tc.value,
+			Headers: []rdkafka.Header{{Key: "message-id", Value: []byte("m")}}}
 		f := toFetched(msg, "message-id", "", 0)
 		if f.r.size != len(tc.key)+len(tc.value)+len("message-id")+len("m") {
 			t.Errorf("%s: size %d", tc.name, f.r.size)

@@ -6,9 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-
 	"github.com/kafkagate/gateway/internal/kafkaclient"
+	"github.com/kafkagate/gateway/internal/rdkafka"
 )
 
 // Stats are counters of the consumer side, for tests and metrics. They
@@ -243,9 +242,9 @@ func (g *group) metricsDelivered(attempt int32) {
 	}
 }
 
-// onLog sees every librdkafka log event of the group's consumer.
-func (g *group) onLog(ev kafka.LogEvent) {
-	if kafkaclient.IsOffsetReset(ev) {
+// onLog sees every librdkafka log line of the group's consumer.
+func (g *group) onLog(facility, message string) {
+	if kafkaclient.IsOffsetReset(facility, message) {
 		g.stats.offsetResets.Add(1)
 	}
 }
@@ -255,7 +254,7 @@ func (g *group) metricsCommit(err error) { g.metricsCommitted(err, nil) }
 
 // metricsCommitted counts the result of an offset commit: err is the
 // commit's error, offsets its per-partition results (if any).
-func (g *group) metricsCommitted(err error, offsets []kafka.TopicPartition) {
+func (g *group) metricsCommitted(err error, offsets []rdkafka.TopicPartition) {
 	switch {
 	case err != nil && isNoOffset(err):
 		return // nothing to commit
@@ -264,7 +263,7 @@ func (g *group) metricsCommitted(err error, offsets []kafka.TopicPartition) {
 		return
 	}
 	for _, tp := range offsets {
-		if tp.Error != nil {
+		if tp.Err != rdkafka.ErrNoError {
 			g.stats.commitFailures.Add(1)
 			return
 		}

@@ -172,8 +172,8 @@ func RouteLogsFunc(logger *slog.Logger, ch <-chan kafka.LogEvent, seen func(kafk
 // available on the broker (deleted by retention before it was consumed,
 // for example): records were skipped, or will be read again. librdkafka
 // reports this only in its log.
-func IsOffsetReset(ev kafka.LogEvent) bool {
-	return ev.Tag == "OFFSET" && strings.Contains(ev.Message, "offset reset")
+func IsOffsetReset(facility, message string) bool {
+	return facility == "OFFSET" && strings.Contains(message, "offset reset")
 }
 
 // SyslogLevel maps librdkafka's syslog levels (0 emergency … 7 debug) to slog.

@@ -37,6 +37,9 @@ const (
 	ErrGaplessGuarantee   ErrorCode = -148 // proceeding would break gap-less ordering (idempotence)
 	ErrUnknownBroker      ErrorCode = -146 // the broker is not known
 	ErrFenced             ErrorCode = -144 // the producer instance was fenced
+	ErrAssignPartitions   ErrorCode = -175 // a rebalance event: partitions to assign
+	ErrRevokePartitions   ErrorCode = -174 // a rebalance event: partitions to revoke
+	ErrNoOffset           ErrorCode = -168 // no offset to commit
 )
 
 // Codes a broker answered.

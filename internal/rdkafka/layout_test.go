@@ -47,6 +47,9 @@ var errorCodeEnumerators = []struct {
 	{ErrGaplessGuarantee, "ErrGaplessGuarantee", "RD_KAFKA_RESP_ERR__GAPLESS_GUARANTEE"},
 	{ErrUnknownBroker, "ErrUnknownBroker", "RD_KAFKA_RESP_ERR__UNKNOWN_BROKER"},
 	{ErrFenced, "ErrFenced", "RD_KAFKA_RESP_ERR__FENCED"},
+	{ErrAssignPartitions, "ErrAssignPartitions", "RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS"},
+	{ErrRevokePartitions, "ErrRevokePartitions", "RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS"},
+	{ErrNoOffset, "ErrNoOffset", "RD_KAFKA_RESP_ERR__NO_OFFSET"},
 	{ErrUnknown, "ErrUnknown", "RD_KAFKA_RESP_ERR_UNKNOWN"},
 	{ErrNoError, "ErrNoError", "RD_KAFKA_RESP_ERR_NO_ERROR"},
 	{ErrInvalidMsg, "ErrInvalidMsg", "RD_KAFKA_RESP_ERR_INVALID_MSG"},
@@ -164,6 +167,10 @@ func TestDeclaredLayoutMatchesTheVendoredHeader(t *testing.T) {
 		check{"PossiblyPersisted", "RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED", int64(PossiblyPersisted)},
 		check{"Persisted", "RD_KAFKA_MSG_STATUS_PERSISTED", int64(Persisted)},
 		check{"PartitionAny", "RD_KAFKA_PARTITION_UA", PartitionAny},
+		check{"OffsetBeginning", "RD_KAFKA_OFFSET_BEGINNING", OffsetBeginning},
+		check{"OffsetEnd", "RD_KAFKA_OFFSET_END", OffsetEnd},
+		check{"OffsetStored", "RD_KAFKA_OFFSET_STORED", OffsetStored},
+		check{"OffsetInvalid", "RD_KAFKA_OFFSET_INVALID", OffsetInvalid},
 	)
 
 	var src bytes.Buffer

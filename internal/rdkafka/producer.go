@@ -18,370 +18,9 @@ package rdkafka
 #include <pthread.h>
 #include <sys/types.h>
 
-// ---------------------------------------------------------------------------
-// The part of librdkafka's public C API this package calls, declared here in
-// the package's own words. The layout test compiles the expressions of
-// gw_layout_facts below against the real header and compares the results.
-// ---------------------------------------------------------------------------
-
-// Handles librdkafka allocates and the package only passes back.
-typedef struct rd_kafka_s rd_kafka_t;
-typedef struct rd_kafka_conf_s rd_kafka_conf_t;
-typedef struct rd_kafka_topic_s rd_kafka_topic_t;
-typedef struct rd_kafka_topic_conf_s rd_kafka_topic_conf_t;
-typedef struct rd_kafka_error_s rd_kafka_error_t;
-typedef struct rd_kafka_headers_s rd_kafka_headers_t;
-
-// Error codes: the library's enum holds many more; these are the ones the C
-// side of the package names. The Go side has its own ErrorCode constants.
-typedef enum {
-	RD_KAFKA_RESP_ERR__INVALID_ARG = -186,
-	RD_KAFKA_RESP_ERR__FATAL = -150,
-	RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART = 3,
-	RD_KAFKA_RESP_ERR_NO_ERROR = 0
-} rd_kafka_resp_err_t;
-
-// The kind of client rd_kafka_new makes.
-typedef enum {
-	RD_KAFKA_PRODUCER = 0
-} rd_kafka_type_t;
-
-// rd_kafka_conf_set's answer.
-typedef enum {
-	RD_KAFKA_CONF_OK = 0
-} rd_kafka_conf_res_t;
-
-// What rd_kafka_message_status says about a reported message.
-typedef enum {
-	RD_KAFKA_MSG_STATUS_NOT_PERSISTED = 0,
-	RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED = 1,
-	RD_KAFKA_MSG_STATUS_PERSISTED = 2
-} rd_kafka_msg_status_t;
-
-// The tag of one rd_kafka_vu_t argument of rd_kafka_produceva.
-typedef enum {
-	RD_KAFKA_VTYPE_RKT = 2,       // u.rkt: the topic handle
-	RD_KAFKA_VTYPE_PARTITION = 3, // u.i32
-	RD_KAFKA_VTYPE_VALUE = 4,     // u.mem: value bytes and length
-	RD_KAFKA_VTYPE_KEY = 5,       // u.mem: key bytes and length
-	RD_KAFKA_VTYPE_OPAQUE = 6,    // u.ptr: the message's opaque
-	RD_KAFKA_VTYPE_MSGFLAGS = 7,  // u.i: RD_KAFKA_MSG_F_* flags
-	RD_KAFKA_VTYPE_TIMESTAMP = 8, // u.i64: milliseconds since the epoch, 0 for now
-	RD_KAFKA_VTYPE_HEADER = 9     // u.header: NUL-terminated name, value, length
-} rd_kafka_vtype_t;
-
-// Message flag: librdkafka copies key, value and headers before returning.
-#define RD_KAFKA_MSG_F_COPY 0x2
-// rd_kafka_purge flags: messages still queued, and messages in flight.
-#define RD_KAFKA_PURGE_F_QUEUE 0x1
-#define RD_KAFKA_PURGE_F_INFLIGHT 0x2
-
-// One tagged argument of rd_kafka_produceva: the tag says which member of
-// the union holds the value. The union is padded to 64 bytes by the library.
-typedef struct rd_kafka_vu_s {
-	rd_kafka_vtype_t vtype;
-	union {
-		const char *cstr;
-		rd_kafka_topic_t *rkt;
-		int i;
-		int32_t i32;
-		int64_t i64;
-		struct {
-			void *ptr;
-			size_t size;
-		} mem;
-		struct {
-			const char *name;
-			const void *val;
-			ssize_t size;
-		} header;
-		rd_kafka_headers_t *headers;
-		void *ptr;
-		char _pad[64];
-	} u;
-} rd_kafka_vu_t;
-
-// A message as a delivery report shows it. For a producer, _private is the
-// opaque given with the message, and offset is where it was written.
-typedef struct rd_kafka_message_s {
-	rd_kafka_resp_err_t err;
-	rd_kafka_topic_t *rkt;
-	int32_t partition;
-	void *payload;
-	size_t len;
-	void *key;
-	size_t key_len;
-	int64_t offset;
-	void *_private;
-} rd_kafka_message_t;
-
-// A metadata answer. Only the topic list is read; brokers and partitions are
-// left opaque.
-struct rd_kafka_metadata_broker;
-struct rd_kafka_metadata_partition;
-
-typedef struct rd_kafka_metadata_topic {
-	char *topic;
-	int partition_cnt;
-	struct rd_kafka_metadata_partition *partitions;
-	rd_kafka_resp_err_t err;
-} rd_kafka_metadata_topic_t;
-
-typedef struct rd_kafka_metadata {
-	int broker_cnt;
-	struct rd_kafka_metadata_broker *brokers;
-	int topic_cnt;
-	struct rd_kafka_metadata_topic *topics;
-	int32_t orig_broker_id;
-	char *orig_broker_name;
-} rd_kafka_metadata_t;
-
-// The functions.
-extern rd_kafka_conf_t *rd_kafka_conf_new(void);
-extern void rd_kafka_conf_destroy(rd_kafka_conf_t *conf);
-extern rd_kafka_conf_res_t rd_kafka_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
-	char *errstr, size_t errstr_size);
-extern void rd_kafka_conf_set_opaque(rd_kafka_conf_t *conf, void *opaque);
-extern void rd_kafka_conf_set_dr_msg_cb(rd_kafka_conf_t *conf,
-	void (*cb)(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque));
-extern void rd_kafka_conf_set_log_cb(rd_kafka_conf_t *conf,
-	void (*cb)(const rd_kafka_t *rk, int level, const char *fac, const char *buf));
-extern void rd_kafka_conf_set_stats_cb(rd_kafka_conf_t *conf,
-	int (*cb)(rd_kafka_t *rk, char *json, size_t json_len, void *opaque));
-extern void rd_kafka_conf_set_error_cb(rd_kafka_conf_t *conf,
-	void (*cb)(rd_kafka_t *rk, int err, const char *reason, void *opaque));
-extern rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr, size_t errstr_size);
-extern void rd_kafka_destroy(rd_kafka_t *rk);
-extern void *rd_kafka_opaque(const rd_kafka_t *rk);
-extern rd_kafka_resp_err_t rd_kafka_last_error(void);
-extern const char *rd_kafka_err2str(rd_kafka_resp_err_t err);
-extern const char *rd_kafka_err2name(rd_kafka_resp_err_t err);
-extern rd_kafka_resp_err_t rd_kafka_fatal_error(rd_kafka_t *rk, char *errstr, size_t errstr_size);
-extern rd_kafka_resp_err_t rd_kafka_test_fatal_error(rd_kafka_t *rk, rd_kafka_resp_err_t err, const char *reason);
-extern rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_kafka_topic_conf_t *conf);
-extern void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt);
-extern rd_kafka_error_t *rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt);
-extern rd_kafka_resp_err_t rd_kafka_error_code(const rd_kafka_error_t *error);
-extern const char *rd_kafka_error_string(const rd_kafka_error_t *error);
-extern void rd_kafka_error_destroy(rd_kafka_error_t *error);
-extern rd_kafka_msg_status_t rd_kafka_message_status(const rd_kafka_message_t *msg);
-extern int rd_kafka_poll(rd_kafka_t *rk, int timeout_ms);
-extern rd_kafka_resp_err_t rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
-extern rd_kafka_resp_err_t rd_kafka_purge(rd_kafka_t *rk, int purge_flags);
-extern int rd_kafka_outq_len(rd_kafka_t *rk);
-extern rd_kafka_resp_err_t rd_kafka_metadata(rd_kafka_t *rk, int all_topics, rd_kafka_topic_t *only_rkt,
-	const struct rd_kafka_metadata **metadatap, int timeout_ms);
-extern void rd_kafka_metadata_destroy(const struct rd_kafka_metadata *metadata);
-
-// The numbers of librdkafka 2.11.1 (LP64): a declaration above that drifts
-// from them does not compile. The layout test checks the same expressions
-// against the header itself.
-_Static_assert(sizeof(void *) == 8, "64-bit targets only: an opaque is carried in a pointer");
-_Static_assert(sizeof(rd_kafka_resp_err_t) == 4, "rd_kafka_resp_err_t size");
-_Static_assert(sizeof(rd_kafka_vtype_t) == 4, "rd_kafka_vtype_t size");
-_Static_assert(RD_KAFKA_RESP_ERR_NO_ERROR == 0, "NO_ERROR");
-_Static_assert(RD_KAFKA_RESP_ERR__INVALID_ARG == -186, "__INVALID_ARG");
-_Static_assert(RD_KAFKA_RESP_ERR__FATAL == -150, "__FATAL");
-_Static_assert(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART == 3, "UNKNOWN_TOPIC_OR_PART");
-_Static_assert(RD_KAFKA_PRODUCER == 0, "RD_KAFKA_PRODUCER");
-_Static_assert(RD_KAFKA_CONF_OK == 0, "RD_KAFKA_CONF_OK");
-_Static_assert(RD_KAFKA_MSG_STATUS_NOT_PERSISTED == 0, "MSG_STATUS_NOT_PERSISTED");
-_Static_assert(RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED == 1, "MSG_STATUS_POSSIBLY_PERSISTED");
-_Static_assert(RD_KAFKA_MSG_STATUS_PERSISTED == 2, "MSG_STATUS_PERSISTED");
-_Static_assert(RD_KAFKA_VTYPE_RKT == 2 && RD_KAFKA_VTYPE_PARTITION == 3 && RD_KAFKA_VTYPE_VALUE == 4 &&
-	RD_KAFKA_VTYPE_KEY == 5 && RD_KAFKA_VTYPE_OPAQUE == 6 && RD_KAFKA_VTYPE_MSGFLAGS == 7 &&
-	RD_KAFKA_VTYPE_TIMESTAMP == 8 && RD_KAFKA_VTYPE_HEADER == 9, "RD_KAFKA_VTYPE_*");
-_Static_assert(RD_KAFKA_MSG_F_COPY == 2, "RD_KAFKA_MSG_F_COPY");
-_Static_assert(RD_KAFKA_PURGE_F_QUEUE == 1 && RD_KAFKA_PURGE_F_INFLIGHT == 2, "RD_KAFKA_PURGE_F_*");
-_Static_assert(sizeof(rd_kafka_vu_t) == 72, "rd_kafka_vu_t size");
-_Static_assert(offsetof(rd_kafka_vu_t, vtype) == 0, "rd_kafka_vu_t.vtype");
-_Static_assert(offsetof(rd_kafka_vu_t, u) == 8, "rd_kafka_vu_t.u");
-_Static_assert(sizeof(((rd_kafka_vu_t *)0)->u) == 64, "rd_kafka_vu_t.u size");
-_Static_assert(offsetof(rd_kafka_vu_t, u.mem.ptr) == 8 && offsetof(rd_kafka_vu_t, u.mem.size) == 16, "rd_kafka_vu_t.u.mem");
-_Static_assert(offsetof(rd_kafka_vu_t, u.header.name) == 8 && offsetof(rd_kafka_vu_t, u.header.val) == 16 &&
-	offsetof(rd_kafka_vu_t, u.header.size) == 24, "rd_kafka_vu_t.u.header");
-_Static_assert(sizeof(rd_kafka_message_t) == 72, "rd_kafka_message_t size");
-_Static_assert(offsetof(rd_kafka_message_t, err) == 0, "rd_kafka_message_t.err");
-_Static_assert(offsetof(rd_kafka_message_t, rkt) == 8, "rd_kafka_message_t.rkt");
-_Static_assert(offsetof(rd_kafka_message_t, partition) == 16, "rd_kafka_message_t.partition");
-_Static_assert(offsetof(rd_kafka_message_t, payload) == 24, "rd_kafka_message_t.payload");
-_Static_assert(offsetof(rd_kafka_message_t, len) == 32, "rd_kafka_message_t.len");
-_Static_assert(offsetof(rd_kafka_message_t, key) == 40, "rd_kafka_message_t.key");
-_Static_assert(offsetof(rd_kafka_message_t, key_len) == 48, "rd_kafka_message_t.key_len");
-_Static_assert(offsetof(rd_kafka_message_t, offset) == 56, "rd_kafka_message_t.offset");
-_Static_assert(offsetof(rd_kafka_message_t, _private) == 64, "rd_kafka_message_t._private");
-_Static_assert(sizeof(rd_kafka_metadata_topic_t) == 32, "rd_kafka_metadata_topic_t size");
-_Static_assert(offsetof(rd_kafka_metadata_topic_t, topic) == 0, "rd_kafka_metadata_topic_t.topic");
-_Static_assert(offsetof(rd_kafka_metadata_topic_t, partition_cnt) == 8, "rd_kafka_metadata_topic_t.partition_cnt");
-_Static_assert(offsetof(rd_kafka_metadata_topic_t, partitions) == 16, "rd_kafka_metadata_topic_t.partitions");
-_Static_assert(offsetof(rd_kafka_metadata_topic_t, err) == 24, "rd_kafka_metadata_topic_t.err");
-_Static_assert(sizeof(rd_kafka_metadata_t) == 48, "rd_kafka_metadata_t size");
-_Static_assert(offsetof(rd_kafka_metadata_t, broker_cnt) == 0, "rd_kafka_metadata_t.broker_cnt");
-_Static_assert(offsetof(rd_kafka_metadata_t, brokers) == 8, "rd_kafka_metadata_t.brokers");
-_Static_assert(offsetof(rd_kafka_metadata_t, topic_cnt) == 16, "rd_kafka_metadata_t.topic_cnt");
-_Static_assert(offsetof(rd_kafka_metadata_t, topics) == 24, "rd_kafka_metadata_t.topics");
-_Static_assert(offsetof(rd_kafka_metadata_t, orig_broker_id) == 32, "rd_kafka_metadata_t.orig_broker_id");
-_Static_assert(offsetof(rd_kafka_metadata_t, orig_broker_name) == 40, "rd_kafka_metadata_t.orig_broker_name");
-
-// Every declared size, offset and value, as a C expression valid against both
-// the declarations above and the real header, with its value here.
-typedef struct {
-	const char *expr;
-	long long value;
-} gw_fact;
-
-#define GW_FACT(e) { #e, (long long)(e) }
-
-static const gw_fact gw_layout_facts[] = {
-	GW_FACT(sizeof(rd_kafka_resp_err_t)),
-	GW_FACT(sizeof(rd_kafka_vtype_t)),
-	GW_FACT(RD_KAFKA_RESP_ERR_NO_ERROR),
-	GW_FACT(RD_KAFKA_RESP_ERR__INVALID_ARG),
-	GW_FACT(RD_KAFKA_RESP_ERR__FATAL),
-	GW_FACT(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART),
-	GW_FACT(RD_KAFKA_PRODUCER),
-	GW_FACT(RD_KAFKA_CONF_OK),
-	GW_FACT(RD_KAFKA_MSG_STATUS_NOT_PERSISTED),
-	GW_FACT(RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED),
-	GW_FACT(RD_KAFKA_MSG_STATUS_PERSISTED),
-	GW_FACT(RD_KAFKA_VTYPE_RKT),
-	GW_FACT(RD_KAFKA_VTYPE_PARTITION),
-	GW_FACT(RD_KAFKA_VTYPE_VALUE),
-	GW_FACT(RD_KAFKA_VTYPE_KEY),
-	GW_FACT(RD_KAFKA_VTYPE_OPAQUE),
-	GW_FACT(RD_KAFKA_VTYPE_MSGFLAGS),
-	GW_FACT(RD_KAFKA_VTYPE_TIMESTAMP),
-	GW_FACT(RD_KAFKA_VTYPE_HEADER),
-	GW_FACT(RD_KAFKA_MSG_F_COPY),
-	GW_FACT(RD_KAFKA_PURGE_F_QUEUE),
-	GW_FACT(RD_KAFKA_PURGE_F_INFLIGHT),
-	GW_FACT(sizeof(rd_kafka_vu_t)),
-	GW_FACT(offsetof(rd_kafka_vu_t, vtype)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u)),
-	GW_FACT(sizeof(((rd_kafka_vu_t *)0)->u)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.rkt)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.i)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.i32)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.i64)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.ptr)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.mem.ptr)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.mem.size)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.header.name)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.header.val)),
-	GW_FACT(offsetof(rd_kafka_vu_t, u.header.size)),
-	GW_FACT(sizeof(rd_kafka_message_t)),
-	GW_FACT(offsetof(rd_kafka_message_t, err)),
-	GW_FACT(offsetof(rd_kafka_message_t, rkt)),
-	GW_FACT(offsetof(rd_kafka_message_t, partition)),
-	GW_FACT(offsetof(rd_kafka_message_t, payload)),
-	GW_FACT(offsetof(rd_kafka_message_t, len)),
-	GW_FACT(offsetof(rd_kafka_message_t, key)),
-	GW_FACT(offsetof(rd_kafka_message_t, key_len)),
-	GW_FACT(offsetof(rd_kafka_message_t, offset)),
-	GW_FACT(offsetof(rd_kafka_message_t, _private)),
-	GW_FACT(sizeof(rd_kafka_metadata_topic_t)),
-	GW_FACT(offsetof(rd_kafka_metadata_topic_t, topic)),
-	GW_FACT(offsetof(rd_kafka_metadata_topic_t, partition_cnt)),
-	GW_FACT(offsetof(rd_kafka_metadata_topic_t, partitions)),
-	GW_FACT(offsetof(rd_kafka_metadata_topic_t, err)),
-	GW_FACT(sizeof(rd_kafka_metadata_t)),
-	GW_FACT(offsetof(rd_kafka_metadata_t, broker_cnt)),
-	GW_FACT(offsetof(rd_kafka_metadata_t, brokers)),
-	GW_FACT(offsetof(rd_kafka_metadata_t, topic_cnt)),
-	GW_FACT(offsetof(rd_kafka_metadata_t, topics)),
-	GW_FACT(offsetof(rd_kafka_metadata_t, orig_broker_id)),
-	GW_FACT(offsetof(rd_kafka_metadata_t, orig_broker_name)),
-};
-
-static size_t gw_layout_fact_count(void) { return sizeof gw_layout_facts / sizeof gw_layout_facts[0]; }
-static const gw_fact *gw_layout_fact(size_t i) { return &gw_layout_facts[i]; }
-
-// ---------------------------------------------------------------------------
-// The package's C side: what the callbacks collect, and the batch calls.
-// ---------------------------------------------------------------------------
-
-// One delivery report. Go's Report has the same layout (checked at compile
-// time on the Go side), so reports are copied into Go memory as they are.
-typedef struct {
-	uint64_t opaque;
-	int32_t partition;
-	int32_t _unused;
-	int64_t offset;
-	int32_t err;
-	int32_t status;
-} gw_report;
-
-enum {
-	GW_REPORT_SIZE = sizeof(gw_report),
-	GW_REPORT_OPAQUE = offsetof(gw_report, opaque),
-	GW_REPORT_PARTITION = offsetof(gw_report, partition),
-	GW_REPORT_OFFSET = offsetof(gw_report, offset),
-	GW_REPORT_ERR = offsetof(gw_report, err),
-	GW_REPORT_STATUS = offsetof(gw_report, status),
-};
-
-typedef struct {
-	int level;
-	char *fac;
-	char *msg;
-} gw_log;
-
-typedef struct {
-	int code;
-	int fatal;
-	char *msg;
-} gw_client_error;
-
-enum {
-	GW_MAX_LOGS = 4096,  // older log lines are dropped beyond this
-	GW_MAX_ERRORS = 256, // older client errors are dropped beyond this
-};
-
-// What the callbacks collect until Go takes it. mu guards every field.
-typedef struct {
-	pthread_mutex_t mu;
-	gw_report *reports;
-	size_t nreports, capreports;
-	gw_log logs[GW_MAX_LOGS]; // a ring: first is the oldest
-	size_t logs_first, nlogs;
-	uint64_t logs_dropped;
-	gw_client_error errors[GW_MAX_ERRORS]; // a ring: first is the oldest
-	size_t errors_first, nerrors;
-	uint64_t errors_dropped;
-	char *stats; // the latest statistics document only
-} gw_state;
-
-static gw_state *gw_state_new(void) {
-	gw_state *st = calloc(1, sizeof *st);
-	if (st != NULL)
-		pthread_mutex_init(&st->mu, NULL);
-	return st;
-}
-
-static void gw_state_free(gw_state *st) {
-	size_t i;
-	for (i = 0; i < st->nlogs; i++) {
-		gw_log *l = &st->logs[(st->logs_first + i) % GW_MAX_LOGS];
-		free(l->fac);
-		free(l->msg);
-	}
-	for (i = 0; i < st->nerrors; i++)
-		free(st->errors[(st->errors_first + i) % GW_MAX_ERRORS].msg);
-	free(st->stats);
-	free(st->reports);
-	pthread_mutex_destroy(&st->mu);
-	free(st);
-}
-
-static char *gw_strdup(const char *s) {
-	size_t n = strlen(s ? s : "");
-	char *d = malloc(n + 1);
-	if (d != NULL) {
-		memcpy(d, s ? s : "", n);
-		d[n] = 0;
-	}
-	return d;
-}
+#define GW_LAYOUT_FACTS
+#include "api.h"
+#include "state.h"
 
 // The delivery-report callback: runs on the thread that serves the queue
 // (Poll, Flush, or a thread librdkafka polls from), appends one report.
@@ -405,83 +44,6 @@ static void gw_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
 		st->capreports = cap;
 	}
 	st->reports[st->nreports++] = r;
-	pthread_mutex_unlock(&st->mu);
-}
-
-// The log callback: librdkafka calls it from its own threads too.
-static void gw_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-	gw_state *st = rd_kafka_opaque(rk);
-	gw_log l;
-	if (st == NULL)
-		return;
-	l.level = level;
-	l.fac = gw_strdup(fac);
-	l.msg = gw_strdup(buf);
-	if (l.fac == NULL || l.msg == NULL) {
-		free(l.fac);
-		free(l.msg);
-		return;
-	}
-	pthread_mutex_lock(&st->mu);
-	if (st->nlogs == GW_MAX_LOGS) {
-		gw_log *old = &st->logs[st->logs_first];
-		free(old->fac);
-		free(old->msg);
-		st->logs_first = (st->logs_first + 1) % GW_MAX_LOGS;
-		st->nlogs--;
-		st->logs_dropped++;
-	}
-	st->logs[(st->logs_first + st->nlogs) % GW_MAX_LOGS] = l;
-	st->nlogs++;
-	pthread_mutex_unlock(&st->mu);
-}
-
-// The statistics callback: keeps a copy of the latest document; returning 0
-// lets librdkafka free its own.
-static int gw_on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
-	gw_state *st = opaque;
-	char *doc = malloc(len + 1);
-	(void)rk;
-	if (doc == NULL)
-		return 0;
-	memcpy(doc, json, len);
-	doc[len] = 0;
-	pthread_mutex_lock(&st->mu);
-	free(st->stats);
-	st->stats = doc;
-	pthread_mutex_unlock(&st->mu);
-	return 0;
-}
-
-// The error callback: for a fatal error, the code that caused it is asked for.
-static void gw_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
-	gw_state *st = opaque;
-	gw_client_error e;
-	char fatal[512];
-	e.code = err;
-	e.fatal = 0;
-	if (err == RD_KAFKA_RESP_ERR__FATAL) {
-		rd_kafka_resp_err_t real;
-		fatal[0] = 0;
-		real = rd_kafka_fatal_error(rk, fatal, sizeof fatal);
-		e.fatal = 1;
-		if (real != RD_KAFKA_RESP_ERR_NO_ERROR) {
-			e.code = real;
-			reason = fatal;
-		}
-	}
-	e.msg = gw_strdup(reason);
-	if (e.msg == NULL)
-		return;
-	pthread_mutex_lock(&st->mu);
-	if (st->nerrors == GW_MAX_ERRORS) {
-		free(st->errors[st->errors_first].msg);
-		st->errors_first = (st->errors_first + 1) % GW_MAX_ERRORS;
-		st->nerrors--;
-		st->errors_dropped++;
-	}
-	st->errors[(st->errors_first + st->nerrors) % GW_MAX_ERRORS] = e;
-	st->nerrors++;
 	pthread_mutex_unlock(&st->mu);
 }
 
@@ -665,67 +227,6 @@ static size_t gw_poll(gw_state *st, rd_kafka_t *rk, int timeout_ms, gw_report *d
 	return gw_take_reports(st, dst, cap, left);
 }
 
-// The logs, statistics and client errors taken at once, oldest first.
-typedef struct {
-	gw_log *logs;
-	size_t nlogs;
-	uint64_t logs_dropped;
-	gw_client_error *errors;
-	size_t nerrors;
-	uint64_t errors_dropped;
-	char *stats;
-} gw_events;
-
-static gw_events *gw_take_events(gw_state *st) {
-	gw_events *ev = calloc(1, sizeof *ev);
-	size_t i;
-	if (ev == NULL)
-		return NULL;
-	pthread_mutex_lock(&st->mu);
-	if (st->nlogs > 0) {
-		ev->logs = malloc(st->nlogs * sizeof *ev->logs);
-		if (ev->logs != NULL) {
-			for (i = 0; i < st->nlogs; i++)
-				ev->logs[i] = st->logs[(st->logs_first + i) % GW_MAX_LOGS];
-			ev->nlogs = st->nlogs;
-			st->logs_first = 0;
-			st->nlogs = 0;
-		}
-	}
-	ev->logs_dropped = st->logs_dropped;
-	st->logs_dropped = 0;
-	if (st->nerrors > 0) {
-		ev->errors = malloc(st->nerrors * sizeof *ev->errors);
-		if (ev->errors != NULL) {
-			for (i = 0; i < st->nerrors; i++)
-				ev->errors[i] = st->errors[(st->errors_first + i) % GW_MAX_ERRORS];
-			ev->nerrors = st->nerrors;
-			st->errors_first = 0;
-			st->nerrors = 0;
-		}
-	}
-	ev->errors_dropped = st->errors_dropped;
-	st->errors_dropped = 0;
-	ev->stats = st->stats;
-	st->stats = NULL;
-	pthread_mutex_unlock(&st->mu);
-	return ev;
-}
-
-static void gw_free_events(gw_events *ev) {
-	size_t i;
-	for (i = 0; i < ev->nlogs; i++) {
-		free(ev->logs[i].fac);
-		free(ev->logs[i].msg);
-	}
-	for (i = 0; i < ev->nerrors; i++)
-		free(ev->errors[i].msg);
-	free(ev->logs);
-	free(ev->errors);
-	free(ev->stats);
-	free(ev);
-}
-
 // gw_partitions asks for one topic's metadata and returns the call's or the
 // topic's error, or NO_ERROR with the partition count in *cnt.
 static rd_kafka_resp_err_t gw_partitions(rd_kafka_t *rk, const char *name, int timeout_ms, int32_t *cnt) {
@@ -900,25 +401,9 @@ func NewProducer(props map[string]string) (*Producer, error) {
 		}
 		keys = append(keys, k)
 	}
-	sort.Strings(keys) // the first refused key is the same from run to run
+	names, values, free := cProperties(keys, props)
+	defer free()
 	n := len(keys)
-	// The arrays of C strings live in C memory: Go memory passed to C may
-	// not hold pointers.
-	names := (**C.char)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-	values := (**C.char)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-	nameSlice, valueSlice := unsafe.Slice(names, n+1), unsafe.Slice(values, n+1)
-	defer func() {
-		for i := range n {
-			C.free(unsafe.Pointer(nameSlice[i]))
-			C.free(unsafe.Pointer(valueSlice[i]))
-		}
-		C.free(unsafe.Pointer(names))
-		C.free(unsafe.Pointer(values))
-	}()
-	for i, k := range keys {
-		nameSlice[i] = C.CString(k)
-		valueSlice[i] = C.CString(props[k])
-	}
 
 	st := C.gw_state_new()
 	if st == nil {
@@ -936,6 +421,30 @@ func NewProducer(props map[string]string) (*Producer, error) {
 		return nil, &Error{Code: ErrorCode(code), Message: "rdkafka: " + msg}
 	}
 	return &Producer{rk: rk, st: st, topics: make(map[string]*C.rd_kafka_topic_t)}, nil
+}
+
+// cProperties sorts keys (so that the first refused one is the same from
+// run to run) and returns them and their values as arrays of C strings, in
+// C memory (Go memory passed to C may not hold pointers), with the function
+// that frees them.
+func cProperties(keys []string, props map[string]string) (names, values **C.char, free func()) {
+	sort.Strings(keys)
+	n := len(keys)
+	names = (**C.char)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	values = (**C.char)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	nameSlice, valueSlice := unsafe.Slice(names, n+1), unsafe.Slice(values, n+1)
+	for i, k := range keys {
+		nameSlice[i] = C.CString(k)
+		valueSlice[i] = C.CString(props[k])
+	}
+	return names, values, func() {
+		for i := range n {
+			C.free(unsafe.Pointer(nameSlice[i]))
+			C.free(unsafe.Pointer(valueSlice[i]))
+		}
+		C.free(unsafe.Pointer(names))
+		C.free(unsafe.Pointer(values))
+	}
 }
 
 // checkTopic refuses the names librdkafka must not see: an empty one (its
@@ -1145,7 +654,12 @@ func (p *Producer) Events() (logs []LogLine, stats []string, errs []ClientError)
 	if p.rk == nil {
 		return nil, nil, nil
 	}
-	ev := C.gw_take_events(p.st)
+	return takeEvents(p.st)
+}
+
+// takeEvents takes what st collected: see Producer.Events.
+func takeEvents(st *C.gw_state) (logs []LogLine, stats []string, errs []ClientError) {
+	ev := C.gw_take_events(st)
 	if ev == nil {
 		return nil, nil, nil
 	}
