@@ -71,6 +71,7 @@ const (
 	consumeNoneTarget = 0.6 // gateway-consume-none ≥ 0.6× direct-consume
 	consumeKeyTarget  = 0.4 // gateway-consume-key ≥ 0.4× direct-consume
 	dedupeTarget      = 0.6 // gateway-consume-none-dedupe ≥ 0.6× gateway-consume-none
+	consumeRSSTarget  = 150 // MiB: the gateway of gateway-consume-none, peak
 )
 
 // scenarioNames lists the scenarios in the order they run.

@@ -803,9 +803,18 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 	if name == "gateway-consume-none" && row.Value > 0 {
 		b.consumeNoneRate = row.Value
 	}
-	hwm, _ := procStatusKB(gw.pid(), "VmHWM")
+	hwm, hwmErr := procStatusKB(gw.pid(), "VmHWM")
 	row.Note = fmt.Sprintf("%s, %s; gateway max_buffered_records=%d; %s; gateway VmHWM %.0f MiB",
 		ordering, cfg, maxBuffered, row.Note, float64(hwm)/1024)
+	rows := []Row{row}
+	if name == "gateway-consume-none" && hwmErr == nil {
+		mib := float64(hwm) / 1024
+		rows = append(rows, Row{
+			Figure: "RSS peak (VmHWM)", Value: mib, Unit: "MiB",
+			Target: atMost(mib, consumeRSSTarget, "MiB"),
+			Note:   fmt.Sprintf("the gateway of the runs above, after them; now %s", rssSplit(gw.pid())),
+		})
+	}
 	if b.directConsumeRate > 0 && row.Value > 0 {
 		row.Ratio = row.Value / b.directConsumeRate
 		if target > 0 {
@@ -813,7 +822,8 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 			row.Target.Text = fmt.Sprintf("≥ %.2f× direct-consume", target)
 		}
 	}
-	return []Row{row}, err
+	rows[0] = row
+	return rows, err
 }
 
 // consumeRuns runs a consume scenario opts.consumeRepeats times, checks
