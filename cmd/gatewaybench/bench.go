@@ -143,6 +143,9 @@ type topicCheck struct {
 	scenario string
 	name     string
 	acked    int64
+	// acks, when kept (unary scenarios), are the answered partitions and
+	// offsets: a count that does not add up is then explained.
+	acks []ackedAt
 }
 
 func newBench(o options) (*bench, error) {
@@ -287,6 +290,30 @@ func (b *bench) createTopic(ctx context.Context, scenario string) (*topicCheck, 
 	return t, nil
 }
 
+// explainAcks describes what is wrong with the answered positions of a
+// topic whose records do not add up: positions answered twice, answers
+// without an offset, offsets at or past their partition's end.
+func explainAcks(acks []ackedAt, highs []int64) string {
+	if len(acks) == 0 {
+		return ""
+	}
+	seen := make(map[ackedAt]int, len(acks))
+	var twice, noOffset, pastEnd int
+	for _, a := range acks {
+		switch {
+		case a.offset < 0:
+			noOffset++
+		case int(a.partition) >= len(highs) || a.partition < 0 || a.offset >= highs[a.partition]:
+			pastEnd++
+		}
+		if seen[a]++; seen[a] == 2 {
+			twice++
+		}
+	}
+	return fmt.Sprintf(" (of the %d answers kept: %d positions answered more than once, %d without an offset, %d at or past their partition's end)",
+		len(acks), twice, noOffset, pastEnd)
+}
+
 // verifyTopics compares every topic's high watermarks with the records
 // acknowledged to it (offsets start at 0 in a fresh topic, and the
 // idempotent producers write no duplicates), then deletes the topics.
@@ -297,19 +324,19 @@ func (b *bench) verifyTopics() []string {
 		names = append(names, t.name)
 		var total int64
 		var err error
+		highs := make([]int64, b.opts.partitions)
 		for p := range int32(b.opts.partitions) {
-			var high int64
-			_, high, err = b.meta.QueryWatermarkOffsets(t.name, p, 10_000)
+			_, highs[p], err = b.meta.QueryWatermarkOffsets(t.name, p, 10_000)
 			if err != nil {
 				break
 			}
-			total += high
+			total += highs[p]
 		}
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Sprintf("%s: verify topic %s: %v", t.scenario, t.name, err))
 		case total != t.acked:
-			errs = append(errs, fmt.Sprintf("%s: topic %s holds %d records, %d were acknowledged", t.scenario, t.name, total, t.acked))
+			errs = append(errs, fmt.Sprintf("%s: topic %s holds %d records, %d were acknowledged%s", t.scenario, t.name, total, t.acked, explainAcks(t.acks, highs)))
 		}
 	}
 	if len(names) > 0 {

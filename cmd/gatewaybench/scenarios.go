@@ -477,6 +477,7 @@ func (b *bench) gatewayUnary(ctx context.Context, name string, callers int) ([]R
 	recs := protoRecords(1)
 	warm := runUnary(ctx, gw.client, topic.name, recs, callers, time.Second)
 	topic.acked += warm.ok
+	topic.acks = append(topic.acks, warm.acks...)
 	// unary-64 is profiled: it has a target (against grpc-echo-64).
 	var prof *profiling
 	if callers == 64 {
@@ -491,6 +492,7 @@ func (b *bench) gatewayUnary(ctx context.Context, name string, callers int) ([]R
 		profiles = prof.finish()
 	}
 	topic.acked += res.ok
+	topic.acks = append(topic.acks, res.acks...)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -529,6 +531,15 @@ type unaryResult struct {
 	firstErr          string
 	elapsed           time.Duration
 	latencies         []time.Duration
+	// acks are where the successful calls' records were written, as the
+	// gateway answered.
+	acks []ackedAt
+}
+
+// ackedAt is the partition and offset an answer gave a record.
+type ackedAt struct {
+	partition int32
+	offset    int64
 }
 
 // runUnary runs callers goroutines that call Produce back to back until d
@@ -536,6 +547,7 @@ type unaryResult struct {
 func runUnary(ctx context.Context, client gatewayv1.ProducerServiceClient, topic string, recs []*gatewayv1.Record, callers int, d time.Duration) unaryResult {
 	var t tally
 	lats := make([][]time.Duration, callers)
+	acks := make([][]ackedAt, callers)
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -552,6 +564,11 @@ func runUnary(ctx context.Context, client gatewayv1.ProducerServiceClient, topic
 					continue
 				}
 				t.check(resp.GetResults(), 1)
+				for _, res := range resp.GetResults() {
+					if res.GetError() == nil {
+						acks[c] = append(acks[c], ackedAt{res.GetPartition(), res.GetOffset()})
+					}
+				}
 			}
 		})
 	}
@@ -559,6 +576,9 @@ func runUnary(ctx context.Context, client gatewayv1.ProducerServiceClient, topic
 	r := unaryResult{ok: t.ok.Load(), failed: t.failed.Load(), firstErr: t.firstErr, elapsed: time.Since(start)}
 	for _, l := range lats {
 		r.latencies = append(r.latencies, l...)
+	}
+	for _, a := range acks {
+		r.acks = append(r.acks, a...)
 	}
 	r.calls = int64(len(r.latencies))
 	return r
