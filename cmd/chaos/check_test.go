@@ -217,6 +217,18 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			d := tr.msg(2)[0]
 			tr.redeliver(2, "app-b", "a", d.answered-sec/2000, evRefused, d.answered+sec)
 		}, "overlaps"},
+		{"a nack lets the record go when it is sent: its redelivery read before the nack's answer is no overlap", "key", func(tr *testRun) {
+			// Seen with Consume streams: the nack's answer waited behind an
+			// earlier ack's done marker; the redelivery went out at once.
+			d := tr.msg(2)[0]
+			d.outcome = evNacked
+			tr.redeliver(2, "app-a", "a", d.sent+sec/2000, evAcked, d.answered+sec)
+		}, ""},
+		{"two holds overlap: the second begins before the first's nack was sent", "key", func(tr *testRun) {
+			d := tr.msg(2)[0]
+			d.outcome = evNacked
+			tr.redeliver(2, "app-b", "a", d.sent-sec/2000, evAcked, d.answered+sec)
+		}, "overlaps"},
 		{"two holds overlap: the second begins before the first's deadline, the first never answered", "key", func(tr *testRun) {
 			d := tr.msg(2)[0]
 			d.outcome, d.sent, d.answered = 0, 0, 0

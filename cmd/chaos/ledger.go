@@ -87,17 +87,26 @@ func (d *delivery) sentAt(ackTimeout int64) int64 {
 	return min(d.recv, d.deadline-ackTimeout)
 }
 
-// holdEnd is when the app stopped holding the delivery: when its Ack or
-// Nack was answered, or at its deadline, whichever came first. Without a
-// deadline from the gateway, the deadline is taken as the receipt time plus
-// the subscription's ack timeout.
+// holdEnd is when the app stopped holding the delivery: when its Ack was
+// answered, or its Nack sent, or at its deadline, whichever came first.
+// A nack ends the hold when the app sends it: the app has let the record
+// go, and asked for the redelivery, which may reach it before the nack's
+// answer (a Consume stream answers settles in order, so a nack's answer
+// can wait behind an earlier ack's done marker while the redelivery is
+// sent at once). Without a deadline from the gateway, the deadline is taken
+// as the receipt time plus the subscription's ack timeout.
 func (d *delivery) holdEnd(ackTimeout int64) int64 {
 	end := d.deadline
 	if end == 0 {
 		end = d.recv + ackTimeout
 	}
 	switch d.outcome {
-	case evAcked, evRefused, evInvalid, evNacked, evDeadLetter, evNackFailed:
+	case evNacked:
+		if d.sent != 0 {
+			return min(end, d.sent)
+		}
+		end = min(end, d.answered)
+	case evAcked, evRefused, evInvalid, evDeadLetter, evNackFailed:
 		end = min(end, d.answered)
 	}
 	return end
