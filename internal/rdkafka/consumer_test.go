@@ -305,3 +305,21 @@ func TestConsumerErrors(t *testing.T) {
 		}
 	}
 }
+
+// Errors reach Events: a subscription to a topic the cluster does not have
+// is reported as a client error, not dropped.
+func TestConsumerErrorsReachEvents(t *testing.T) {
+	_, boot := newCluster(t, 1, "t")
+	m := newMember(newConsumer(t, boot, "g", "no-such-topic"))
+	var got []ClientError
+	until(t, "an error about the missing topic", func() bool {
+		_, _, errs := m.c.Events()
+		got = append(got, errs...)
+		for _, e := range got {
+			if e.Code == ErrUnknownTopicOrPart || e.Code == ErrUnknownTopic {
+				return true
+			}
+		}
+		return false
+	}, m)
+}
