@@ -384,6 +384,7 @@ func (a *app) nack(ctx context.Context, hs []held, deadLetter bool) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	a.events(evNackSent, hs)
 	_, err := a.client.Nack(cctx, req)
 	switch status.Code(err) {
 	case codes.OK:

@@ -64,6 +64,7 @@ func (a *app) consumeOnce(ctx context.Context, rng *rand.Rand, req *gatewayv1.Su
 		if len(b.acks) > 0 {
 			a.events(evAckSent, b.acks)
 		}
+		a.events(evNackSent, b.nacks)
 		pending[seq] = b
 		return st.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Settle{Settle: s}})
 	}

@@ -221,13 +221,18 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			// Seen with Consume streams: the nack's answer waited behind an
 			// earlier ack's done marker; the redelivery went out at once.
 			d := tr.msg(2)[0]
-			d.outcome = evNacked
-			tr.redeliver(2, "app-a", "a", d.sent+sec/2000, evAcked, d.answered+sec)
+			d.outcome, d.nackSent, d.sent = evNacked, d.sent, 0
+			tr.redeliver(2, "app-a", "a", d.nackSent+sec/2000, evAcked, d.answered+sec)
 		}, ""},
 		{"two holds overlap: the second begins before the first's nack was sent", "key", func(tr *testRun) {
 			d := tr.msg(2)[0]
-			d.outcome = evNacked
-			tr.redeliver(2, "app-b", "a", d.sent-sec/2000, evAcked, d.answered+sec)
+			d.outcome, d.nackSent, d.sent = evNacked, d.sent, 0
+			tr.redeliver(2, "app-b", "a", d.nackSent-sec/2000, evAcked, d.answered+sec)
+		}, "overlaps"},
+		{"a nack's redelivery read before its answer overlaps when the app never said when it sent it", "key", func(tr *testRun) {
+			d := tr.msg(2)[0]
+			d.outcome, d.sent = evNacked, 0
+			tr.redeliver(2, "app-a", "a", d.answered-sec/2000, evAcked, d.answered+sec)
 		}, "overlaps"},
 		{"two holds overlap: the second begins before the first's deadline, the first never answered", "key", func(tr *testRun) {
 			d := tr.msg(2)[0]

@@ -40,6 +40,7 @@ const (
 	evSkipped     = 'X'
 	evProcessed   = 'P'
 	evAckSent     = 'S'
+	evNackSent    = 'n'
 	evAcked       = 'A'
 	evRefused     = 'F'
 	evInvalid     = 'I'
@@ -63,6 +64,7 @@ type delivery struct {
 	processed int64 // when the app processed it; 0 if it did not
 	skipped   bool  // not processed: too close to its deadline
 	sent      int64 // when its Ack was sent; 0 if never
+	nackSent  int64 // when its Nack (retry or dead letter) was sent; 0 if never
 	outcome   byte  // the answer: evAcked ... evNackFailed; 0 for none (yet)
 	answered  int64 // when the answer came
 }
@@ -102,8 +104,8 @@ func (d *delivery) holdEnd(ackTimeout int64) int64 {
 	}
 	switch d.outcome {
 	case evNacked:
-		if d.sent != 0 {
-			return min(end, d.sent)
+		if d.nackSent != 0 {
+			return min(end, d.nackSent)
 		}
 		end = min(end, d.answered)
 	case evAcked, evRefused, evInvalid, evDeadLetter, evNackFailed:
@@ -275,6 +277,8 @@ func (lf *ledgerFile) parse(line []byte, gl *groupLedger) error {
 		d.processed = t
 	case evAckSent:
 		d.sent = t
+	case evNackSent:
+		d.nackSent = t
 	case evAcked, evRefused, evInvalid, evUnknown, evNacked, evDeadLetter, evNackFailed:
 		// The answer is a delivery's last event.
 		d.outcome, d.answered = ev, t
