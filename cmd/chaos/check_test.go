@@ -224,6 +224,11 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			d.outcome, d.nackSent, d.sent = evNacked, d.sent, 0
 			tr.redeliver(2, "app-a", "a", d.nackSent+sec/2000, evAcked, d.answered+sec)
 		}, ""},
+		{"a nack whose answer never came (its stream broke) ended the hold when it was sent", "key", func(tr *testRun) {
+			d := tr.msg(2)[0]
+			d.outcome, d.nackSent, d.sent, d.answered = 0, d.sent, 0, 0
+			tr.redeliver(2, "app-a", "a", d.nackSent+sec/4, evAcked, d.nackSent+sec)
+		}, ""},
 		{"two holds overlap: the second begins before the first's nack was sent", "key", func(tr *testRun) {
 			d := tr.msg(2)[0]
 			d.outcome, d.nackSent, d.sent = evNacked, d.sent, 0

@@ -91,24 +91,23 @@ func (d *delivery) sentAt(ackTimeout int64) int64 {
 
 // holdEnd is when the app stopped holding the delivery: when its Ack was
 // answered, or its Nack sent, or at its deadline, whichever came first.
-// A nack ends the hold when the app sends it: the app has let the record
-// go, and asked for the redelivery, which may reach it before the nack's
-// answer (a Consume stream answers settles in order, so a nack's answer
-// can wait behind an earlier ack's done marker while the redelivery is
-// sent at once). Without a deadline from the gateway, the deadline is taken
+// A nack ends the hold when the app sends it, whether or not its answer
+// comes: the app has let the record go, and asked for the redelivery, which
+// may reach it before the nack's answer (a Consume stream answers settles in
+// order, so a nack's answer can wait behind an earlier ack's done marker
+// while the redelivery is sent at once; or the stream breaks before the
+// answer). Without a deadline from the gateway, the deadline is taken
 // as the receipt time plus the subscription's ack timeout.
 func (d *delivery) holdEnd(ackTimeout int64) int64 {
 	end := d.deadline
 	if end == 0 {
 		end = d.recv + ackTimeout
 	}
+	if d.nackSent != 0 {
+		end = min(end, d.nackSent) // whatever its answer, if any came
+	}
 	switch d.outcome {
-	case evNacked:
-		if d.nackSent != 0 {
-			return min(end, d.nackSent)
-		}
-		end = min(end, d.answered)
-	case evAcked, evRefused, evInvalid, evDeadLetter, evNackFailed:
+	case evAcked, evRefused, evInvalid, evNacked, evDeadLetter, evNackFailed:
 		end = min(end, d.answered)
 	}
 	return end
