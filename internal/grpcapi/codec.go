@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
@@ -94,7 +95,8 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	// The message's bytes and strings point into one copy of the request,
 	// its own, rather than each into a copy of its own: one allocation
 	// per request instead of one per key and value.
-	if err := m.UnmarshalVTUnsafe(data.Materialize()); err != nil || !wellFormed(v) {
+	raw := data.Materialize()
+	if err := m.UnmarshalVTUnsafe(raw); err != nil || !wellFormed(v, raw) {
 		// What the generated code refuses (a known field with another
 		// wire type, which the library keeps as an unknown field), and
 		// what it may let through (strings that are not UTF-8, which
@@ -132,22 +134,34 @@ func ownKeys(recs []*gatewayv1.Record) {
 }
 
 // wellFormed reports whether a produce request decoded by the generated
-// code is one the library would decode the same: every string UTF-8, and
-// no field the code does not know. (A string field given twice, the first
-// time not UTF-8, the library refuses; here the last value counts.)
-func wellFormed(v any) bool {
+// code from raw is one the library would decode the same: every string
+// UTF-8, and no field the code does not know. (A string field given twice,
+// the first time not UTF-8, the library refuses; here the last value
+// counts.)
+func wellFormed(v any, raw []byte) bool {
 	var topic string
 	var recs []*gatewayv1.Record
+	var recordsField protowire.Number
 	switch m := v.(type) {
 	case *gatewayv1.ProduceRequest:
-		topic, recs = m.GetTopic(), m.GetRecords()
+		topic, recs, recordsField = m.GetTopic(), m.GetRecords(), 2
 	case *gatewayv1.ProduceStreamRequest:
 		if !utf8.ValidString(m.GetRequestId()) {
 			return false
 		}
-		topic, recs = m.GetTopic(), m.GetRecords()
+		topic, recs, recordsField = m.GetTopic(), m.GetRecords(), 3
 	default:
 		return true
+	}
+	for _, r := range recs {
+		if r.GetTimestamp() != nil {
+			// The generated code of a timestamp skips fields it does not
+			// know without keeping them, so they are looked for here.
+			if !plainTimestamps(raw, recordsField) {
+				return false
+			}
+			break
+		}
 	}
 	if !utf8.ValidString(topic) || len(v.(protoreflect.ProtoMessage).ProtoReflect().GetUnknown()) > 0 {
 		return false
@@ -164,6 +178,62 @@ func wellFormed(v any) bool {
 				return false
 			}
 		}
+	}
+	return true
+}
+
+// recordTimestampField is Record.timestamp's field number.
+const recordTimestampField = 5
+
+// plainTimestamps reports whether every record timestamp in raw, a produce
+// request whose records are field recordsField, holds only seconds and
+// nanos, as varints. The generated code of a timestamp skips anything else
+// without keeping it, and without the library's checks (a group closed by
+// another field number passes), so a request with anything else in a
+// timestamp goes to the library.
+func plainTimestamps(raw []byte, recordsField protowire.Number) bool {
+	return eachField(raw, func(num protowire.Number, typ protowire.Type, rec []byte) bool {
+		if num != recordsField || typ != protowire.BytesType {
+			return true
+		}
+		return eachField(rec, func(num protowire.Number, typ protowire.Type, ts []byte) bool {
+			if num != recordTimestampField || typ != protowire.BytesType {
+				return true
+			}
+			return eachField(ts, func(num protowire.Number, typ protowire.Type, _ []byte) bool {
+				return (num == 1 || num == 2) && typ == protowire.VarintType
+			})
+		})
+	})
+}
+
+// eachField calls f with each field of the message b (a length-delimited
+// field's contents as its bytes), until f returns false; it returns false
+// then, or when b is malformed.
+func eachField(b []byte, f func(protowire.Number, protowire.Type, []byte) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		var val []byte
+		if typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return false
+			}
+			val, n = v, m
+		} else {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return false
+			}
+		}
+		if !f(num, typ, val) {
+			return false
+		}
+		b = b[n:]
 	}
 	return true
 }
