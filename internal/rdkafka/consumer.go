@@ -179,33 +179,18 @@ static void gw_fetch_free(gw_fetch *f) {
 // the log callback.
 static rd_kafka_t *gw_consumer_new(gw_state *st, char **names, char **values, size_t n, int *bad, int *code,
                                    char *errstr, size_t errstr_size, rd_kafka_queue_t **q) {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf = gw_conf(names, values, n, bad, code, errstr, errstr_size);
 	rd_kafka_t *rk;
-	size_t i;
-	*bad = -1;
-	*code = RD_KAFKA_RESP_ERR_NO_ERROR;
 	*q = NULL;
-	errstr[0] = 0;
-	for (i = 0; i < n; i++) {
-		if (rd_kafka_conf_set(conf, names[i], values[i], errstr, errstr_size) != RD_KAFKA_CONF_OK) {
-			*bad = (int)i;
-			*code = RD_KAFKA_RESP_ERR__INVALID_ARG;
-			rd_kafka_conf_destroy(conf);
-			return NULL;
-		}
-	}
+	if (conf == NULL)
+		return NULL;
 	rd_kafka_conf_set_opaque(conf, st);
 	rd_kafka_conf_set_log_cb(conf, gw_on_log);
 	rd_kafka_conf_set_events(conf, RD_KAFKA_EVENT_REBALANCE | RD_KAFKA_EVENT_OFFSET_COMMIT | RD_KAFKA_EVENT_STATS |
 	                                   RD_KAFKA_EVENT_ERROR);
-	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
-	if (rk == NULL) {
-		*code = rd_kafka_last_error();
-		if (*code == RD_KAFKA_RESP_ERR_NO_ERROR)
-			*code = RD_KAFKA_RESP_ERR__INVALID_ARG;
-		rd_kafka_conf_destroy(conf);
+	rk = gw_make(RD_KAFKA_CONSUMER, conf, code, errstr, errstr_size);
+	if (rk == NULL)
 		return NULL;
-	}
 	rd_kafka_poll_set_consumer(rk);
 	*q = rd_kafka_queue_get_consumer(rk);
 	return rk;

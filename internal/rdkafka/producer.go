@@ -52,33 +52,15 @@ static void gw_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
 // producer. names and values are arrays of n C strings.
 static rd_kafka_t *gw_new(gw_state *st, char **names, char **values, size_t n, int *bad, int *code,
                           char *errstr, size_t errstr_size) {
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_t *rk;
-	size_t i;
-	*bad = -1;
-	*code = RD_KAFKA_RESP_ERR_NO_ERROR;
-	errstr[0] = 0;
-	for (i = 0; i < n; i++) {
-		if (rd_kafka_conf_set(conf, names[i], values[i], errstr, errstr_size) != RD_KAFKA_CONF_OK) {
-			*bad = (int)i;
-			*code = RD_KAFKA_RESP_ERR__INVALID_ARG;
-			rd_kafka_conf_destroy(conf);
-			return NULL;
-		}
-	}
+	rd_kafka_conf_t *conf = gw_conf(names, values, n, bad, code, errstr, errstr_size);
+	if (conf == NULL)
+		return NULL;
 	rd_kafka_conf_set_opaque(conf, st);
 	rd_kafka_conf_set_dr_msg_cb(conf, gw_on_delivery);
 	rd_kafka_conf_set_log_cb(conf, gw_on_log);
 	rd_kafka_conf_set_stats_cb(conf, gw_on_stats);
 	rd_kafka_conf_set_error_cb(conf, gw_on_error);
-	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
-	if (rk == NULL) {
-		*code = rd_kafka_last_error();
-		if (*code == RD_KAFKA_RESP_ERR_NO_ERROR)
-			*code = RD_KAFKA_RESP_ERR__INVALID_ARG;
-		rd_kafka_conf_destroy(conf);
-	}
-	return rk;
+	return gw_make(RD_KAFKA_PRODUCER, conf, code, errstr, errstr_size);
 }
 
 static rd_kafka_topic_t *gw_topic_new(rd_kafka_t *rk, const char *name, int *code) {

@@ -245,4 +245,39 @@ static inline void gw_free_events(gw_events *ev) {
 	free(ev);
 }
 
+// gw_conf makes a configuration from n properties (arrays of C strings),
+// set one by one; at the first one librdkafka refuses it returns NULL, with
+// the property's index in *bad and librdkafka's message in errstr.
+static inline rd_kafka_conf_t *gw_conf(char **names, char **values, size_t n, int *bad, int *code, char *errstr,
+                                       size_t errstr_size) {
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	size_t i;
+	*bad = -1;
+	*code = RD_KAFKA_RESP_ERR_NO_ERROR;
+	errstr[0] = 0;
+	for (i = 0; i < n; i++) {
+		if (rd_kafka_conf_set(conf, names[i], values[i], errstr, errstr_size) != RD_KAFKA_CONF_OK) {
+			*bad = (int)i;
+			*code = RD_KAFKA_RESP_ERR__INVALID_ARG;
+			rd_kafka_conf_destroy(conf);
+			return NULL;
+		}
+	}
+	return conf;
+}
+
+// gw_make makes a handle of the given type from conf, which it takes (on
+// failure, rd_kafka_new leaves conf to its caller, and gw_make frees it).
+static inline rd_kafka_t *gw_make(rd_kafka_type_t type, rd_kafka_conf_t *conf, int *code, char *errstr,
+                                  size_t errstr_size) {
+	rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, errstr_size);
+	if (rk == NULL) {
+		*code = rd_kafka_last_error();
+		if (*code == RD_KAFKA_RESP_ERR_NO_ERROR)
+			*code = RD_KAFKA_RESP_ERR__INVALID_ARG;
+		rd_kafka_conf_destroy(conf);
+	}
+	return rk;
+}
+
 #endif // GW_STATE_H
