@@ -233,11 +233,14 @@ func (c Config) configMap(kc kafkaclient.Config, group string, start StartPositi
 		"enable.partition.eof":     "false",
 		// The gateway buffers fetched records itself (max_buffered_records,
 		// max_buffered_bytes); librdkafka's prefetch ahead of that buffer
-		// is kept small: 4 MiB queued and 4 MiB per fetch response (the
-		// bench's consume throughput was the same as with 16 MiB and
-		// librdkafka's 50 MiB).
+		// is kept small: 4 MiB queued, 1 MiB per fetch response and 256 KiB
+		// per partition in it (the bench's consume throughput was the same
+		// as with librdkafka's 50 MiB and 1 MiB per partition, and the
+		// gateway's C heap a third). A record larger than these is still
+		// fetched: the broker returns at least one record per response.
 		"queued.max.messages.kbytes": "4096",
-		"fetch.max.bytes":            "4194304",
+		"fetch.max.bytes":            "1048576",
+		"max.partition.fetch.bytes":  "262144",
 	}
 	cm := kc.ConfigMap(defaults, c.Properties)
 	cm["group.id"] = group

@@ -16,6 +16,21 @@ package rdkafka
 #include "api.h"
 #include "state.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+// gw_release_free_memory gives the free memory of glibc's malloc arenas back
+// to the system. librdkafka allocates fetched data on its broker threads
+// and the poller frees it, so freed chunks are spread over several arenas
+// that glibc trims only at their tops; left alone, they keep the memory of
+// the largest burst resident. Elsewhere (musl) it does nothing.
+static void gw_release_free_memory(void) {
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
 // One fetched message, described by offsets into its batch's arena. A
 // length of -1 means null; a timestamp of -1, none.
 typedef struct {
@@ -261,6 +276,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -419,6 +435,7 @@ func (c *Consumer) Poll(timeout time.Duration, max int, out []Fetched) ([]Fetche
 	C.gw_consume(c.st, c.rk, c.q, f, millis(timeout), C.size_t(max), maxFetchBytes)
 	if f.nmsgs > 0 {
 		out = c.copyOut(out)
+		releaseFreeMemory()
 	}
 	if f.event == nil {
 		return out, nil
@@ -427,6 +444,31 @@ func (c *Consumer) Poll(timeout time.Duration, max int, out []Fetched) ([]Fetche
 	C.rd_kafka_event_destroy(f.event)
 	f.event = nil
 	return out, ev
+}
+
+// trimEvery is how often a consuming process gives free C memory back.
+const trimEvery = 2 * time.Second
+
+var (
+	fetchedSinceTrim atomic.Bool
+	startTrimmer     sync.Once
+)
+
+// releaseFreeMemory notes that records were fetched; a goroutine of the
+// process (one for every consumer) gives free C heap memory back once per
+// trimEvery after records were fetched, off the poll loop: a trim takes
+// milliseconds when a burst left much free memory behind.
+func releaseFreeMemory() {
+	fetchedSinceTrim.Store(true)
+	startTrimmer.Do(func() {
+		go func() {
+			for range time.Tick(trimEvery) {
+				if fetchedSinceTrim.Swap(false) {
+					C.gw_release_free_memory()
+				}
+			}
+		}()
+	})
 }
 
 // copyOut appends the batch's records to out, each copied into Go memory.
