@@ -54,9 +54,12 @@ type marshaler interface {
 
 // fastMarshal returns v's generated marshalling code when v is a message
 // the gateway sends often: the produce path's, and the frames of
-// Subscribe and Consume streams.
+// Subscribe and Consume streams (their Deliveries frames written straight
+// from the deliveries: deliveriesFrame).
 func fastMarshal(v any) (marshaler, bool) {
 	switch m := v.(type) {
+	case *deliveriesFrame:
+		return m, true
 	case *gatewayv1.SubscribeResponse:
 		return m, true
 	case *gatewayv1.ConsumeResponse:

@@ -65,16 +65,17 @@ func (s *ConsumerServer) Subscribe(req *gatewayv1.SubscribeRequest, stream gatew
 		return toStatus(s.logger, err).Err()
 	}
 	defer st.Close()
+	var frame deliveriesFrame
 	for {
 		f, err := st.Next(ctx)
 		if err != nil {
 			return toStatus(s.logger, err).Err()
 		}
-		resp := toProtoFrame(f)
-		st.Recycle(f.Deliveries)
-		if err := stream.Send(resp); err != nil {
+		if err := stream.SendMsg(frameMessage(f, &frame, subscribeAssignment)); err != nil {
 			return err
 		}
+		frame.ds = nil
+		st.Recycle(f.Deliveries)
 	}
 }
 
@@ -152,13 +153,13 @@ func (s *ConsumerServer) Consume(stream gatewayv1.ConsumerService_ConsumeServer)
 
 	var sendMu sync.Mutex
 	returned := false
-	send := func(r *gatewayv1.ConsumeResponse) error {
+	send := func(m any) error { // a *ConsumeResponse or a *deliveriesFrame
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		if returned {
 			return io.ErrClosedPipe
 		}
-		return stream.Send(r)
+		return stream.SendMsg(m)
 	}
 	defer func() {
 		sendMu.Lock()
@@ -192,6 +193,7 @@ func (s *ConsumerServer) Consume(stream gatewayv1.ConsumerService_ConsumeServer)
 			}
 		}
 	}()
+	var frame deliveriesFrame
 	for {
 		f, err := st.Next(ctx)
 		if err != nil {
@@ -203,11 +205,11 @@ func (s *ConsumerServer) Consume(stream gatewayv1.ConsumerService_ConsumeServer)
 			}
 			return toStatus(s.logger, err).Err()
 		}
-		resp := toProtoConsumeFrame(f)
-		st.Recycle(f.Deliveries)
-		if err := send(resp); err != nil {
+		if err := send(frameMessage(f, &frame, consumeAssignment)); err != nil {
 			return err
 		}
+		frame.ds = nil
+		st.Recycle(f.Deliveries)
 	}
 }
 
@@ -315,67 +317,27 @@ func toProtoSettled(seq uint64, res consume.SettleResult) *gatewayv1.ConsumeResp
 	return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Settled{Settled: st}}
 }
 
-func toProtoConsumeFrame(f consume.Frame) *gatewayv1.ConsumeResponse {
+// frameMessage returns what to send for a frame: its Assignment as the
+// stream's response message (assignment builds it), or its deliveries in
+// frame, written straight to the wire by the codec.
+func frameMessage(f consume.Frame, frame *deliveriesFrame, assignment func(*gatewayv1.Assignment) any) any {
 	if a := f.Assignment; a != nil {
-		return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Assignment{Assignment: toProtoAssignment(a)}}
+		return assignment(toProtoAssignment(a))
 	}
-	return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Deliveries{Deliveries: toProtoDeliveries(f.Deliveries)}}
+	frame.ds = f.Deliveries
+	return frame
 }
 
-func toProtoFrame(f consume.Frame) *gatewayv1.SubscribeResponse {
-	if a := f.Assignment; a != nil {
-		return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Assignment{Assignment: toProtoAssignment(a)}}
-	}
-	return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Deliveries{Deliveries: toProtoDeliveries(f.Deliveries)}}
+func subscribeAssignment(a *gatewayv1.Assignment) any {
+	return &gatewayv1.SubscribeResponse{Frame: &gatewayv1.SubscribeResponse_Assignment{Assignment: a}}
+}
+
+func consumeAssignment(a *gatewayv1.Assignment) any {
+	return &gatewayv1.ConsumeResponse{Frame: &gatewayv1.ConsumeResponse_Assignment{Assignment: a}}
 }
 
 func toProtoAssignment(a *consume.Assignment) *gatewayv1.Assignment {
 	return &gatewayv1.Assignment{Assigned: toProtoTPs(a.Assigned), Revoked: toProtoTPs(a.Revoked)}
-}
-
-// toProtoDeliveries builds a frame's deliveries with a few allocations for
-// the whole frame (the messages, their timestamps and headers each in one
-// block) instead of several per record.
-func toProtoDeliveries(in []consume.Delivery) *gatewayv1.Deliveries {
-	ds := make([]*gatewayv1.Delivery, len(in))
-	pds := make([]gatewayv1.Delivery, len(in))
-	tss := make([]timestamppb.Timestamp, 2*len(in))
-	headers := 0
-	for i := range in {
-		headers += len(in[i].Headers)
-	}
-	hs := make([]gatewayv1.Header, headers)
-	hps := make([]*gatewayv1.Header, headers)
-	for i := range in {
-		d, pd := &in[i], &pds[i]
-		pd.AckId = d.AckID
-		pd.Token = d.Token
-		pd.Topic = d.Topic
-		pd.Partition = d.Partition
-		pd.Offset = d.Offset
-		pd.Key = d.Key     // nil (null) is unset, non-nil empty is set and empty
-		pd.Value = d.Value // nil (a tombstone's null) likewise
-		pd.MessageId = d.MessageID
-		pd.Attempt = d.Attempt
-		ts := &tss[2*i]
-		ts.Seconds, ts.Nanos = d.Timestamp.Unix(), int32(d.Timestamp.Nanosecond())
-		pd.Timestamp = ts
-		if !d.AckDeadline.IsZero() {
-			ts := &tss[2*i+1]
-			ts.Seconds, ts.Nanos = d.AckDeadline.Unix(), int32(d.AckDeadline.Nanosecond())
-			pd.AckDeadline = ts
-		}
-		if n := len(d.Headers); n > 0 {
-			pd.Headers, hps = hps[:n:n], hps[n:]
-			for j, h := range d.Headers {
-				hs[j].Key, hs[j].Value = h.Key, h.Value
-				pd.Headers[j] = &hs[j]
-			}
-			hs = hs[n:]
-		}
-		ds[i] = pd
-	}
-	return &gatewayv1.Deliveries{Deliveries: ds}
 }
 
 func toProtoTPs(tps []consume.TopicPartition) []*gatewayv1.TopicPartition {

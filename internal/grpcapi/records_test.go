@@ -176,10 +176,11 @@ func TestDeliveriesKeepANullKeyOrValueApartFromAnEmptyOne(t *testing.T) {
 	for _, tc := range nullAndEmpty {
 		f.Deliveries = append(f.Deliveries, consume.Delivery{Topic: "t", Key: bytesOf(tc.key), Value: bytesOf(tc.value)})
 	}
-	wire, err := proto.Marshal(toProtoFrame(f))
+	buf, err := codec{}.Marshal(&deliveriesFrame{ds: f.Deliveries})
 	if err != nil {
 		t.Fatal(err)
 	}
+	wire := buf.Materialize()
 	var got gatewayv1.SubscribeResponse
 	if err := proto.Unmarshal(wire, &got); err != nil {
 		t.Fatal(err)
