@@ -165,4 +165,3 @@ func TestDeliveriesFrameRefusesAStaleSize(t *testing.T) {
 		t.Error("a frame whose delivery grew after sizing was written")
 	}
 }
-
