@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -638,59 +636,6 @@ func TestWithDedupeANackBeforeClosingAStreamLetsItsKeyGoOn(t *testing.T) {
 			}
 			if d2 := h.must(b); d2.MessageID != "m-2" {
 				t.Fatalf("after m-1, the key's next delivery is %s, want m-2", d2.MessageID)
-			}
-		}
-	}
-}
-
-// frames returns the sizes of the frames s has made so far, taking them.
-func takeFrames(s *Stream) []int {
-	s.g.mu.Lock()
-	defer s.g.mu.Unlock()
-	var sizes []int
-	for _, f := range s.frames {
-		sizes = append(sizes, len(f.Deliveries))
-	}
-	s.frames = nil
-	return sizes
-}
-
-// With KEY ordering, what one dispatch hands a stream goes out as several
-// frames (an eighth of what the stream holds, at least 64 records each), so
-// the app can work on the first while the gateway writes the next; with
-// NONE, as one frame.
-func TestKeyOrderedDispatchSplitsFramesSoTheAppNeedNotWaitForAllOfThem(t *testing.T) {
-	t.Parallel()
-	for _, ordering := range []Ordering{OrderingKey, OrderingNone} {
-		h := newHarness(t, harnessOptions{ordering: ordering})
-		s := h.stream(5000)
-		h.assign(0)
-		var fs []fetched
-		for i := range 1000 {
-			fs = append(fs, rec(0, int64(i), "k"+strconv.Itoa(i), "v"))
-		}
-		h.add(fs...)
-		var sizes []int
-		for _, n := range takeFrames(s) {
-			if n > 0 { // not the assignment
-				sizes = append(sizes, n)
-			}
-		}
-		total := 0
-		for _, n := range sizes {
-			total += n
-		}
-		if total != 1000 {
-			t.Fatalf("%v: %d records in frames %v, want 1000", ordering, total, sizes)
-		}
-		switch ordering {
-		case OrderingKey:
-			if len(sizes) < 8 || slices.Max(sizes) > 1000/8 {
-				t.Errorf("key: frames of %v records, want at least 8 of at most %d", sizes, 1000/8)
-			}
-		case OrderingNone:
-			if len(sizes) != 1 {
-				t.Errorf("none: frames of %v records, want one", sizes)
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package consume
 
 import (
 	"context"
-	"math"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -160,7 +159,7 @@ func (s *Stream) add(d Delivery) {
 	if s.rateLimited() {
 		s.rate.Allow()
 	}
-	if n := len(s.frames); n > 0 && s.frames[n-1].Assignment == nil && len(s.frames[n-1].Deliveries) < s.frameCap() {
+	if n := len(s.frames); n > 0 && s.frames[n-1].Assignment == nil {
 		s.frames[n-1].Deliveries = append(s.frames[n-1].Deliveries, d)
 		return
 	}
@@ -170,27 +169,6 @@ func (s *Stream) add(d Delivery) {
 		ds = make([]Delivery, 0, 16)
 	}
 	s.frames = append(s.frames, Frame{Deliveries: append(ds, d)})
-}
-
-// minFrame is the most deliveries a frame holds while the stream holds few
-// records; see frameCap.
-const minFrame = 64
-
-// frameCap is the most deliveries one frame takes. With ORDERING_NONE, no
-// bound: a frame takes what was dispatched while the last was being sent
-// (within the stream's credit), so a busy stream sends few, large frames.
-// With KEY or PARTITION ordering, an eighth of what the stream holds, and
-// at least minFrame: what may be in flight is bounded by the ordering (one
-// record per key) rather than by the credit, and one frame of everything
-// dispatched at once made the gateway and the app take turns (the app
-// waited while the gateway wrote the whole frame, then the gateway while
-// the app acked it). Several frames in a row let the app work on the first
-// while the gateway writes the next.
-func (s *Stream) frameCap() int {
-	if s.g.settings.Ordering == OrderingNone {
-		return math.MaxInt
-	}
-	return max(minFrame, s.holding/8)
 }
 
 // Recycle gives back the deliveries of a frame taken from Next, once the
