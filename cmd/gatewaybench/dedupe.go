@@ -95,8 +95,7 @@ func (b *bench) gatewayConsumeDedupe(ctx context.Context) ([]Row, error) {
 		return res, group, err
 	}, func(group string) error {
 		if after := redisCounters(ctx, rdb); before.commands > 0 && after.commands > before.commands {
-			total.commands += after.commands - before.commands
-			total.scripts += after.scripts - before.scripts
+			total.add(before, after)
 			cmdRecords += t.total
 		}
 		return b.checkDoneMarkers(ctx, rdb, t, group)
@@ -112,6 +111,9 @@ func (b *bench) gatewayConsumeDedupe(ctx context.Context) ([]Row, error) {
 	if cmdRecords > 0 {
 		dd += fmt.Sprintf("; per record %.2f Redis script calls (%.2f commands, counting those the scripts run)",
 			float64(total.scripts)/float64(cmdRecords), float64(total.commands)/float64(cmdRecords))
+		if per := total.perRecord(cmdRecords); per != "" {
+			dd += "; Redis's own time in them per record (INFO commandstats): " + per
+		}
 	}
 	if n := gw.redisDown.Load(); n > 0 {
 		dd += fmt.Sprintf("; the gateway logged \"redis unavailable for dedupe\" %d times (see its log)", n)
@@ -272,6 +274,41 @@ func (b *bench) deleteRedisKeys() {
 type redisCounts struct {
 	commands int64 // total_commands_processed (commands run by scripts included)
 	scripts  int64 // calls of EVALSHA and EVAL
+	// calls and usec per command (commandstats): a script's usec include
+	// those of the commands it runs, which are also counted on their own.
+	calls, usec map[string]int64
+}
+
+// add adds the counters of after less those of before to c.
+func (c *redisCounts) add(before, after redisCounts) {
+	c.commands += after.commands - before.commands
+	c.scripts += after.scripts - before.scripts
+	if c.calls == nil {
+		c.calls, c.usec = map[string]int64{}, map[string]int64{}
+	}
+	for name, n := range after.calls {
+		c.calls[name] += n - before.calls[name]
+		c.usec[name] += after.usec[name] - before.usec[name]
+	}
+}
+
+// perRecord says, for the commands the dedupe protocol sends, how many
+// Redis ran per record and the time it spent in them per record (its own
+// measure, commandstats).
+func (c redisCounts) perRecord(records int64) string {
+	var parts []string
+	for _, name := range []string{"set", "get", "evalsha", "del", "pexpire"} {
+		if c.calls[name] <= 0 || records <= 0 {
+			continue
+		}
+		what := strings.ToUpper(name)
+		if name == "evalsha" {
+			what = "EVALSHA (scripts, their GET and SET included)"
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f calls, %.2f µs", what,
+			float64(c.calls[name])/float64(records), float64(c.usec[name])/float64(records)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // redisCounters reads the counters; zero when INFO fails.
@@ -287,14 +324,29 @@ func redisCounters(ctx context.Context, rdb *redis.Client) redisCounts {
 			c.commands, _ = strconv.ParseInt(v, 10, 64)
 			continue
 		}
-		// cmdstat_evalsha:calls=123,usec=…
+		// cmdstat_evalsha:calls=123,usec=456,usec_per_call=…
 		name, rest, ok := strings.Cut(line, ":")
-		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+		cmd, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
 			continue
 		}
-		calls, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
-		n, _ := strconv.ParseInt(calls, 10, 64)
-		c.scripts += n
+		var calls, usec int64
+		for field := range strings.SplitSeq(rest, ",") {
+			k, v, _ := strings.Cut(field, "=")
+			switch k {
+			case "calls":
+				calls, _ = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				usec, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		if c.calls == nil {
+			c.calls, c.usec = map[string]int64{}, map[string]int64{}
+		}
+		c.calls[cmd], c.usec[cmd] = calls, usec
+		if cmd == "evalsha" || cmd == "eval" {
+			c.scripts += calls
+		}
 	}
 	return c
 }

@@ -513,6 +513,18 @@ func (r *Report) analysis() []string {
 				ceiling := cores / cpuPerRecord(dd) * 1e6
 				line += fmt.Sprintf("; at %.1f µs of CPU per record, %.0f cores shared by all processes cap the rate at %s records/s, %.2f× gateway-consume-none",
 					cpuPerRecord(dd), cores, thousands(int64(ceiling)), ceiling/none.Value)
+				// The floor: Redis's CPU per record for the protocol's
+				// commands, plus what consuming costs without dedupe, at
+				// the target's rate, before the gateway's own dedupe work.
+				if redis := perRec(dd.CPU.Redis); redis > 0 {
+					goal := dedupeTarget * none.Value
+					need := (redis + cpuPerRecord(none)) * goal / 1e6
+					line += fmt.Sprintf("; at %.2f× gateway-consume-none (%s records/s) Redis alone would need %.2f cores at this run's %.1f µs per record, and consuming without dedupe %.2f more (%.1f µs per record): %.2f of the machine's %.0f cores before any dedupe work of the gateway's own",
+						dedupeTarget, thousands(int64(goal)), redis*goal/1e6, redis, cpuPerRecord(none)*goal/1e6, cpuPerRecord(none), need, cores)
+					if need >= cores {
+						line += ", so the target cannot be met on this machine while Redis spends this much per record"
+					}
+				}
 			}
 		}
 		out = append(out, line+".")
