@@ -795,11 +795,25 @@ func (b *bench) gatewayConsume(ctx context.Context, name string, ordering gatewa
 		return nil, err
 	}
 	cfg := consumeClientConfig{ordering: ordering, streams: streams, maxInFlight: b.opts.consumeInFlight, ackMode: b.opts.consumeAck}
+	// With KEY ordering, the gateway's in-flight count over the runs says
+	// whether the keys or the round trip bound the rate.
+	sctx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	var inFlight *inFlightSampler
+	if ordering == gatewayv1.Ordering_ORDERING_KEY {
+		inFlight = sampleInFlight(sctx, gw.pprof, 100*time.Millisecond)
+	}
 	row, err := b.consumeRuns(ctx, name, t, gw, func(run int) (consumeResult, string, error) {
 		group := b.newGroupName(name, run)
 		res, err := b.gatewayConsumeRun(ctx, gw, t, group, cfg)
 		return res, group, err
 	}, nil)
+	stopSampling()
+	if inFlight != nil {
+		if s := inFlight.summary(row.Value, target*b.directConsumeRate, numKeys); s != "" {
+			row.Note += "; " + s
+		}
+	}
 	if name == "gateway-consume-none" && row.Value > 0 {
 		b.consumeNoneRate = row.Value
 	}

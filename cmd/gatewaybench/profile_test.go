@@ -243,3 +243,32 @@ func TestTheConsumeCeilingComparesWithTheDirectConsumer(t *testing.T) {
 		}
 	}
 }
+
+// The KEY scenario's in-flight samples come from the gateway's metrics: the
+// in-flight gauge summed over groups, no other metric (one whose name only
+// starts the same, or the HELP and TYPE lines) counted; and the summary
+// turns the mean into the time a key's next record waited (Little's law).
+func TestInFlightIsReadFromTheGatewaysMetrics(t *testing.T) {
+	text := `# HELP gateway_consumer_in_flight_records Records delivered.
+# TYPE gateway_consumer_in_flight_records gauge
+gateway_consumer_in_flight_records{group="a"} 600
+gateway_consumer_in_flight_records{group="b"} 400
+gateway_consumer_in_flight_records_total{group="a"} 7
+gateway_consumer_buffered_records{group="a"} 9000
+`
+	v, ok := inFlightOf(strings.NewReader(text))
+	if !ok || v != 1000 {
+		t.Errorf("in flight %v (found %v), want 1000", v, ok)
+	}
+	if _, ok := inFlightOf(strings.NewReader("gateway_consumer_buffered_records 3\n")); ok {
+		t.Error("found an in-flight count where there is none")
+	}
+	s := &inFlightSampler{samples: []float64{1000, 1000, 800}, done: make(chan struct{})}
+	close(s.done)
+	got := s.summary(100000, 250000, 1000)
+	for _, want := range []string{"in flight 933 records on average, 1000 at most, of the 1000 the keys allow", "took 9.3 ms on average", "would have to take 3.7 ms for 250,000 records/s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary %q lacks %q", got, want)
+		}
+	}
+}
