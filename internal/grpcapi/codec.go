@@ -156,6 +156,12 @@ func wellFormed(v any, raw []byte) bool {
 	default:
 		return true
 	}
+	// The generated code takes a varint of ten bytes whose last holds more
+	// than the 64th bit; the library refuses it. Every field of the request,
+	// its records and their headers is read here as the library reads it.
+	if !wellFormedWire(raw, recordsField) {
+		return false
+	}
 	for _, r := range recs {
 		if r.GetTimestamp() != nil {
 			// The generated code of a timestamp skips fields it does not
@@ -206,6 +212,26 @@ func plainTimestamps(raw []byte, recordsField protowire.Number) bool {
 			return eachField(ts, func(num protowire.Number, typ protowire.Type, _ []byte) bool {
 				return (num == 1 || num == 2) && typ == protowire.VarintType
 			})
+		})
+	})
+}
+
+// recordHeadersField is Record.headers' field number.
+const recordHeadersField = 3
+
+// wellFormedWire reports whether every field of a produce request, of its
+// records (field recordsField) and of their headers and timestamps is well
+// formed on the wire (varints included).
+func wellFormedWire(raw []byte, recordsField protowire.Number) bool {
+	return eachField(raw, func(num protowire.Number, typ protowire.Type, rec []byte) bool {
+		if num != recordsField || typ != protowire.BytesType {
+			return true
+		}
+		return eachField(rec, func(num protowire.Number, typ protowire.Type, sub []byte) bool {
+			if (num != recordHeadersField && num != recordTimestampField) || typ != protowire.BytesType {
+				return true
+			}
+			return eachField(sub, func(protowire.Number, protowire.Type, []byte) bool { return true })
 		})
 	})
 }
