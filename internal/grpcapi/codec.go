@@ -157,20 +157,10 @@ func wellFormed(v any, raw []byte) bool {
 		return true
 	}
 	// The generated code takes a varint of ten bytes whose last holds more
-	// than the 64th bit; the library refuses it. Every field of the request,
-	// its records and their headers is read here as the library reads it.
+	// than the 64th bit, and skips unknown timestamp fields; the library
+	// refuses or keeps them. The request is read here as the library reads it.
 	if !wellFormedWire(raw, recordsField) {
 		return false
-	}
-	for _, r := range recs {
-		if r.GetTimestamp() != nil {
-			// The generated code of a timestamp skips fields it does not
-			// know without keeping them, so they are looked for here.
-			if !plainTimestamps(raw, recordsField) {
-				return false
-			}
-			break
-		}
 	}
 	if !utf8.ValidString(topic) || len(v.(protoreflect.ProtoMessage).ProtoReflect().GetUnknown()) > 0 {
 		return false
@@ -194,34 +184,17 @@ func wellFormed(v any, raw []byte) bool {
 // recordTimestampField is Record.timestamp's field number.
 const recordTimestampField = 5
 
-// plainTimestamps reports whether every record timestamp in raw, a produce
-// request whose records are field recordsField, holds only seconds and
-// nanos, as varints. The generated code of a timestamp skips anything else
-// without keeping it, and without the library's checks (a group closed by
-// another field number passes), so a request with anything else in a
-// timestamp goes to the library.
-func plainTimestamps(raw []byte, recordsField protowire.Number) bool {
-	return eachField(raw, func(num protowire.Number, typ protowire.Type, rec []byte) bool {
-		if num != recordsField || typ != protowire.BytesType {
-			return true
-		}
-		return eachField(rec, func(num protowire.Number, typ protowire.Type, ts []byte) bool {
-			if num != recordTimestampField || typ != protowire.BytesType {
-				return true
-			}
-			return eachField(ts, func(num protowire.Number, typ protowire.Type, _ []byte) bool {
-				return (num == 1 || num == 2) && typ == protowire.VarintType
-			})
-		})
-	})
-}
-
 // recordHeadersField is Record.headers' field number.
 const recordHeadersField = 3
 
-// wellFormedWire reports whether every field of a produce request, of its
-// records (field recordsField) and of their headers and timestamps is well
-// formed on the wire (varints included).
+// wellFormedWire reports, in one pass, whether every field of a produce
+// request, of its records (field recordsField) and of their headers and
+// timestamps is well formed on the wire (varints included), and whether
+// every record timestamp holds only seconds and nanos, as varints. The
+// generated code of a timestamp skips anything else without keeping it,
+// and without the library's checks (a group closed by another field number
+// passes), so a request with anything else in a timestamp goes to the
+// library.
 func wellFormedWire(raw []byte, recordsField protowire.Number) bool {
 	return eachField(raw, func(num protowire.Number, typ protowire.Type, rec []byte) bool {
 		if num != recordsField || typ != protowire.BytesType {
@@ -230,6 +203,11 @@ func wellFormedWire(raw []byte, recordsField protowire.Number) bool {
 		return eachField(rec, func(num protowire.Number, typ protowire.Type, sub []byte) bool {
 			if (num != recordHeadersField && num != recordTimestampField) || typ != protowire.BytesType {
 				return true
+			}
+			if num == recordTimestampField {
+				return eachField(sub, func(num protowire.Number, typ protowire.Type, _ []byte) bool {
+					return (num == 1 || num == 2) && typ == protowire.VarintType
+				})
 			}
 			return eachField(sub, func(protowire.Number, protowire.Type, []byte) bool { return true })
 		})
