@@ -352,6 +352,14 @@ type Consumer struct {
 	f *C.gw_fetch
 	// names interns topic names and header keys (poller only).
 	names map[string]string
+	// wake is Resume's waker of librdkafka's fetching threads.
+	wake struct {
+		mu      sync.Mutex
+		pending map[TopicPartition]struct{}
+		signal  chan struct{} // closed by stopWaker
+		done    chan struct{} // closed when the waker has returned
+		stopped bool
+	}
 }
 
 // Limits of one Poll.
@@ -619,11 +627,93 @@ func (c *Consumer) Pause(tps []TopicPartition) error {
 }
 
 // Resume starts fetching paused partitions again.
+//
+// librdkafka applies a resume on its main thread, and the broker thread
+// that fetches the partition learns of it only when something wakes that
+// thread. If every partition it fetches was paused, that is its periodic
+// wakeup, up to a second later (measured: 0.3-0.55 s from a resume to the
+// partition's next fetch), while the caller's buffer of the partition runs
+// dry. So Resume also wakes the fetching threads: off the caller's
+// goroutine, it asks each resumed partition's leader for its watermarks,
+// and the request and its answer wake the leader's broker thread, which
+// then fetches the partition.
 func (c *Consumer) Resume(tps []TopicPartition) error {
 	_, err := c.onList(tps, func(l *C.rd_kafka_topic_partition_list_t) error {
 		return codeErr(C.rd_kafka_resume_partitions(c.rk, l), "resume")
 	})
+	if err == nil {
+		c.wakeFetchers(tps)
+	}
 	return err
+}
+
+// wakeTimeout bounds one wake-up request; Destroy may wait for one.
+const wakeTimeout = 500 * time.Millisecond
+
+// wakeFetchers has the waker goroutine (started on first use, one per
+// consumer) send a watermark request for each of tps. Requests not yet
+// sent are merged: a partition resumed twice meanwhile is asked once.
+func (c *Consumer) wakeFetchers(tps []TopicPartition) {
+	c.wake.mu.Lock()
+	defer c.wake.mu.Unlock()
+	if c.wake.stopped {
+		return
+	}
+	if c.wake.pending == nil {
+		c.wake.pending = make(map[TopicPartition]struct{})
+		c.wake.signal = make(chan struct{}, 1)
+		c.wake.done = make(chan struct{})
+		go c.waker()
+	}
+	for _, tp := range tps {
+		c.wake.pending[TopicPartition{Topic: tp.Topic, Partition: tp.Partition}] = struct{}{}
+	}
+	select {
+	case c.wake.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Consumer) waker() {
+	defer close(c.wake.done)
+	var batch []TopicPartition
+	for range c.wake.signal {
+		c.wake.mu.Lock()
+		if c.wake.stopped {
+			c.wake.mu.Unlock()
+			return
+		}
+		batch = batch[:0]
+		for tp := range c.wake.pending {
+			batch = append(batch, tp)
+		}
+		clear(c.wake.pending)
+		c.wake.mu.Unlock()
+		for _, tp := range batch {
+			// The answer does not matter; a failure (the consumer
+			// closing, no leader) leaves the periodic wakeup.
+			_, _, _ = c.watermarks(tp.Topic, tp.Partition, wakeTimeout)
+		}
+	}
+}
+
+// stopWaker ends the waker goroutine, waiting for a request under way.
+func (c *Consumer) stopWaker() {
+	c.wake.mu.Lock()
+	if c.wake.stopped {
+		c.wake.mu.Unlock()
+		return
+	}
+	c.wake.stopped = true
+	clear(c.wake.pending)
+	started := c.wake.signal != nil
+	if started {
+		close(c.wake.signal)
+	}
+	c.wake.mu.Unlock()
+	if started {
+		<-c.wake.done
+	}
 }
 
 // StoreOffsets hands offsets (with their metadata) to the background
@@ -728,6 +818,7 @@ func (c *Consumer) Closed() bool {
 // librdkafka closes the consumer itself, which can block for as long as the
 // group's coordinator takes.
 func (c *Consumer) Destroy() {
+	c.stopWaker()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rk == nil {

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // newConsumer makes a consumer of group on boot, subscribed to topics; it is
@@ -271,6 +274,102 @@ func TestPauseResumeSeekAndWatermarks(t *testing.T) {
 	}
 	if _, hi, err := m.c.CachedWatermarks("t", 0); err != nil || hi < 0 {
 		t.Fatalf("cached watermarks %d, %v", hi, err)
+	}
+}
+
+// A resume wakes the broker thread that fetches the partition. librdkafka
+// applies a resume on its main thread and leaves that broker thread asleep
+// until its periodic wakeup, up to a second later, when every partition it
+// fetches was paused; Resume therefore asks each resumed partition's leader
+// for its watermarks, which wakes the thread. The request must reach the
+// broker for every resumed partition, and the consumer must fetch the
+// resumed partitions' new records.
+func TestResumeWakesTheFetchingThread(t *testing.T) {
+	cluster, boot := newCluster(t, 2, "t")
+	var mu sync.Mutex
+	asked := map[int32]int{} // ListOffsets requests per partition
+	counting := false
+	cluster.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		if counting {
+			for _, tt := range req.(*kmsg.ListOffsetsRequest).Topics {
+				for _, p := range tt.Partitions {
+					asked[p.Partition]++
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	p := newProducer(t, boot, nil)
+	produce := func(n int) {
+		var msgs []Message
+		for part := range int32(2) {
+			for i := range n {
+				msgs = append(msgs, Message{Partition: part, Value: []byte("v"), Opaque: uint64(i)})
+			}
+		}
+		if _, err := p.Produce("t", msgs); err != nil {
+			t.Fatal(err)
+		}
+		reportsFor(t, p, len(msgs))
+	}
+	produce(2)
+	m := newMember(newConsumer(t, boot, "g", "t"))
+	until(t, "4 records", func() bool { return len(m.records) == 4 }, m)
+	both := []TopicPartition{{Topic: "t", Partition: 0}, {Topic: "t", Partition: 1}}
+	if err := m.c.Pause(both); err != nil {
+		t.Fatal(err)
+	}
+	produce(3)
+	for range 10 {
+		m.poll(t)
+	}
+	if len(m.records) != 4 {
+		t.Fatalf("paused partitions were fetched: %d records", len(m.records))
+	}
+	mu.Lock()
+	counting = true
+	mu.Unlock()
+	if err := m.c.Resume(both); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the resumed partitions' records", func() bool { return len(m.records) == 10 }, m)
+	until(t, "a watermark request for each resumed partition", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return asked[0] >= 1 && asked[1] >= 1
+	}, m)
+}
+
+// The waker of a destroyed consumer is gone, and a Resume of a destroyed
+// consumer fails without starting another.
+func TestDestroyStopsTheWaker(t *testing.T) {
+	_, boot := newCluster(t, 1, "t")
+	m := newMember(newConsumer(t, boot, "g", "t"))
+	until(t, "the assignment", func() bool { return len(m.assigned) == 1 }, m)
+	tp := []TopicPartition{{Topic: "t", Partition: 0}}
+	if err := m.c.Pause(tp); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.c.Resume(tp); err != nil {
+		t.Fatal(err)
+	}
+	m.c.Destroy()
+	select {
+	case <-m.c.wake.done:
+	default:
+		t.Fatal("the waker outlived Destroy")
+	}
+	var e *Error
+	if err := m.c.Resume(tp); !errors.As(err, &e) || e.Code != ErrDestroy {
+		t.Fatalf("resume after destroy: %v, want ErrDestroy", err)
+	}
+	m.c.wake.mu.Lock()
+	defer m.c.wake.mu.Unlock()
+	if len(m.c.wake.pending) != 0 {
+		t.Fatalf("a destroyed consumer keeps wake requests: %v", m.c.wake.pending)
 	}
 }
 
