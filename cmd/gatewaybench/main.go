@@ -106,7 +106,8 @@
 // librdkafka properties of --consume-properties (fetch.queue.backoff.ms=10:
 // with the default of 1 s, a consumer whose prefetch queue holds
 // queued.min.messages stops fetching for a second, capping both sides at
-// about 150,000 records/s). Consume scenarios run --consume-repeats times
+// about 150,000 records/s; the gateway's default is 10 ms anyway).
+// Consume scenarios run --consume-repeats times
 // (default 3); the median run is reported.
 //
 // Every throughput row reports each process's CPU per record (or per call):
