@@ -359,6 +359,7 @@ type Consumer struct {
 		signal  chan struct{} // closed by stopWaker
 		done    chan struct{} // closed when the waker has returned
 		stopped bool
+		quit    atomic.Bool // stopped, read by the waker between requests
 	}
 }
 
@@ -690,6 +691,9 @@ func (c *Consumer) waker() {
 		clear(c.wake.pending)
 		c.wake.mu.Unlock()
 		for _, tp := range batch {
+			if c.wake.quit.Load() {
+				return // Destroy waits for one request at most
+			}
 			// The answer does not matter; a failure (the consumer
 			// closing, no leader) leaves the periodic wakeup.
 			_, _, _ = c.watermarks(tp.Topic, tp.Partition, wakeTimeout)
@@ -705,6 +709,7 @@ func (c *Consumer) stopWaker() {
 		return
 	}
 	c.wake.stopped = true
+	c.wake.quit.Store(true)
 	clear(c.wake.pending)
 	started := c.wake.signal != nil
 	if started {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,6 +371,50 @@ func TestDestroyStopsTheWaker(t *testing.T) {
 	defer m.c.wake.mu.Unlock()
 	if len(m.c.wake.pending) != 0 {
 		t.Fatalf("a destroyed consumer keeps wake requests: %v", m.c.wake.pending)
+	}
+}
+
+// Destroy does not wait for the waker to go through all its partitions:
+// with a leader slow to answer (down, say), it waits for the request under
+// way and no more.
+func TestDestroyWaitsForOneWakeRequestAtMost(t *testing.T) {
+	const partitions = 12
+	cluster, boot := newCluster(t, partitions, "t")
+	// A record in each partition, consumed, so that every fetch position
+	// is an offset (a resume of a partition without one makes librdkafka
+	// look it up with requests of its own).
+	p := newProducer(t, boot, nil)
+	var all []TopicPartition
+	var msgs []Message
+	for part := range int32(partitions) {
+		all = append(all, TopicPartition{Topic: "t", Partition: part})
+		msgs = append(msgs, Message{Partition: part, Value: []byte("v")})
+	}
+	if _, err := p.Produce("t", msgs); err != nil {
+		t.Fatal(err)
+	}
+	reportsFor(t, p, partitions)
+	m := newMember(newConsumer(t, boot, "g", "t"))
+	until(t, "a record of each partition", func() bool { return len(m.records) == partitions }, m)
+	if err := m.c.Pause(all); err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int64
+	cluster.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		asked.Add(1)
+		time.Sleep(200 * time.Millisecond) // a leader slow to answer
+		return nil, nil, false
+	})
+	if err := m.c.Resume(all); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the first wake request", func() bool { return asked.Load() > 0 })
+	m.c.Destroy()
+	// One watermark query is two requests (the earliest and the latest
+	// offset).
+	if n := asked.Load(); n > 2 {
+		t.Fatalf("Destroy waited for %d requests, the waker had %d to send", n, 2*partitions)
 	}
 }
 
