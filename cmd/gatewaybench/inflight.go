@@ -11,15 +11,22 @@ import (
 	"time"
 )
 
-// inFlightSampler reads a gateway's gateway_consumer_in_flight_records
-// (summed over its groups) every interval while a consume scenario runs.
-// With ORDERING_KEY, what may be in flight is bounded by the keys (one
-// record per key), so the rate is that number over the time a record takes
-// from its delivery to the delivery of the next record of its key (Little's
-// law): the samples say which of the two bounds the rate.
+// inFlightSampler reads a gateway's gateway_consumer_in_flight_records and
+// gateway_consumer_buffered_records (summed over its groups) every interval
+// while a consume scenario's streams are attached. With ORDERING_KEY, what
+// may be in flight is bounded by the keys (one record per key), so the rate
+// is that number over the time a record takes from its delivery to the
+// delivery of the next record of its key (Little's law): the samples say
+// which of the two bounds the rate, and how often the gateway had nothing
+// buffered to deliver (waiting for librdkafka's fetch).
 type inFlightSampler struct {
-	samples []float64 // the non-zero ones: a run was under way
+	samples []gauges // those taken while streams were attached: a run under way
 	done    chan struct{}
+}
+
+// gauges are the consumer gauges of one scrape, summed over the groups.
+type gauges struct {
+	inFlight, buffered, streams float64
 }
 
 func sampleInFlight(ctx context.Context, metricsAddr string, interval time.Duration) *inFlightSampler {
@@ -43,61 +50,73 @@ func sampleInFlight(ctx context.Context, metricsAddr string, interval time.Durat
 			if err != nil {
 				continue
 			}
-			v, ok := inFlightOf(resp.Body)
+			g, ok := gaugesOf(resp.Body)
 			resp.Body.Close()
-			if ok && v > 0 {
-				s.samples = append(s.samples, v)
+			if ok && g.streams > 0 {
+				s.samples = append(s.samples, g)
 			}
 		}
 	}()
 	return s
 }
 
-// inFlightOf sums gateway_consumer_in_flight_records over the groups of a
-// Prometheus text exposition.
-func inFlightOf(r io.Reader) (float64, bool) {
-	const name = "gateway_consumer_in_flight_records"
-	var sum float64
-	found := false
+// gaugesOf sums the consumer gauges over the groups of a Prometheus text
+// exposition; ok is false when it has no in-flight gauge.
+func gaugesOf(r io.Reader) (g gauges, ok bool) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
-			continue
+		for _, m := range []struct {
+			name string
+			sum  *float64
+		}{
+			{"gateway_consumer_in_flight_records", &g.inFlight},
+			{"gateway_consumer_buffered_records", &g.buffered},
+			{"gateway_consumer_streams", &g.streams},
+		} {
+			rest, found := strings.CutPrefix(line, m.name)
+			if !found || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+				continue
+			}
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				continue
+			}
+			*m.sum += v
+			ok = ok || m.sum == &g.inFlight
 		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			continue
-		}
-		sum += v
-		found = true
 	}
-	return sum, found
+	return g, ok
 }
 
 // summary states the mean in flight and what it implies at rate records/s:
 // the mean time from a record's delivery to the delivery of the next of its
 // key, and what that time would have to be for goal records/s at the same
-// concurrency. Empty without samples.
+// concurrency; and how many samples found nothing buffered. Empty without
+// samples.
 func (s *inFlightSampler) summary(rate, goal float64, bound int) string {
 	<-s.done
 	if len(s.samples) == 0 || rate <= 0 {
 		return ""
 	}
 	var sum, high float64
-	for _, v := range s.samples {
-		sum += v
-		high = max(high, v)
+	empty := 0
+	for _, g := range s.samples {
+		sum += g.inFlight
+		high = max(high, g.inFlight)
+		if g.buffered == 0 {
+			empty++
+		}
 	}
 	mean := sum / float64(len(s.samples))
-	out := fmt.Sprintf("in flight %.0f records on average, %.0f at most, of the %d the keys allow (one per key; %d samples of the gateway's gateway_consumer_in_flight_records during the runs): "+
+	out := fmt.Sprintf("in flight %.0f records on average, %.0f at most, of the %d the keys allow (one per key; %d samples of the gateway's gateway_consumer_in_flight_records while the runs' streams were attached): "+
 		"a record took %.1f ms on average from its delivery to the delivery of the next of its key (in flight ÷ rate)",
 		mean, high, bound, len(s.samples), mean/rate*1e3)
 	if goal > rate {
 		out += fmt.Sprintf(", and would have to take %.1f ms for %s records/s at the same concurrency", mean/goal*1e3, thousands(int64(goal)))
 	}
+	out += fmt.Sprintf("; %d of the samples found nothing buffered (the gateway waiting for records from librdkafka)", empty)
 	return out
 }

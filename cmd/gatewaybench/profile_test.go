@@ -244,10 +244,11 @@ func TestTheConsumeCeilingComparesWithTheDirectConsumer(t *testing.T) {
 	}
 }
 
-// The KEY scenario's in-flight samples come from the gateway's metrics: the
-// in-flight gauge summed over groups, no other metric (one whose name only
-// starts the same, or the HELP and TYPE lines) counted; and the summary
-// turns the mean into the time a key's next record waited (Little's law).
+// The KEY scenario's samples come from the gateway's metrics: the in-flight
+// and buffered gauges and the attached streams, summed over groups, no other
+// metric (one whose name only starts the same, or the HELP and TYPE lines)
+// counted; and the summary turns the mean into the time a key's next record
+// waited (Little's law), counting the samples with nothing buffered.
 func TestInFlightIsReadFromTheGatewaysMetrics(t *testing.T) {
 	text := `# HELP gateway_consumer_in_flight_records Records delivered.
 # TYPE gateway_consumer_in_flight_records gauge
@@ -255,18 +256,21 @@ gateway_consumer_in_flight_records{group="a"} 600
 gateway_consumer_in_flight_records{group="b"} 400
 gateway_consumer_in_flight_records_total{group="a"} 7
 gateway_consumer_buffered_records{group="a"} 9000
+gateway_consumer_buffered_records{group="b"} 1000
+gateway_consumer_streams{group="a"} 1
+gateway_consumer_streams_total{group="a"} 5
 `
-	v, ok := inFlightOf(strings.NewReader(text))
-	if !ok || v != 1000 {
-		t.Errorf("in flight %v (found %v), want 1000", v, ok)
+	g, ok := gaugesOf(strings.NewReader(text))
+	if !ok || g != (gauges{inFlight: 1000, buffered: 10000, streams: 1}) {
+		t.Errorf("gauges %+v (found %v), want 1000 in flight, 10000 buffered, 1 stream", g, ok)
 	}
-	if _, ok := inFlightOf(strings.NewReader("gateway_consumer_buffered_records 3\n")); ok {
+	if _, ok := gaugesOf(strings.NewReader("gateway_consumer_buffered_records 3\n")); ok {
 		t.Error("found an in-flight count where there is none")
 	}
-	s := &inFlightSampler{samples: []float64{1000, 1000, 800}, done: make(chan struct{})}
+	s := &inFlightSampler{samples: []gauges{{inFlight: 1000, buffered: 5000}, {inFlight: 1000, buffered: 2000}, {inFlight: 800, buffered: 900}, {}}, done: make(chan struct{})}
 	close(s.done)
 	got := s.summary(100000, 250000, 1000)
-	for _, want := range []string{"in flight 933 records on average, 1000 at most, of the 1000 the keys allow", "took 9.3 ms on average", "would have to take 3.7 ms for 250,000 records/s"} {
+	for _, want := range []string{"in flight 700 records on average, 1000 at most, of the 1000 the keys allow", "took 7.0 ms on average", "would have to take 2.8 ms for 250,000 records/s", "1 of the samples found nothing buffered"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary %q lacks %q", got, want)
 		}
