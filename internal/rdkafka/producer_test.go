@@ -398,12 +398,23 @@ func TestRefusedPropertiesAreNamed(t *testing.T) {
 func TestPurgeReportsEveryMessage(t *testing.T) {
 	t.Parallel()
 	c, boot := newCluster(t, 1, "t")
-	sent := make(chan struct{}, 1)
-	// The broker swallows every produce request: it never answers.
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+	// The broker swallows every produce request: it never answers. It
+	// tells how many records the first one carried (librdkafka may send
+	// the first request before all ten records are queued).
+	sent := make(chan int, 1)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
+		n := 0
+		for _, tt := range req.(*kmsg.ProduceRequest).Topics {
+			for _, pp := range tt.Partitions {
+				var b kmsg.RecordBatch
+				if err := b.ReadFrom(pp.Records); err == nil {
+					n += int(b.NumRecords)
+				}
+			}
+		}
 		select {
-		case sent <- struct{}{}:
+		case sent <- n:
 		default:
 		}
 		return nil, nil, true
@@ -421,10 +432,14 @@ func TestPurgeReportsEveryMessage(t *testing.T) {
 	if n, err := p.Produce("t", first); n != 10 || err != nil {
 		t.Fatalf("Produce = %d, %v", n, err)
 	}
+	var inFlight int
 	select {
-	case <-sent:
+	case inFlight = <-sent:
 	case <-time.After(time.Minute):
 		t.Fatal("no produce request reached the broker")
+	}
+	if inFlight < 1 || inFlight > 10 {
+		t.Fatalf("the first produce request carried %d records", inFlight)
 	}
 	second := make([]Message, 10)
 	for i := range second {
@@ -454,9 +469,14 @@ func TestPurgeReportsEveryMessage(t *testing.T) {
 			t.Fatalf("report %+v: a purged message has no offset", r)
 		}
 	}
-	for op := range uint64(10) {
+	for op := range uint64(inFlight) {
 		if reps[op].Err != ErrPurgeInflight {
 			t.Fatalf("opaque %d, sent and unanswered, reported %v", op, reps[op].Err)
+		}
+	}
+	for op := uint64(inFlight); op < 10; op++ {
+		if reps[op].Err != ErrPurgeQueue {
+			t.Fatalf("opaque %d, queued behind the request in flight, reported %v", op, reps[op].Err)
 		}
 	}
 	for op := uint64(100); op < 110; op++ {
