@@ -191,7 +191,10 @@ type RecordResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Partition the record was written to. Unset when error is set.
 	Partition int32 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
-	// Offset of the record in its partition. Unset when error is set.
+	// Offset of the record in its partition. Unset when error is set. -1 when
+	// the record is written but its offset is unknown: the broker took a retry
+	// as a repeat of an attempt it had already written (after a leader change,
+	// say), and such an answer carries no offset.
 	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	// The record's CreateTime as written: Record.timestamp when given,
 	// otherwise when the gateway received the record (millisecond precision).

@@ -95,7 +95,12 @@ export interface ProduceRequest {
 export interface RecordResult {
   /** Partition the record was written to. Unset when error is set. */
   partition: number;
-  /** Offset of the record in its partition. Unset when error is set. */
+  /**
+   * Offset of the record in its partition. Unset when error is set. -1 when
+   * the record is written but its offset is unknown: the broker took a retry
+   * as a repeat of an attempt it had already written (after a leader change,
+   * say), and such an answer carries no offset.
+   */
   offset: number;
   /**
    * The record's CreateTime as written: Record.timestamp when given,
