@@ -358,8 +358,7 @@ type Consumer struct {
 		pending map[TopicPartition]struct{}
 		signal  chan struct{} // closed by stopWaker
 		done    chan struct{} // closed when the waker has returned
-		stopped bool
-		quit    atomic.Bool // stopped, read by the waker between requests
+		stopped atomic.Bool   // set by stopWaker; read by the waker between requests
 	}
 }
 
@@ -657,7 +656,7 @@ const wakeTimeout = 500 * time.Millisecond
 func (c *Consumer) wakeFetchers(tps []TopicPartition) {
 	c.wake.mu.Lock()
 	defer c.wake.mu.Unlock()
-	if c.wake.stopped {
+	if c.wake.stopped.Load() {
 		return
 	}
 	if c.wake.pending == nil {
@@ -680,10 +679,6 @@ func (c *Consumer) waker() {
 	var batch []TopicPartition
 	for range c.wake.signal {
 		c.wake.mu.Lock()
-		if c.wake.stopped {
-			c.wake.mu.Unlock()
-			return
-		}
 		batch = batch[:0]
 		for tp := range c.wake.pending {
 			batch = append(batch, tp)
@@ -691,7 +686,7 @@ func (c *Consumer) waker() {
 		clear(c.wake.pending)
 		c.wake.mu.Unlock()
 		for _, tp := range batch {
-			if c.wake.quit.Load() {
+			if c.wake.stopped.Load() {
 				return // Destroy waits for one request at most
 			}
 			// The answer does not matter; a failure (the consumer
@@ -704,12 +699,10 @@ func (c *Consumer) waker() {
 // stopWaker ends the waker goroutine, waiting for a request under way.
 func (c *Consumer) stopWaker() {
 	c.wake.mu.Lock()
-	if c.wake.stopped {
+	if c.wake.stopped.Swap(true) {
 		c.wake.mu.Unlock()
 		return
 	}
-	c.wake.stopped = true
-	c.wake.quit.Store(true)
 	clear(c.wake.pending)
 	started := c.wake.signal != nil
 	if started {
