@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kafkagate/gateway/internal/dedupe"
 )
 
 // stateConfirmer reads the gateway's own state to settle acks of unknown
@@ -47,7 +49,7 @@ func (c *stateConfirmer) confirmed(group string, s *source) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		v, err := c.rdb.Get(ctx, c.prefix+"dedupe:"+group+":"+c.topic+":"+s.tr.messageID).Result()
-		return err == nil && v == "d"
+		return err == nil && dedupe.IsDone(v)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

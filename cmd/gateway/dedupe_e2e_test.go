@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/testenv"
 )
 
@@ -110,7 +111,7 @@ func TestWithDedupeAGatewayKilledWithAckedUncommittedRecordsDeliversThemNoMore(t
 		if vals, err := rdb.MGet(ctx, keys...).Result(); err == nil {
 			notDone = 0
 			for _, v := range vals {
-				if v != "d" {
+				if s, _ := v.(string); !dedupe.IsDone(s) {
 					notDone++
 				}
 			}
@@ -234,7 +235,7 @@ func runUntilKill(t *testing.T, p *process, req *gatewayv1.SubscribeRequest, ack
 }
 
 // dedupeKeys counts the consumer dedupe keys under prefix: claims held
-// (values "c|...") and done markers ("d").
+// (values "c|...") and done markers ("d|...").
 func dedupeKeys(t *testing.T, redisAddr, prefix string) (claims, dones int) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
@@ -246,7 +247,7 @@ func dedupeKeys(t *testing.T, redisAddr, prefix string) (claims, dones int) {
 		v, err := rdb.Get(ctx, iter.Val()).Result()
 		switch {
 		case err != nil:
-		case v == "d":
+		case dedupe.IsDone(v):
 			dones++
 		case len(v) > 2 && v[:2] == "c|":
 			claims++

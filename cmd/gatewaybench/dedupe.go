@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/dedupe"
 )
 
 // The dedupe scenario: gateway-consume-none with consumer-side dedupe on.
@@ -27,7 +28,7 @@ import (
 // (a message is a group, a source topic and a message ID; the records of
 // the consume topic, written by a direct producer, carry no message-id
 // header, so the gateway identifies them by topic, partition and offset). After a run has committed the whole topic, every record must
-// have its done marker ("d"); the run's keys are then deleted, so that each
+// have its done marker ("d|..."); the run's keys are then deleted, so that each
 // run starts with the same Redis.
 
 // dedupeDoneTTL is the done TTL of the dedupe gateway. The markers are
@@ -174,7 +175,7 @@ func (b *bench) checkDoneMarkers(ctx context.Context, rdb *redis.Client, t *fill
 				switch {
 				case vals[i] == nil:
 					// Deleted already: SCAN returned it again.
-				case !ok || v != "d":
+				case !ok || !dedupe.IsDone(v):
 					claims++
 				default:
 					p, off, ok := parseRecordID(strings.TrimPrefix(k, base), t.name)

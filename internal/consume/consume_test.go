@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kafkagate/gateway/internal/dedupe"
 )
 
 // consumeStream attaches a Consume stream (credited, tokens) with no credit.
@@ -118,21 +120,31 @@ func TestATokenCountsOnlyInItsStreamWhileItsDeliveryIsLive(t *testing.T) {
 }
 
 // With dedupe, an ack in the stream is Applied only once its done marker
-// is written, and Stale when the marker finds another delivery's claim.
+// is written, and Stale when the marker finds another delivery's claim, or
+// another delivery's done marker (finding 14 of the reliability report:
+// this delivery's lease lapsed during a Redis outage, and another gateway
+// claimed, delivered and confirmed the message first).
 func TestWithDedupeAnAckInTheStreamIsAppliedOnceItsMarkerIsWritten(t *testing.T) {
 	h := newHarness(t, harnessOptions{dedupe: true, ordering: OrderingNone})
 	h.assign(0)
-	h.add(rec(0, 0, "a", "v"), rec(0, 1, "b", "v"))
+	h.add(rec(0, 0, "a", "v"), rec(0, 1, "b", "v"), rec(0, 2, "c", "v"))
 	s := h.consumeStream(10)
-	s.Grant(2, 1<<20)
-	a, b := h.must(s), h.must(s)
+	s.Grant(3, 1<<20)
+	a, b, c := h.must(s), h.must(s), h.must(s)
 	h.mr.Set("t:dedupe:g:t:b", "c|someone-else|1|t/0/1/1") // b's lease lapsed and another gateway claimed it
-	res := h.settle(s, SettleRequest{Acks: []uint64{a.Token, b.Token}, Extends: []uint64{}})
-	if !slices.Equal(res.Acks, []Outcome{Applied, Stale}) {
-		t.Fatalf("acks: %v, want applied, stale", res.Acks)
+	h.mr.Set("t:dedupe:g:t:c", "d|0123456789abcdef")       // c's lease lapsed, and another gateway processed it
+	res := h.settle(s, SettleRequest{Acks: []uint64{a.Token, b.Token, c.Token}, Extends: []uint64{}})
+	if !slices.Equal(res.Acks, []Outcome{Applied, Stale, Stale}) {
+		t.Fatalf("acks: %v, want applied, stale, stale", res.Acks)
 	}
-	if v := h.redisValue("a"); v != "d" {
+	if v := h.redisValue("a"); !dedupe.IsDone(v) {
 		t.Fatalf("a's key after its Applied ack: %q", v)
+	}
+	if v := h.redisValue("c"); v != "d|0123456789abcdef" {
+		t.Fatalf("c's key after its refused ack: %q, want the other delivery's marker", v)
+	}
+	if n := h.g.stats.lostClaims.Load(); n != 2 {
+		t.Fatalf("%d lost claims counted, want 2", n)
 	}
 }
 

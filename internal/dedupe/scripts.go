@@ -22,15 +22,15 @@ import (
 // Returns 1 (Claimed): the key was free, or held a claim by this owner for
 // the same record (an earlier attempt whose release was lost, or this very
 // claim run twice), which is overwritten with the new claim and lease;
-// 2 (Duplicate): the key holds the done marker "d"; 3 (HeldElsewhere): any
-// other claim — another owner's, or this owner's for another record
-// carrying the same message ID.
+// 2 (Duplicate): the key holds a done marker (any value starting with
+// "d", whoever wrote it); 3 (HeldElsewhere): any other claim — another
+// owner's, or this owner's for another record carrying the same message ID.
 var claimScript = redis.NewScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return 1
 end
 local v = redis.call('GET', KEYS[1])
-if v == 'd' then
+if v and string.sub(v, 1, 1) == 'd' then
   return 2
 end
 if v then
@@ -51,21 +51,25 @@ return 1
 // confirmScript marks messages done, one or more keys per call (several
 // only where the keys need not be on one Cluster node: see Store.confirmChunk).
 //
-// ARGV[1] the done TTL in ms, ARGV[1+i] the claim value of the delivery
-// being confirmed for KEYS[i].
+// ARGV[1] the done TTL in ms; for KEYS[i], ARGV[2i] the claim value of the
+// delivery being confirmed and ARGV[2i+1] that delivery's done marker.
 //
-// Returns, per key, 1 after setting "d" (with the done TTL) when the key
-// holds that very claim or nothing (the lease expired and nobody claimed
-// since), or when it is done already (left as it is); 0, changing nothing,
-// when it holds any other claim.
+// Returns, per key, 1 after setting the done marker (with the done TTL)
+// when the key holds that very claim or nothing (the lease expired and
+// nobody claimed since), or when it holds that very done marker already (a
+// confirm run again after its answer was lost; left as it is); 0, changing
+// nothing, when it holds anything else: another delivery's claim, or
+// another delivery's done marker (this delivery's lease lapsed, and the
+// message was claimed and processed again).
 var confirmScript = redis.NewScript(`
 local out = {}
 for i, k in ipairs(KEYS) do
   local v = redis.call('GET', k)
-  if v == 'd' then
+  local done = ARGV[2 * i + 1]
+  if v == done then
     out[i] = 1
-  elseif v == false or v == ARGV[i + 1] then
-    redis.call('SET', k, 'd', 'PX', ARGV[1])
+  elseif v == false or v == ARGV[2 * i] then
+    redis.call('SET', k, done, 'PX', ARGV[1])
     out[i] = 1
   else
     out[i] = 0

@@ -13,9 +13,15 @@
 // # Keys and values
 //
 //	<prefix>dedupe:<group>:<topic>:<messageID>  "c|<owner>|<delivery>|<record>"  a claim, PX lease
-//	                                            "d"                               done, PX done TTL
+//	                                            "d|<delivery hash>"               done, PX done TTL
 //	<prefix>produce:<topic>:<key>        "p|<owner>|<nonce>|<settle by>|<from>|<partition>"  a reservation, PX keep
 //	                                     "r|<partition>|<offset>|<ns>|<messageID>"  a result, PX window
+//
+// A done marker names the delivery that wrote it: <delivery hash> is 16 hex
+// digits of the SHA-256 of that delivery's claim value, so a confirm tells
+// its own marker (written by an earlier attempt whose answer was lost)
+// from another delivery's. Any value starting with "d" is done, so markers
+// of any writer count (see [IsDone]).
 //
 // A message ID is processed once per group and source topic: the same ID in
 // two topics (a copy of the record, a reused ID) is two messages. In <group>
@@ -41,6 +47,7 @@ package dedupe
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -223,13 +230,14 @@ func (s *Store) Claim(ctx context.Context, items []Claim) ([]Outcome, error) {
 }
 
 // Confirm marks each item's message done in its group (kept for the done
-// TTL), in one pipelined round trip, and returns per item whether it is
-// done: true when this delivery's claim was still there, or no claim was
-// (its lease expired and nobody claimed since), or the message was done
-// already (so Confirm may be retried); false, changing nothing, when
-// another claim holds the message: its lease expired and another delivery
-// claimed it, so the message is processed twice; the caller counts it.
-// Each item is one atomic compare-and-set.
+// TTL), in one pipelined round trip, and returns per item whether this
+// delivery's done marker is now written: true when this delivery's claim
+// was still there, or no claim was (its lease expired and nobody claimed
+// since), or this delivery's marker is there already (so Confirm may be
+// retried); false, changing nothing, when the key holds another delivery's
+// claim or done marker: this delivery's lease expired and another delivery
+// claimed the message, so it is processed twice; the caller refuses the
+// acknowledgement and counts it. Each item is one atomic compare-and-set.
 func (s *Store) Confirm(ctx context.Context, items []Key) ([]bool, error) {
 	res, err := s.Do(ctx, Batch{Confirms: items})
 	return res.Confirmed, err
@@ -320,11 +328,12 @@ func (s *Store) Do(ctx context.Context, b Batch) (BatchResult, error) {
 	for lo := 0; lo < len(b.Confirms); lo += chunk {
 		items := b.Confirms[lo:min(lo+chunk, len(b.Confirms))]
 		keys := make([]string, len(items))
-		args := make([]any, 1+len(items))
+		args := make([]any, 1+2*len(items))
 		args[0] = ttl
 		for i, it := range items {
 			keys[i] = s.claimKey(it.Group, it.Topic, it.MessageID)
-			args[1+i] = s.claimValue(it.Delivery, it.Record)
+			claim := s.claimValue(it.Delivery, it.Record)
+			args[1+2*i], args[2+2*i] = claim, doneValue(claim)
 		}
 		calls = append(calls, call{confirmScript, keys, args})
 	}
@@ -453,6 +462,21 @@ func (s *Store) claimKey(group, topic, messageID string) string {
 func (s *Store) claimValue(delivery uint32, record string) string {
 	return s.claimPrefix + strconv.FormatUint(uint64(delivery), 10) + "|" + record
 }
+
+// doneValue returns the done marker of the delivery whose claim value is
+// claim: "d|" and 16 hex digits of the claim value's SHA-256. Two
+// deliveries' markers are equal only by a 64-bit hash collision.
+func doneValue(claim string) string {
+	sum := sha256.Sum256([]byte(claim))
+	var b [2 + 16]byte
+	b[0], b[1] = 'd', '|'
+	hex.Encode(b[2:], sum[:8])
+	return string(b[:])
+}
+
+// IsDone reports whether value, read from a consumer dedupe key, is a done
+// marker: the message is processed in its group. Claims start with "c".
+func IsDone(value string) bool { return strings.HasPrefix(value, "d") }
 
 func checkMessage(group, topic, messageID string) error {
 	switch {

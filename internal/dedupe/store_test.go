@@ -143,6 +143,65 @@ func TestLeaseExpiry(t *testing.T) {
 	})
 }
 
+// TestLapsedConfirmAfterAnotherDeliverysConfirm is finding 14 of the
+// reliability report: a's lease lapses while its confirm waits (Redis was
+// down), b claims, delivers and confirms first; a's confirm then finds the
+// message done, but by b, and must not count as a's.
+func TestLapsedConfirmAfterAnotherDeliverysConfirm(t *testing.T) {
+	t.Parallel()
+	forEachRedis(t, func(t *testing.T, rdb redis.UniversalClient) {
+		prefix := testPrefix(t, rdb)
+		a := NewStore(rdb, prefix, week, "gw-a")
+		b := NewStore(rdb, prefix, week, "gw-b")
+		ca := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1/1", Lease: time.Minute}
+		cb := Claim{Group: "g", Topic: "t", MessageID: "m", Delivery: 1, Record: "t/0/1/2", Lease: time.Minute}
+		if got := claim1(t, a, ca); got != Claimed {
+			t.Fatal(got)
+		}
+		// a's lease lapses (the key expires, as after a Redis outage
+		// longer than the lease).
+		if err := rdb.Del(testCtx(t), a.claimKey("g", "t", "m")).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := claim1(t, b, cb); got != Claimed {
+			t.Fatalf("b after a's lease lapsed: %v", got)
+		}
+		if !confirm1(t, b, cb.Key()) {
+			t.Fatal("b's confirm: false")
+		}
+		if confirm1(t, a, ca.Key()) {
+			t.Fatal("a's confirm after b's: true, so both acks of the message would answer OK")
+		}
+		// b's confirm, run again (its answer lost), still succeeds, and the
+		// marker is b's.
+		if !confirm1(t, b, cb.Key()) {
+			t.Fatal("b's repeated confirm: false")
+		}
+		v := rdb.Get(testCtx(t), a.claimKey("g", "t", "m")).Val()
+		if !IsDone(v) || v != doneValue(b.claimValue(cb.Delivery, cb.Record)) {
+			t.Fatalf("the key holds %q, want b's done marker", v)
+		}
+	})
+}
+
+func TestDoneValue(t *testing.T) {
+	a := doneValue("c|gw-a|1|t/0/1/1")
+	if !IsDone(a) || len(a) != 18 || a[:2] != "d|" {
+		t.Fatalf("done marker %q, want d| and 16 hex digits", a)
+	}
+	if a != doneValue("c|gw-a|1|t/0/1/1") {
+		t.Fatal("the done marker of one claim changes")
+	}
+	for _, other := range []string{"c|gw-b|1|t/0/1/1", "c|gw-a|2|t/0/1/1", "c|gw-a|1|t/0/1/2"} {
+		if doneValue(other) == a {
+			t.Fatalf("%q has the done marker of another claim", other)
+		}
+	}
+	if IsDone("c|gw-a|1|t/0/1/1") || IsDone("") {
+		t.Fatal("a claim or nothing is done")
+	}
+}
+
 // TestExtendMovesOnlyThisDeliverysLease: an extension holds the claim past
 // its first lease, never shortens it, and does nothing for a claim that is
 // not this delivery's (another delivery, another owner, done, or lapsed).
@@ -193,7 +252,7 @@ func TestExtendMovesOnlyThisDeliverysLease(t *testing.T) {
 		if extend1(a, ca.Key(), time.Minute) {
 			t.Fatal("an extension of a done message: true")
 		}
-		if v := rdb.Get(ctx, a.claimKey("g", "t", "m")).Val(); v != "d" {
+		if v := rdb.Get(ctx, a.claimKey("g", "t", "m")).Val(); v != doneValue(a.claimValue(ca.Delivery, ca.Record)) {
 			t.Fatalf("the done marker became %q", v)
 		}
 
@@ -258,6 +317,44 @@ func TestConfirm(t *testing.T) {
 				prior: func(t *testing.T, c Claim) { c.Delivery = 3; claim1(t, a, c) },
 				key:   Claim.Key,
 				want:  false, after: HeldElsewhere,
+			},
+			// Finding 14: the marker of another delivery is not this
+			// delivery's confirm; the message stays done.
+			{
+				name: "done by another owner",
+				prior: func(t *testing.T, c Claim) {
+					c.Record = "t/5/5"
+					claim1(t, b, c)
+					confirm1(t, b, c.Key())
+				},
+				key:  Claim.Key,
+				want: false, after: Duplicate,
+			},
+			{
+				name:  "done by another attempt of the same owner",
+				prior: func(t *testing.T, c Claim) { c.Delivery = 3; claim1(t, a, c); confirm1(t, a, c.Key()) },
+				key:   Claim.Key,
+				want:  false, after: Duplicate,
+			},
+			{
+				name: "done by another record of the same owner and attempt",
+				prior: func(t *testing.T, c Claim) {
+					c.Record = "t/0/7"
+					claim1(t, a, c)
+					confirm1(t, a, c.Key())
+				},
+				key:  Claim.Key,
+				want: false, after: Duplicate,
+			},
+			{
+				name: "done marker of an older gateway",
+				prior: func(t *testing.T, c Claim) {
+					if err := rdb.Set(testCtx(t), a.claimKey(c.Group, "t", c.MessageID), "d", time.Minute).Err(); err != nil {
+						t.Fatal(err)
+					}
+				},
+				key:  Claim.Key,
+				want: false, after: Duplicate,
 			},
 		}
 		for _, tc := range tests {
@@ -469,8 +566,8 @@ func TestDoMixesOperations(t *testing.T) {
 		if p := h.pipelines.Load(); p != 2 {
 			t.Fatalf("%d pipelines, want 2 (the batch, then the claims of taken keys)", p)
 		}
-		if v, _ := rdb.Get(ctx, s.claimKey("g", "t", "mine")).Result(); v != "d" {
-			t.Fatalf("mine holds %q after confirm, want d", v)
+		if v, _ := rdb.Get(ctx, s.claimKey("g", "t", "mine")).Result(); !IsDone(v) {
+			t.Fatalf("mine holds %q after confirm, want a done marker", v)
 		}
 		if v, _ := rdb.Get(ctx, s.claimKey("g", "t", "theirs")).Result(); v != other.claimValue(1, "r-theirs") {
 			t.Fatalf("theirs holds %q after a foreign confirm, want their claim", v)
