@@ -112,6 +112,11 @@ type report struct {
 	topicLen   int
 	poison     [3]int // poison records in the topic, by kind
 	lostWrites int    // ok produces missing from the topic, or elsewhere than reported
+	// offsetUnknown counts ok produces answered with offset -1 (written,
+	// offset unknown: librdkafka's answer when the broker took a retry as
+	// a repeat of a write it had) that are in the topic in the partition
+	// reported; those not found there count as lost writes.
+	offsetUnknown int
 	writtenOK  map[outcome]int
 	twice      int // idempotency keys (workload IDs) written more than once
 	phantom    int // topic records no attempt explains
@@ -344,8 +349,11 @@ func check(r *report, cfg checkConfig, h *history) {
 		}
 		cs := copies[a.id]
 		at := slices.IndexFunc(cs, func(s *source) bool {
-			return s.tr.partition == a.partition && s.tr.offset == a.offset && s.tr.messageID == a.messageID
+			return s.tr.partition == a.partition && (s.tr.offset == a.offset || a.offset == -1) && s.tr.messageID == a.messageID
 		})
+		if a.offset == -1 && at >= 0 {
+			r.offsetUnknown++
+		}
 		switch {
 		case len(cs) == 0:
 			r.lostWrites++
@@ -765,6 +773,7 @@ func (r *report) print(w io.Writer) {
 		row("  "+k, r.faults[k])
 	}
 	row("lost acknowledged writes", r.lostWrites)
+	row("  acknowledged with offset -1, found in their partition", r.offsetUnknown)
 	row("idempotency keys written twice", r.twice)
 	row("phantom records", r.phantom)
 	row("topic order violations (per-key seq)", r.topicOrder)

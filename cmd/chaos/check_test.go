@@ -157,6 +157,15 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 			delete(tr.h.groups[testGroup].byMsg, "0-1")
 		}, "lost writes"},
 		{"acknowledged write elsewhere than reported", "key", func(tr *testRun) { tr.h.attempts[3].offset = 9 }, "lost writes"},
+		{"acknowledged write with offset -1, in its partition", "key", func(tr *testRun) { tr.h.attempts[3].offset = -1 }, ""},
+		{"acknowledged write with offset -1, in another partition", "key", func(tr *testRun) {
+			tr.h.attempts[3].offset, tr.h.attempts[3].partition = -1, 1
+		}, "lost writes"},
+		{"acknowledged write with offset -1, missing from the topic", "key", func(tr *testRun) {
+			tr.h.attempts[0].offset = -1
+			tr.h.topic = tr.h.topic[1:]
+			delete(tr.h.groups[testGroup].byMsg, "0-1")
+		}, "lost writes"},
 		{"idempotency key written twice", "key", func(tr *testRun) {
 			dup := tr.h.topic[3]
 			dup.offset = 99
@@ -357,6 +366,21 @@ func TestCheckerFlagsEachKindOfViolation(t *testing.T) {
 				t.Fatalf("violations %q, want one containing %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// Finding 15 of the reliability report: librdkafka answers a write with
+// offset -1 when the broker took a retry as a repeat of a write it had. The
+// checker finds such a write in its partition and counts it apart.
+func TestCheckerCountsWritesAcknowledgedWithoutTheirOffset(t *testing.T) {
+	t.Parallel()
+	tr := newTestRun(12, "key")
+	tr.h.attempts[3].offset, tr.h.attempts[9].offset = -1, -1
+	if got := tr.check(); got != "" {
+		t.Fatalf("violations %q, want none", got)
+	}
+	if tr.rep.offsetUnknown != 2 || tr.rep.lostWrites != 0 {
+		t.Fatalf("%d writes with offset -1 found, %d lost; want 2 and 0", tr.rep.offsetUnknown, tr.rep.lostWrites)
 	}
 }
 
