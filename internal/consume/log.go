@@ -2,6 +2,7 @@ package consume
 
 import (
 	"errors"
+	"slices"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -432,10 +433,18 @@ func (l *partitionLog) settle(r *record) {
 	if q == nil {
 		return
 	}
-	for i, o := range q.recs {
-		if o == r {
-			q.recs = append(q.recs[:i], q.recs[i+1:]...)
-			break
+	if q.recs[0] == r {
+		// The common case, in key order: the head settles. Reslicing
+		// costs nothing; append reallocates once the front's space is
+		// used up, copying only the live records.
+		q.recs[0] = nil
+		q.recs = q.recs[1:]
+	} else {
+		for i, o := range q.recs {
+			if o == r {
+				q.recs = slices.Delete(q.recs, i, i+1)
+				break
+			}
 		}
 	}
 	if len(q.recs) == 0 {
