@@ -71,9 +71,9 @@ case "$profile" in
   short | dlq) bin/chaos --profile "$profile" "$@" ;;
   long)
     bin/chaos --profile long "$@"
-    bin/chaos --profile long --dedupe=false --min-written 100000 --min-processed 100000 --min-poison 10 \
+    bin/chaos --profile long --dedupe=false --min-written 100000 --min-processed 99000 --min-poison 10 \
       --faults redis-kill,app-cancel,app-kill,app-crash-before-ack,slow-app,slow-app-lease --rounds 3 "$@"
-    bin/chaos --profile long --dedupe=false --min-written 100000 --min-processed 100000 --min-poison 10 --rounds 1 "$@"
+    bin/chaos --profile long --dedupe=false --min-written 100000 --min-processed 99000 --min-poison 10 --rounds 1 "$@"
     ;;
   cluster) run_cluster "$@" ;;
   all)
