@@ -117,17 +117,17 @@ type report struct {
 	// a repeat of a write it had) that are in the topic in the partition
 	// reported; those not found there count as lost writes.
 	offsetUnknown int
-	writtenOK  map[outcome]int
-	twice      int // idempotency keys (workload IDs) written more than once
-	phantom    int // topic records no attempt explains
-	topicOrder int // per-key sequence numbers out of order in the topic
-	dlUnexpect int // dead letters of records that are not poison, or of no record
-	dlBad      int // dead letters without the contract's headers or content
-	groups     []*groupResult
-	faults     map[string]int
-	slowRebal  int
-	drainedOK  bool
-	recovery   time.Duration
+	writtenOK     map[outcome]int
+	twice         int // idempotency keys (workload IDs) written more than once
+	phantom       int // topic records no attempt explains
+	topicOrder    int // per-key sequence numbers out of order in the topic
+	dlUnexpect    int // dead letters of records that are not poison, or of no record
+	dlBad         int // dead letters without the contract's headers or content
+	groups        []*groupResult
+	faults        map[string]int
+	slowRebal     int
+	drainedOK     bool
+	recovery      time.Duration
 	// drainAfterLoad is the drain measured from the end of the load.
 	drainAfterLoad time.Duration
 	drainLimit     time.Duration
