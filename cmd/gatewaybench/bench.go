@@ -303,6 +303,7 @@ func explainAcks(acks []ackedAt, highs []int64) string {
 		switch {
 		case a.offset < 0:
 			noOffset++
+			continue // not a position: answers without one are not "twice"
 		case int(a.partition) >= len(highs) || a.partition < 0 || a.offset >= highs[a.partition]:
 			pastEnd++
 		}

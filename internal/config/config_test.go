@@ -112,6 +112,10 @@ func TestValidateNamesTheKeyAtFault(t *testing.T) {
 		{"unknown librdkafka property", func(c *Config) { c.Kafka.Properties = map[string]string{"lingr.ms": "5"} }, "lingr.ms"},
 		{"bad property value", func(c *Config) { c.Producer.Properties = map[string]string{"batch.size": "huge"} }, "batch.size"},
 		{"reserved go property", func(c *Config) { c.Producer.Properties = map[string]string{"go.delivery.reports": "false"} }, "producer.properties.go.delivery.reports"},
+		{"producer requests in flight", func(c *Config) {
+			c.Producer.Properties = map[string]string{"max.in.flight.requests.per.connection": "5"}
+		}, "producer.properties.max.in.flight.requests.per.connection: must be 1"},
+		{"shared requests in flight, short name", func(c *Config) { c.Kafka.Properties = map[string]string{"max.in.flight": "2"} }, "kafka.properties.max.in.flight: must be 1"},
 		{"unknown preset", func(c *Config) { c.Producer.Preset = "fast" }, "producer.preset"},
 		{"no listener", func(c *Config) { c.Server.Listen = "" }, "server.listen"},
 		{"bad listen address", func(c *Config) { c.Server.Listen = "7070" }, "server.listen"},

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -105,11 +106,42 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 	if err := kafkaclient.CheckReserved("producer.properties", c.Properties); err != nil {
 		return err
 	}
+	if err := checkInFlight(kc.Properties, c.Properties); err != nil {
+		return err
+	}
 	if err := kafkaclient.CheckProperties("producer.properties", c.Properties); err != nil {
 		return err
 	}
 	// The layers together, so contradictions across them are caught too.
 	return kafkaclient.CheckProperties("producer", c.LibrdkafkaProperties(kc))
+}
+
+// inFlightKeys are librdkafka's two names for the produce requests one
+// broker connection may have in flight. The gateway keeps it at 1. With
+// more, a broker that has no state for the producer on a partition (a new
+// producer on any partition; before Kafka 4.5, KAFKA-15591, also a
+// partition never written) accepts a later request's records while it
+// refuses the first one's (NOT_LEADER_OR_FOLLOWER as it takes the partition
+// on), and librdkafka then reports the refused records as delivered,
+// "implicitly acked by a subsequent batch", with offset -1: the gateway
+// would answer OK for a record the broker never wrote. With one request in
+// flight, the refused one is retried before any later one is sent.
+var inFlightKeys = []string{"max.in.flight.requests.per.connection", "max.in.flight"}
+
+// checkInFlight refuses an in-flight limit other than 1 in the shared or
+// the producer's properties.
+func checkInFlight(shared, own map[string]string) error {
+	for _, layer := range []struct {
+		path  string
+		props map[string]string
+	}{{"kafka.properties", shared}, {"producer.properties", own}} {
+		for _, k := range inFlightKeys {
+			if v, ok := layer.props[k]; ok && strings.TrimSpace(v) != "1" {
+				return fmt.Errorf("%s.%s: must be 1 (got %q): with more produce requests in flight, librdkafka can report a record the broker refused as delivered", layer.path, k, v)
+			}
+		}
+	}
+	return nil
 }
 
 // LibrdkafkaProperties is the producer's librdkafka configuration: durable defaults,
@@ -118,12 +150,14 @@ func (c Config) Validate(kc kafkaclient.Config) error {
 // the gateway's.
 func (c Config) LibrdkafkaProperties(kc kafkaclient.Config) map[string]string {
 	defaults := map[string]string{
-		"enable.idempotence":         "true",
-		"acks":                       "all",
-		"partitioner":                "murmur2_random",
-		"message.timeout.ms":         strconv.FormatInt(c.DeliveryTimeout.Milliseconds(), 10),
-		"queue.buffering.max.kbytes": strconv.Itoa(c.QueueMaxBytes / 1024),
-		"allow.auto.create.topics":   strconv.FormatBool(c.AutoCreateTopics),
+		"enable.idempotence": "true",
+		"acks":               "all",
+		// One request in flight: see inFlightKeys.
+		"max.in.flight.requests.per.connection": "1",
+		"partitioner":                           "murmur2_random",
+		"message.timeout.ms":                    strconv.FormatInt(c.DeliveryTimeout.Milliseconds(), 10),
+		"queue.buffering.max.kbytes":            strconv.Itoa(c.QueueMaxBytes / 1024),
+		"allow.auto.create.topics":              strconv.FormatBool(c.AutoCreateTopics),
 	}
 	maps.Copy(defaults, presets[c.Preset])
 	out := make(map[string]string)
