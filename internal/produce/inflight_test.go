@@ -2,7 +2,6 @@ package produce
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,7 +65,7 @@ func TestAnOKAnswerMeansTheBrokerWroteTheRecord(t *testing.T) {
 
 			cfg := DefaultConfig()
 			cfg.Preset = "latency"
-			p, err := New(kafkaclient.Config{BootstrapServers: boot}, cfg, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+			p, err := New(kafkaclient.Config{BootstrapServers: boot}, cfg, testenv.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
