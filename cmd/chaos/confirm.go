@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
+	"github.com/kafkagate/gateway/internal/rediskeys"
 )
 
 // stateConfirmer reads the gateway's own state to settle acks of unknown
@@ -33,6 +34,22 @@ func (h *harness) confirmer(runID string, dedupeOn bool, partitions int, groups 
 		c.rdb = redis.NewClient(&redis.Options{Addr: h.redisAddr})
 	}
 	return c
+}
+
+// dropKeys deletes what the run's gateways left in Redis under their key
+// prefix (the gateways are stopped by then), and says so through logf.
+func (c *stateConfirmer) dropKeys(logf func(string, ...any)) {
+	if c.rdb == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := rediskeys.Delete(ctx, c.rdb, c.prefix+"*")
+	if err != nil {
+		logf("redis keys of the run not all deleted (%d were): %v", n, err)
+		return
+	}
+	logf("deleted the run's %d redis keys", n)
 }
 
 func (c *stateConfirmer) close() {

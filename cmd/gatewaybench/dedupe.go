@@ -13,6 +13,7 @@ import (
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
 	"github.com/kafkagate/gateway/internal/dedupe"
+	"github.com/kafkagate/gateway/internal/rediskeys"
 )
 
 // The dedupe scenario: gateway-consume-none with consumer-side dedupe on.
@@ -102,7 +103,7 @@ func (b *bench) gatewayConsumeDedupe(ctx context.Context) ([]Row, error) {
 		return b.checkDoneMarkers(ctx, rdb, t, group)
 	})
 	// Whatever the runs left (a run that was not clean is not verified).
-	if n, derr := deleteKeys(ctx, rdb, b.dedupePrefix+"*"); derr != nil {
+	if n, derr := rediskeys.Delete(ctx, rdb, b.dedupePrefix+"*"); derr != nil {
 		fmt.Fprintf(os.Stderr, "   delete redis keys %s*: %v (%d deleted)\n", b.dedupePrefix, derr, n)
 	}
 
@@ -235,29 +236,6 @@ func parseRecordID(id, topic string) (int32, int64, bool) {
 	return int32(p), off, true
 }
 
-// deleteKeys deletes the keys matching pattern and returns how many.
-func deleteKeys(ctx context.Context, rdb *redis.Client, pattern string) (int64, error) {
-	var n int64
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, pattern, 10_000).Result()
-		if err != nil {
-			return n, err
-		}
-		if len(keys) > 0 {
-			d, err := rdb.Unlink(ctx, keys...).Result()
-			n += d
-			if err != nil {
-				return n, err
-			}
-		}
-		cursor = next
-		if cursor == 0 {
-			return n, nil
-		}
-	}
-}
-
 // deleteRedisKeys deletes whatever the run left under its key prefix (the
 // gateways are stopped by then).
 func (b *bench) deleteRedisKeys() {
@@ -266,7 +244,7 @@ func (b *bench) deleteRedisKeys() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := deleteKeys(ctx, b.rdb, b.dedupePrefix+"*"); err != nil {
+	if _, err := rediskeys.Delete(ctx, b.rdb, b.dedupePrefix+"*"); err != nil {
 		fmt.Fprintf(os.Stderr, "gatewaybench: delete redis keys %s*: %v\n", b.dedupePrefix, err)
 	}
 }
