@@ -194,7 +194,8 @@ type RecordResult struct {
 	// Offset of the record in its partition. Unset when error is set. -1 when
 	// the record is written but its offset is unknown: the broker took a retry
 	// as a repeat of an attempt it had already written (after a leader change,
-	// say), and such an answer carries no offset.
+	// say), and such an answer carries no offset. The record is in the
+	// partition named, once.
 	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
 	// The record's CreateTime as written: Record.timestamp when given,
 	// otherwise when the gateway received the record (millisecond precision).

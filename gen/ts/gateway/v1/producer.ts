@@ -99,7 +99,8 @@ export interface RecordResult {
    * Offset of the record in its partition. Unset when error is set. -1 when
    * the record is written but its offset is unknown: the broker took a retry
    * as a repeat of an attempt it had already written (after a leader change,
-   * say), and such an answer carries no offset.
+   * say), and such an answer carries no offset. The record is in the
+   * partition named, once.
    */
   offset: number;
   /**
