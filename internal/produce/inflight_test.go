@@ -46,7 +46,7 @@ func TestAnOKAnswerMeansTheBrokerWroteTheRecord(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer cluster.Close()
+			t.Cleanup(cluster.Close) // after the producer stops (cleanups run last first)
 			boot := cluster.ListenAddrs()[0]
 			before := 0
 			if tc.prewrite {
@@ -63,19 +63,7 @@ func TestAnOKAnswerMeansTheBrokerWroteTheRecord(t *testing.T) {
 			}
 			refused := failFirstProduce(cluster, topic, 200*time.Millisecond)
 
-			cfg := DefaultConfig()
-			cfg.Preset = "latency"
-			p, err := New(kafkaclient.Config{BootstrapServers: boot}, cfg, testenv.Logger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ran := make(chan struct{})
-			runCtx, stop := context.WithCancel(context.Background())
-			go func() {
-				defer close(ran)
-				_ = p.Run(runCtx)
-			}()
-			defer func() { stop(); <-ran }()
+			p, cfg := runLatencyProducer(t, boot)
 
 			// The producer has its ID and its connection before the test
 			// begins.
@@ -214,19 +202,7 @@ func readPartition(t *testing.T, boot, topic string, n int) []*kgo.Record {
 func TestOKAnswersToNewTopicsAreAllWrittenOnTheRealBroker(t *testing.T) {
 	t.Parallel()
 	boot := testenv.Kafka(t)
-	cfg := DefaultConfig()
-	cfg.Preset = "latency"
-	p, err := New(kafkaclient.Config{BootstrapServers: boot}, cfg, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan struct{})
-	runCtx, stop := context.WithCancel(context.Background())
-	go func() {
-		defer close(ran)
-		_ = p.Run(runCtx)
-	}()
-	defer func() { stop(); <-ran }()
+	p, _ := runLatencyProducer(t, boot)
 	meta, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": boot, "log_level": 3})
 	if err != nil {
 		t.Fatal(err)
@@ -267,4 +243,24 @@ func TestOKAnswersToNewTopicsAreAllWrittenOnTheRealBroker(t *testing.T) {
 			t.Errorf("topic %s holds %d records, %d calls were answered OK (%d of them with offset -1)", topic, held, okCount.Load(), noOffset.Load())
 		}
 	}
+}
+
+// runLatencyProducer runs a latency-preset producer on the broker at boot
+// until the test ends, and returns it with its configuration.
+func runLatencyProducer(t *testing.T, boot string) (*Producer, Config) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Preset = "latency"
+	p, err := New(kafkaclient.Config{BootstrapServers: boot}, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = p.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-ran })
+	return p, cfg
 }
