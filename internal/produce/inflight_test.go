@@ -144,21 +144,8 @@ func failFirstProduce(cluster *kfake.Cluster, topic string, hold time.Duration) 
 		done = true
 		cluster.KeepControl()
 		cluster.SleepControl(func() { time.Sleep(hold) })
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = 6 // NOT_LEADER_OR_FOLLOWER
-				sp.BaseOffset = -1
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
 		close(refused)
-		return resp, nil, true
+		return refusal(req, 6), nil, true // NOT_LEADER_OR_FOLLOWER
 	})
 	return refused
 }
