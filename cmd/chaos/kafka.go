@@ -145,9 +145,9 @@ func readTopic(bootstrap, topic string, timeout time.Duration) ([]topicRecord, m
 	var assign kafka.TopicPartitions
 	ends, watermarks := map[int32]int64{}, map[int32]int64{}
 	for _, p := range md.Topics[topic].Partitions {
-		_, high, err := c.QueryWatermarkOffsets(topic, p.ID, 10_000)
+		high, err := highWatermark(c, topic, p.ID)
 		if err != nil {
-			return nil, nil, fmt.Errorf("watermarks of %s/%d: %w", topic, p.ID, err)
+			return nil, nil, err
 		}
 		watermarks[p.ID] = high
 		if high > 0 {
@@ -189,4 +189,21 @@ func readTopic(bootstrap, topic string, timeout time.Duration) ([]topicRecord, m
 		}
 	}
 	return out, watermarks, nil
+}
+
+// highWatermark is the partition's high watermark. Right after a leader
+// change the consumer's metadata can still name the old leader, which
+// answers NOT_LEADER_OR_FOLLOWER: it asks again, for up to 30 s.
+func highWatermark(c *kafka.Consumer, topic string, partition int32) (int64, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, high, err := c.QueryWatermarkOffsets(topic, partition, 10_000)
+		if err == nil {
+			return high, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("watermarks of %s/%d: %w", topic, partition, err)
+		}
+		time.Sleep(time.Second)
+	}
 }
