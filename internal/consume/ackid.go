@@ -154,11 +154,32 @@ func truncate(s string, n int) string {
 // recordID is "topic/partition/offset": the identity of a record without a
 // message-id header.
 func recordID(topic string, partition int32, offset int64) string {
-	b := make([]byte, 0, len(topic)+24)
+	return string(AppendRecordID(make([]byte, 0, RecordIDLen(topic, partition, offset)), topic, partition, offset))
+}
+
+// AppendRecordID appends "topic/partition/offset", the message ID of a
+// record that carries none, to b.
+func AppendRecordID(b []byte, topic string, partition int32, offset int64) []byte {
 	b = append(b, topic...)
 	b = append(b, '/')
 	b = strconv.AppendInt(b, int64(partition), 10)
 	b = append(b, '/')
-	b = strconv.AppendInt(b, offset, 10)
-	return string(b)
+	return strconv.AppendInt(b, offset, 10)
+}
+
+// RecordIDLen is the length of AppendRecordID's text.
+func RecordIDLen(topic string, partition int32, offset int64) int {
+	return len(topic) + 2 + decimalLen(int64(partition)) + decimalLen(offset)
+}
+
+// decimalLen is the length of strconv.FormatInt(v, 10).
+func decimalLen(v int64) int {
+	n, u := 1, uint64(v)
+	if v < 0 {
+		n, u = 2, uint64(-(v+1))+1 // MinInt64 has no positive int64
+	}
+	for ; u >= 10; u /= 10 {
+		n++
+	}
+	return n
 }

@@ -2,9 +2,12 @@ package consume
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/kafkagate/gateway/internal/dedupe"
 )
@@ -255,5 +258,46 @@ func TestARecycledFrameHoldsTheNextFrameAndNothingOfTheOld(t *testing.T) {
 	}
 	if &second.Deliveries[0] != backing {
 		t.Fatal("the second frame was not built in the recycled deliveries")
+	}
+}
+
+// TestAStreamIsSentNoFasterThanItsDeliveryRate: a stream whose delivery
+// rate is 20 records a second (burst 4) gets its burst at once and then no
+// more than the rate allows, though records wait and it has room for them,
+// while a stream of the same group without a rate takes the rest; lifting
+// the rate while it runs sends it what comes next.
+func TestAStreamIsSentNoFasterThanItsDeliveryRate(t *testing.T) {
+	h := newHarness(t, harnessOptions{ordering: OrderingNone})
+	h.assign(0)
+	lim := rate.NewLimiter(20, 4)
+	limited := newStream(h.g, 1000, lim, false)
+	free := h.stream(1000)
+	start := time.Now()
+	h.g.attach(limited)
+	const n = 200
+	var batch []fetched // one poll's records: one dispatch
+	for i := range n {
+		batch = append(batch, rec(0, int64(i), fmt.Sprintf("m-%d", i), "v"))
+	}
+	h.add(batch...)
+	got := 0
+	for time.Since(start) < 300*time.Millisecond {
+		if next(limited, 50*time.Millisecond) != nil {
+			got++
+		}
+	}
+	allowed := 4 + int(20*time.Since(start).Seconds()) + 1
+	if got < 4 || got > allowed {
+		t.Fatalf("%d deliveries in %v, want the burst of 4 and at most %d", got, time.Since(start), allowed)
+	}
+	for range n - got {
+		h.must(free)
+	}
+	lim.SetLimit(rate.Inf)
+	for i := range 50 {
+		h.add(rec(0, int64(n+i), fmt.Sprintf("m-%d", n+i), "v"))
+	}
+	if next(limited, 5*time.Second) == nil {
+		t.Fatal("no delivery to the stream once its rate was lifted")
 	}
 }

@@ -130,7 +130,7 @@ func (d *deadLetters) headers(j *dlqJob) []produce.Header {
 		{Key: HeaderDLQAttempts, Value: strconv.AppendInt(nil, int64(r.attempt), 10)},
 		{Key: HeaderDLQReason, Value: []byte(j.reason)},
 		{Key: HeaderDLQGroup, Value: []byte(d.g.settings.Group)},
-		{Key: HeaderDLQMessageID, Value: []byte(truncate(r.messageID, maxDLQMessageID))},
+		{Key: HeaderDLQMessageID, Value: []byte(truncate(l.messageID(r), maxDLQMessageID))},
 	}
 }
 
@@ -142,7 +142,7 @@ func (d *deadLetters) full(j *dlqJob) produce.Record {
 		Value:          r.value,
 		Partition:      produce.AnyPartition,
 		Timestamp:      r.timestamp,
-		IdempotencyKey: deadLetterKey(d.g.settings.Group, j.l.topic, r.messageID),
+		IdempotencyKey: deadLetterKey(d.g.settings.Group, j.l.topic, j.l.messageID(r)),
 	}
 	for _, h := range r.headers {
 		if h.Key != d.g.m.messageIDHeader {

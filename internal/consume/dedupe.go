@@ -138,7 +138,7 @@ func (d *dedupeSettlement) key(l *partitionLog, r *record, delivery uint32) dedu
 	rec = strconv.AppendInt(rec, r.offset, 10)
 	rec = append(rec, '/')
 	rec = strconv.AppendUint(rec, l.epoch, 10)
-	return dedupe.Key{Group: d.g.settings.Group, Topic: l.topic, MessageID: r.messageID, Delivery: delivery, Record: string(rec)}
+	return dedupe.Key{Group: d.g.settings.Group, Topic: l.topic, MessageID: l.messageID(r), Delivery: delivery, Record: string(rec)}
 }
 
 // lease is how long a claim holds without a confirm or release: the ack

@@ -328,6 +328,7 @@ func (g *group) dispatchLocked() {
 	}
 	credit := 0
 	for _, s := range g.streams {
+		s.limited = s.rateLimited()
 		credit += s.credit()
 	}
 	if credit == 0 {

@@ -275,7 +275,8 @@ func (mb *member) watchFetch() {
 
 // toFetched turns a polled record into a ready record. Its message ID is
 // the gateway's message-id header, else the header idHeader names, else
-// "topic/partition/offset".
+// none: then it is "topic/partition/offset", spelled out only where it is
+// needed (see partitionLog.messageID).
 func toFetched(msg *rdkafka.Fetched, header, idHeader string, now int64) fetched {
 	r := &record{
 		offset:  msg.Offset,
@@ -303,9 +304,6 @@ func toFetched(msg *rdkafka.Fetched, header, idHeader string, now int64) fetched
 	}
 	if r.messageID == "" {
 		r.messageID = altID
-	}
-	if r.messageID == "" {
-		r.messageID = recordID(msg.Topic, msg.Partition, r.offset)
 	}
 	return fetched{topic: msg.Topic, partition: msg.Partition, r: r}
 }

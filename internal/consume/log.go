@@ -62,7 +62,7 @@ type record struct {
 	value     []byte
 	headers   []Header
 	timestamp time.Time
-	messageID string
+	messageID string // "" when the record carries none: see partitionLog.messageID
 	size      int
 	fetched   int64 // unix nanoseconds, when the poll returned it
 
@@ -506,6 +506,15 @@ func (l *partitionLog) settledVia(offset int64) (uint32, bool) {
 	return 1, true
 }
 
+// messageID is r's message ID: the one it carries, else
+// "topic/partition/offset".
+func (l *partitionLog) messageID(r *record) string {
+	if r.messageID != "" {
+		return r.messageID
+	}
+	return recordID(l.topic, l.partition, r.offset)
+}
+
 // index returns r's index in recs.
 func (l *partitionLog) index(r *record) int { return int(r.seq - l.recs[0].seq) }
 
@@ -516,7 +525,17 @@ func (l *partitionLog) lookup(offset int64) (r *record, done, known bool) {
 	if l.next < 0 || offset >= l.next {
 		return nil, false, false
 	}
-	i := sort.Search(len(l.recs), func(i int) bool { return l.recs[i].offset >= offset })
+	// Offsets are consecutive unless the log has gaps (compaction,
+	// transaction markers), so the record is usually at its distance from
+	// the first.
+	i := 0
+	if len(l.recs) > 0 && offset >= l.recs[0].offset {
+		if d := offset - l.recs[0].offset; d < int64(len(l.recs)) && l.recs[d].offset == offset {
+			i = int(d)
+		} else {
+			i = sort.Search(len(l.recs), func(i int) bool { return l.recs[i].offset >= offset })
+		}
+	}
 	if i < len(l.recs) && l.recs[i].offset == offset {
 		return l.recs[i], l.recs[i].state == stateDone, true
 	}

@@ -215,3 +215,34 @@ func firstUnfinished(recs []*record, done map[int64]bool) int64 {
 	}
 	return -1
 }
+
+func TestARecordWithoutAMessageIDIsNamedByItsPlace(t *testing.T) {
+	cases := []struct {
+		topic     string
+		partition int32
+		offset    int64
+		want      string
+	}{
+		{"orders", 0, 0, "orders/0/0"},
+		{"orders", 3, 1234567, "orders/3/1234567"},
+		{"", 2147483647, 9223372036854775807, "/2147483647/9223372036854775807"},
+		{"t", -1, -9223372036854775808, "t/-1/-9223372036854775808"},
+		{"t", 9, 10, "t/9/10"},
+	}
+	for _, c := range cases {
+		if got := string(AppendRecordID(nil, c.topic, c.partition, c.offset)); got != c.want {
+			t.Errorf("AppendRecordID(%q, %d, %d) = %q, want %q", c.topic, c.partition, c.offset, got, c.want)
+		}
+		if got := RecordIDLen(c.topic, c.partition, c.offset); got != len(c.want) {
+			t.Errorf("RecordIDLen(%q, %d, %d) = %d, want %d", c.topic, c.partition, c.offset, got, len(c.want))
+		}
+		d := Delivery{Topic: c.topic, Partition: c.partition, Offset: c.offset}
+		if got := d.ID(); got != c.want {
+			t.Errorf("Delivery.ID() = %q, want %q", got, c.want)
+		}
+		d.MessageID = "m-1"
+		if got := d.ID(); got != "m-1" {
+			t.Errorf("Delivery.ID() with a message ID = %q, want m-1", got)
+		}
+	}
+}

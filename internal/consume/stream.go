@@ -35,6 +35,8 @@ type Delivery struct {
 	Value     []byte
 	Headers   []Header
 	Timestamp time.Time
+	// MessageID is the record's message ID, or "" when it carries none:
+	// its ID is then "topic/partition/offset" (see ID).
 	MessageID string
 	Attempt   int32
 	// AckDeadline is when the delivery's lease ends (see the proto's
@@ -43,6 +45,14 @@ type Delivery struct {
 	// Token names the delivery within its Consume stream, for the
 	// stream's Settle (0 on Subscribe streams, which use AckID).
 	Token uint64
+}
+
+// ID is d's message ID, spelled out when the record carries none.
+func (d *Delivery) ID() string {
+	if d.MessageID != "" {
+		return d.MessageID
+	}
+	return recordID(d.Topic, d.Partition, d.Offset)
 }
 
 // Frame is what a stream sends next: either deliveries or an assignment.
@@ -57,12 +67,18 @@ type Frame struct {
 type Stream struct {
 	g           *group
 	maxInFlight int
-	holding     int        // records it holds: claiming or in flight (kept by partitionLog)
-	frames      []Frame    // made, not yet taken by Next
-	spare       []Delivery // a taken frame's deliveries, given back for the next frame
-	ended       bool       // the group shut down
+	holding     int          // records it holds: claiming or in flight (kept by partitionLog)
+	frames      []Frame      // made, not yet taken by Next
+	tailBytes   int          // the size (frameSize) of the last frame's deliveries
+	spares      [][]Delivery // taken frames' deliveries, given back for the next frames
+	ended       bool         // the group shut down
 	notify      chan struct{}
 	rate        *rate.Limiter // deliveries per second; nil: unbounded
+	// limited caches rateLimited() for the length of a dispatch (the
+	// limiter takes a lock to tell), and unpaid counts the deliveries made
+	// since then whose tokens flush takes.
+	limited bool
+	unpaid  int
 
 	// A Consume stream is credited: it is sent records only within the
 	// credit its app granted (records and bytes; a record is sent while
@@ -137,8 +153,8 @@ func (s *Stream) credit() int {
 		}
 		c = int(min(int64(c), s.creditRecords))
 	}
-	if s.rateLimited() {
-		c = min(c, int(s.rate.Tokens()))
+	if s.limited {
+		c = min(c, int(s.rate.Tokens())-s.unpaid)
 	}
 	return max(c, 0)
 }
@@ -154,25 +170,54 @@ func (s *Stream) untilToken() time.Duration {
 	return time.Duration(missing / float64(s.rate.Limit()) * float64(time.Second))
 }
 
-// add queues a delivery, merging it into a trailing Deliveries frame.
+// A Deliveries frame is bounded so that any gRPC client can receive it
+// within its default limit on message size (4 MiB): it takes deliveries
+// after its first only while their sizes (deliverySize) stay within
+// maxFrameBytes, so a record larger than that travels alone.
+const (
+	maxFrameBytes = 1 << 20
+	maxSpares     = 4 // deliveries slices kept for reuse per stream
+)
+
+// deliverySize is what d adds to an encoded frame, near enough: its key,
+// value and headers, its names and the fixed fields.
+func deliverySize(d *Delivery) int {
+	n := 64 + len(d.AckID) + len(d.Topic) + len(d.Key) + len(d.Value) + max(len(d.MessageID), 24)
+	for _, h := range d.Headers {
+		n += 8 + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// add queues a delivery, merging it into a trailing Deliveries frame that
+// has room for it.
 func (s *Stream) add(d Delivery) {
-	if s.rateLimited() {
-		s.rate.Allow()
+	if s.limited {
+		s.unpaid++
 	}
+	size := deliverySize(&d)
 	if n := len(s.frames); n > 0 && s.frames[n-1].Assignment == nil {
-		s.frames[n-1].Deliveries = append(s.frames[n-1].Deliveries, d)
-		return
+		f := &s.frames[n-1]
+		if s.tailBytes+size <= maxFrameBytes {
+			f.Deliveries = append(f.Deliveries, d)
+			s.tailBytes += size
+			return
+		}
 	}
-	ds := s.spare
-	s.spare = nil
-	if ds == nil {
+	var ds []Delivery
+	if n := len(s.spares); n > 0 {
+		ds = s.spares[n-1]
+		s.spares[n-1] = nil
+		s.spares = s.spares[:n-1]
+	} else {
 		ds = make([]Delivery, 0, 16)
 	}
 	s.frames = append(s.frames, Frame{Deliveries: append(ds, d)})
+	s.tailBytes = size
 }
 
 // Recycle gives back the deliveries of a frame taken from Next, once the
-// caller has copied what it needs: the next frame is built in them instead
+// caller has copied what it needs: a later frame is built in them instead
 // of a new slice. The caller must not use ds afterwards.
 func (s *Stream) Recycle(ds []Delivery) {
 	if cap(ds) == 0 {
@@ -180,8 +225,8 @@ func (s *Stream) Recycle(ds []Delivery) {
 	}
 	clear(ds) // no references to records' keys and values stay behind
 	s.g.mu.Lock()
-	if cap(ds) > cap(s.spare) {
-		s.spare = ds[:0]
+	if len(s.spares) < maxSpares {
+		s.spares = append(s.spares, ds[:0])
 	}
 	s.g.mu.Unlock()
 }
@@ -230,8 +275,13 @@ func (s *Stream) dropUnsent(logs []*partitionLog) []Delivery {
 	return dropped
 }
 
-// flush wakes Next when frames wait.
+// flush takes the delivery rate's tokens of the deliveries just made, and
+// wakes Next when frames wait.
 func (s *Stream) flush() {
+	if s.unpaid > 0 {
+		s.rate.AllowN(time.Now(), s.unpaid)
+		s.unpaid = 0
+	}
 	if len(s.frames) > 0 || s.ended {
 		select {
 		case s.notify <- struct{}{}:

@@ -111,9 +111,7 @@ func deliverySize(d *consume.Delivery) int {
 		n += 1 + protowire.SizeBytes(headerSize(h.Key, h.Value))
 	}
 	n += 1 + protowire.SizeBytes(timestampSize(d.Timestamp))
-	if d.MessageID != "" {
-		n += 1 + protowire.SizeBytes(len(d.MessageID))
-	}
+	n += 1 + protowire.SizeBytes(messageIDLen(d))
 	if d.Attempt != 0 {
 		n += 1 + protowire.SizeVarint(uint64(int64(d.Attempt)))
 	}
@@ -124,6 +122,14 @@ func deliverySize(d *consume.Delivery) int {
 		n += 1 + 8
 	}
 	return n
+}
+
+// messageIDLen is the length of d's message ID (see consume.Delivery.ID).
+func messageIDLen(d *consume.Delivery) int {
+	if d.MessageID != "" {
+		return len(d.MessageID)
+	}
+	return consume.RecordIDLen(d.Topic, d.Partition, d.Offset)
 }
 
 func appendDelivery(b []byte, d *consume.Delivery) []byte {
@@ -164,9 +170,12 @@ func appendDelivery(b []byte, d *consume.Delivery) []byte {
 		}
 	}
 	b = appendTimestamp(b, fTimestamp, d.Timestamp)
+	b = protowire.AppendTag(b, fMessageID, protowire.BytesType)
 	if d.MessageID != "" {
-		b = protowire.AppendTag(b, fMessageID, protowire.BytesType)
 		b = protowire.AppendString(b, d.MessageID)
+	} else { // the record carries none: written in place, never allocated
+		b = protowire.AppendVarint(b, uint64(messageIDLen(d)))
+		b = consume.AppendRecordID(b, d.Topic, d.Partition, d.Offset)
 	}
 	if d.Attempt != 0 {
 		b = protowire.AppendTag(b, fAttempt, protowire.VarintType)

@@ -27,7 +27,7 @@ func toProtoDeliveries(in []consume.Delivery) *gatewayv1.Deliveries {
 			Offset:    d.Offset,
 			Key:       d.Key,
 			Value:     d.Value,
-			MessageId: d.MessageID,
+			MessageId: d.ID(),
 			Attempt:   d.Attempt,
 			Timestamp: &timestamppb.Timestamp{Seconds: d.Timestamp.Unix(), Nanos: int32(d.Timestamp.Nanosecond())},
 		}
