@@ -69,7 +69,7 @@ type Stream struct {
 	maxInFlight int
 	holding     int          // records it holds: claiming or in flight (kept by partitionLog)
 	frames      []Frame      // made, not yet taken by Next
-	tailBytes   int          // the size (frameSize) of the last frame's deliveries
+	tailBytes   int          // the sizes (deliverySize) of the last frame's deliveries
 	spares      [][]Delivery // taken frames' deliveries, given back for the next frames
 	ended       bool         // the group shut down
 	notify      chan struct{}

@@ -1,7 +1,9 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,4 +157,76 @@ func TestAConsumeStreamRefusesBadMessagesNamingTheField(t *testing.T) {
 	if _, err := h.producer.Produce(ctx, &gatewayv1.ProduceRequest{Topic: topic, Records: []*gatewayv1.Record{{Value: []byte("x")}}}); err != nil {
 		t.Fatalf("a produce after the bad streams: %v", err)
 	}
+}
+
+// TestLargeRecordsReachAClientWithGRPCsDefaultMessageLimit: a client that
+// leaves gRPC's limit on received messages at its default (4 MiB) gets
+// every record of 12 MiB of 512 KiB records with room for all of them in
+// flight, on Subscribe and on Consume: the gateway spreads them over frames
+// that fit, instead of one frame the client must refuse (which would end
+// the stream and send the same frame again to the next one).
+func TestLargeRecordsReachAClientWithGRPCsDefaultMessageLimit(t *testing.T) {
+	t.Parallel()
+	bootstrap := testenv.Kafka(t)
+	topic := testenv.CreateTopic(t, bootstrap, 1)
+	h := consumerGateway(t, nil)
+	const n, size = 24, 512 << 10
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i := 0; i < n; i += 4 {
+		var recs []*gatewayv1.Record
+		for j := i; j < i+4; j++ {
+			recs = append(recs, &gatewayv1.Record{Key: []byte(strconv.Itoa(j)), Value: bytes.Repeat([]byte{byte('a' + j%26)}, size)})
+		}
+		if _, err := h.producer.Produce(ctx, &gatewayv1.ProduceRequest{Topic: topic, Records: recs}); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	check := func(t *testing.T, d *gatewayv1.Delivery, seen map[int64]bool) {
+		t.Helper()
+		if len(d.GetValue()) != size || d.GetValue()[0] != byte('a'+d.GetOffset()%26) {
+			t.Fatalf("offset %d: %d bytes of %q, want %d of %q", d.GetOffset(), len(d.GetValue()), d.GetValue()[:1], size, byte('a'+d.GetOffset()%26))
+		}
+		seen[d.GetOffset()] = true
+	}
+	t.Run("subscribe", func(t *testing.T) {
+		st, err := h.consumer().Subscribe(ctx, &gatewayv1.SubscribeRequest{Group: testenv.UniqueName("g"), Topics: []string{topic},
+			StartPosition: gatewayv1.StartPosition_START_POSITION_EARLIEST, Ordering: gatewayv1.Ordering_ORDERING_NONE, MaxInFlight: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int64]bool{}
+		for len(seen) < n {
+			resp, err := st.Recv()
+			if err != nil {
+				t.Fatalf("after %d of %d records: %v", len(seen), n, err)
+			}
+			for _, d := range resp.GetDeliveries().GetDeliveries() {
+				check(t, d, seen)
+			}
+		}
+	})
+	t.Run("consume", func(t *testing.T) {
+		st, err := h.consumer().Consume(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&gatewayv1.ConsumeRequest{Request: &gatewayv1.ConsumeRequest_Start{Start: &gatewayv1.ConsumeStart{
+			Subscription: &gatewayv1.SubscribeRequest{Group: testenv.UniqueName("g"), Topics: []string{topic},
+				StartPosition: gatewayv1.StartPosition_START_POSITION_EARLIEST, Ordering: gatewayv1.Ordering_ORDERING_NONE, MaxInFlight: 100},
+			Credit: &gatewayv1.Credit{Records: 100, Bytes: 1 << 30},
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int64]bool{}
+		for len(seen) < n {
+			resp, err := st.Recv()
+			if err != nil {
+				t.Fatalf("after %d of %d records: %v", len(seen), n, err)
+			}
+			for _, d := range resp.GetDeliveries().GetDeliveries() {
+				check(t, d, seen)
+			}
+		}
+	})
 }

@@ -974,7 +974,10 @@ func (x *Settled) GetAckDeadlines() []*timestamppb.Timestamp {
 	return nil
 }
 
-// Deliveries is a batch of records.
+// Deliveries is a batch of records. A batch holds about 1 MiB of records at
+// most (a larger record comes alone), so a client that keeps gRPC's default
+// 4 MiB limit on received messages gets records of up to about 4 MiB; a
+// client expecting larger records raises its limit.
 type Deliveries struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The records, in partition order within each partition.

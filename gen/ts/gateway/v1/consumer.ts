@@ -354,7 +354,12 @@ export interface Settled {
   ackDeadlines: Date[];
 }
 
-/** Deliveries is a batch of records. */
+/**
+ * Deliveries is a batch of records. A batch holds about 1 MiB of records at
+ * most (a larger record comes alone), so a client that keeps gRPC's default
+ * 4 MiB limit on received messages gets records of up to about 4 MiB; a
+ * client expecting larger records raises its limit.
+ */
 export interface Deliveries {
   /** The records, in partition order within each partition. */
   deliveries: Delivery[];
