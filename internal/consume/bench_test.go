@@ -36,7 +36,7 @@ func BenchmarkDomain(b *testing.B) {
 					for range 512 {
 						p := int32(fed % 6)
 						k := keys[fed%len(keys)]
-						batch = append(batch, fetched{topic: "t", partition: p, r: &record{offset: next[p], key: []byte(k), value: value, messageID: fmt.Sprint(fed), size: len(k) + len(value)}})
+						batch = append(batch, fetched{topic: "t", partition: p, r: &record{offset: next[p], key: []byte(k), value: value, messageID: fmt.Sprint(fed), size: int32(len(k) + len(value))}})
 						next[p]++
 						fed++
 					}

@@ -85,11 +85,11 @@ func (s *Stream) Settle(req SettleRequest) (*PendingSettle, error) {
 		if !ok {
 			return target{}, Stale
 		}
-		ts, err := g.resolveLocked([]AckID{id})
-		if err != nil {
+		t, stale := g.resolveOneLocked(id)
+		if stale != "" {
 			return target{}, Stale
 		}
-		return ts[0], 0
+		return t, 0
 	}
 	var touched []*partitionLog
 	acked := 0

@@ -100,7 +100,7 @@ func (d *deadLetters) start() {
 func (d *deadLetters) add(l *partitionLog, r *record, reason string) {
 	g := d.g
 	l.deadLetter(r)
-	j := &dlqJob{l: l, r: r, delivery: r.delivery, topic: l.topic + g.m.cfg.DeadLetterSuffix, size: r.size, reason: truncate(reason, 1024)}
+	j := &dlqJob{l: l, r: r, delivery: r.delivery, topic: l.topic + g.m.cfg.DeadLetterSuffix, size: int(r.size), reason: truncate(reason, 1024)}
 	j.rec = d.full(j)
 	d.queue = append(d.queue, j)
 	d.kick()

@@ -13,8 +13,9 @@ import (
 // The byte bound (consumer.max_buffered_bytes) is shared fairly: each
 // running group may hold up to bound ÷ running groups. So one group whose
 // records nobody acknowledges (no app attached, a stuck app) pauses only its
-// own partitions, never another group's.
-func (g *group) balanceFlow() {
+// own partitions, never another group's. It reports whether any partition
+// stays paused.
+func (g *group) balanceFlow() (paused bool) {
 	maxRecs := g.m.cfg.MaxBufferedRecords
 	share := int64(g.m.cfg.MaxBufferedBytes) / int64(max(1, g.m.active.Load()))
 	own := g.bytes.Load()
@@ -34,6 +35,7 @@ func (g *group) balanceFlow() {
 			l.paused = false
 			resume = append(resume, tp)
 		}
+		paused = paused || l.paused
 	}
 	g.mu.Unlock()
 	if len(pause) > 0 {
@@ -46,6 +48,7 @@ func (g *group) balanceFlow() {
 			g.logger.Warn("resume partitions", "err", err)
 		}
 	}
+	return paused
 }
 
 // stallAfter is how long a partition may have a deliverable record, credit

@@ -442,37 +442,45 @@ type target struct {
 func (g *group) resolveLocked(ids []AckID) ([]target, error) {
 	out := make([]target, len(ids))
 	for i, id := range ids {
-		stale := func(why string) error {
-			return fmt.Errorf("ack_ids[%d]: %s: %w", i, why, ErrStaleAck)
+		t, why := g.resolveOneLocked(id)
+		if why != "" {
+			return nil, fmt.Errorf("ack_ids[%d]: %s: %w", i, why, ErrStaleAck)
 		}
-		out[i].id = id
-		l := g.parts[tpKey{id.Topic, id.Partition}]
-		// A revoking partition still takes acks: that is what the revoke
-		// grace waits for. Once forgotten, its log is gone.
-		if l == nil || l.epoch != id.Epoch {
-			if rc := g.settle.retained(id); rc != nil {
-				out[i].retained = rc
-				continue
-			}
-			return nil, stale("its partition is no longer owned by this gateway under the assignment it was delivered in")
-		}
-		r, done, known := l.lookup(id.Offset)
-		switch {
-		case !known:
-			return nil, stale("never delivered by this gateway")
-		case r == nil && done:
-			// Done and popped from the log: nothing to apply. Only the
-			// delivery that settled it may hear so.
-			if by, ok := l.settledVia(id.Offset); !ok || by != id.Delivery {
-				return nil, stale("the record was settled by another delivery")
-			}
-			continue
-		case r.delivery != id.Delivery:
-			return nil, stale(fmt.Sprintf("superseded: the record was delivered again (delivery %d, not %d)", r.delivery, id.Delivery))
-		}
-		out[i].l, out[i].r = l, r
+		out[i] = t
 	}
 	return out, nil
+}
+
+// resolveOneLocked is resolveLocked for one ID; a stale one is refused
+// with the reason.
+func (g *group) resolveOneLocked(id AckID) (t target, stale string) {
+	t.id = id
+	l := g.parts[tpKey{id.Topic, id.Partition}]
+	// A revoking partition still takes acks: that is what the revoke
+	// grace waits for. Once forgotten, its log is gone.
+	if l == nil || l.epoch != id.Epoch {
+		if rc := g.settle.retained(id); rc != nil {
+			t.retained = rc
+			return t, ""
+		}
+		return t, "its partition is no longer owned by this gateway under the assignment it was delivered in"
+	}
+	r, done, known := l.lookup(id.Offset)
+	switch {
+	case !known:
+		return t, "never delivered by this gateway"
+	case r == nil && done:
+		// Done and popped from the log: nothing to apply. Only the
+		// delivery that settled it may hear so.
+		if by, ok := l.settledVia(id.Offset); !ok || by != id.Delivery {
+			return t, "the record was settled by another delivery"
+		}
+		return t, ""
+	case r.delivery != id.Delivery:
+		return t, fmt.Sprintf("superseded: the record was delivered again (delivery %d, not %d)", r.delivery, id.Delivery)
+	}
+	t.l, t.r = l, r
+	return t, ""
 }
 
 // ack applies Acks and returns the confirmations to wait for (with dedupe:
@@ -531,7 +539,9 @@ func (g *group) ackLocked(t target, touched *[]*partitionLog) *confirmation {
 	case t.r.state == stateDone:
 	default: // in flight, or ready or backing off after a timeout or Nack of this very delivery
 		t.r.ackedBy = t.id.Delivery
-		*touched = append(*touched, t.l)
+		if n := len(*touched); n == 0 || (*touched)[n-1] != t.l {
+			*touched = append(*touched, t.l)
+		}
 		return g.settle.processed(t.l, t.r)
 	}
 	return nil

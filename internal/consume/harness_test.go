@@ -243,7 +243,7 @@ func (h *harness) revoke(lost bool, parts ...int32) { h.g.revoked(tps(parts...),
 // rec is a fetched record of partition part with message ID id.
 func rec(part int32, offset int64, id string, value string) fetched {
 	return fetched{topic: "t", partition: part, r: &record{offset: offset, key: []byte(id), value: []byte(value),
-		messageID: id, size: len(id) + len(value), headers: []Header{{Key: "message-id", Value: []byte(id)}}}}
+		messageID: id, size: int32(len(id) + len(value)), headers: []Header{{Key: "message-id", Value: []byte(id)}}}}
 }
 
 func (h *harness) add(fs ...fetched) { h.g.add(fs) }

@@ -98,6 +98,10 @@ func fromKafkaTPs(tps []rdkafka.TopicPartition) []TopicPartition {
 // pollBatch bounds the records taken from librdkafka per lock acquisition.
 const pollBatch = 512
 
+// pausedPollTimeout bounds a poll while flow control holds partitions
+// paused: how late a drained partition may be resumed.
+const pausedPollTimeout = 5 * time.Millisecond
+
 // closeTimeout bounds the consumer's close at shutdown.
 const closeTimeout = 10 * time.Second
 
@@ -148,6 +152,7 @@ func (mb *member) run() {
 	}
 	var polled []rdkafka.Fetched
 	var batch []fetched
+	paused := false
 	for {
 		select {
 		case <-g.stop:
@@ -156,7 +161,14 @@ func (mb *member) run() {
 		default:
 		}
 		var ev *rdkafka.ConsumerEvent
-		polled, ev = mb.c.Poll(100*time.Millisecond, pollBatch, polled[:0])
+		// While flow control holds partitions paused, the poll returns
+		// soon, so that balanceFlow resumes them as soon as the app has
+		// drained them: a paused partition sends nothing to wake the poll.
+		timeout := 100 * time.Millisecond
+		if paused {
+			timeout = pausedPollTimeout
+		}
+		polled, ev = mb.c.Poll(timeout, pollBatch, polled[:0])
 		if len(polled) > 0 {
 			now := g.m.now().UnixNano()
 			batch = batch[:0]
@@ -171,7 +183,7 @@ func (mb *member) run() {
 			mb.onEvent(ev)
 		}
 		mb.routeEvents()
-		g.balanceFlow()
+		paused = g.balanceFlow()
 		g.serveResets()
 		g.watchStalls()
 		mb.watchFetch()
@@ -282,7 +294,7 @@ func toFetched(msg *rdkafka.Fetched, header, idHeader string, now int64) fetched
 		offset:  msg.Offset,
 		key:     msg.Key,
 		value:   msg.Value,
-		size:    len(msg.Key) + len(msg.Value),
+		size:    int32(len(msg.Key) + len(msg.Value)),
 		fetched: now,
 	}
 	if !msg.Timestamp.IsZero() {
@@ -294,7 +306,7 @@ func toFetched(msg *rdkafka.Fetched, header, idHeader string, now int64) fetched
 	}
 	for i, h := range msg.Headers {
 		r.headers[i] = Header{Key: h.Key, Value: h.Value}
-		r.size += len(h.Key) + len(h.Value)
+		r.size += int32(len(h.Key) + len(h.Value))
 		switch {
 		case h.Key == header && r.messageID == "":
 			r.messageID = string(h.Value)

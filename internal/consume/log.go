@@ -63,10 +63,15 @@ type record struct {
 	headers   []Header
 	timestamp time.Time
 	messageID string // "" when the record carries none: see partitionLog.messageID
-	size      int
-	fetched   int64 // unix nanoseconds, when the poll returned it
+	fetched   int64  // unix nanoseconds, when the poll returned it
 
+	// The small fields sit together, so that a record takes 256 bytes.
 	state recState
+	// unclaimed marks a delivery made without a dedupe claim (Redis down,
+	// on_redis_failure: deliver): its done marker is written best effort.
+	unclaimed   bool
+	inTimerList bool // in the timer queue's in-order list (see timerQueue)
+	settled     bool // left its key queue (confirming or done)
 	// attempt counts the deliveries that count against max_attempts (a
 	// delivery whose stream ended without dedupe does not): it is reported
 	// as Delivery.attempt.
@@ -79,26 +84,23 @@ type record struct {
 	// (0: none), so that a repeated Ack of it succeeds and an Ack of any
 	// other delivery does not.
 	ackedBy uint32
+	size    int32 // key, value and headers (Kafka bounds a record below 2 GiB)
+	heapPos int32 // 1 + index in the timer queue's heap; 0 when not there
+
 	// stream holds the record while its state holds credit; nil when its
 	// stream ended and dedupe keeps it in flight under its claim.
 	stream *Stream
 	// token names the delivery on a Consume stream (0: none): the key of
 	// its entry in the stream's tokens while the stream holds it.
-	token uint64
-	// unclaimed marks a delivery made without a dedupe claim (Redis down,
-	// on_redis_failure: deliver): its done marker is written best effort.
-	unclaimed bool
-	deadline  time.Time // ack deadline (in flight) or retry time (backoff)
+	token    uint64
+	deadline time.Time // ack deadline (in flight) or retry time (backoff)
 	// delivered is when the latest delivery began: an extension never
 	// moves the ack deadline past it plus consumer.max_lease.
 	delivered time.Time
-	heapPos   int // 1 + index in the timer queue's heap; 0 when not there
-	// The timer queue's in-order list (see timerQueue): the neighbours,
-	// whether the record is in it, and its log.
+	// The timer queue's in-order list (see timerQueue): the neighbours
+	// and the record's log.
 	timerPrev, timerNext *record
-	inTimerList          bool
 	timerLog             *partitionLog
-	settled              bool // left its key queue (confirming or done)
 	// confirm is what Acks of the record wait for while it is confirming.
 	confirm *confirmation
 }
@@ -136,7 +138,7 @@ func (c *confirmation) ready() Outcome {
 // byteAccount adds a partition's buffered bytes to its group's total and to
 // the gateway's.
 // recordOverhead is what a buffered record costs in memory beyond its key,
-// value and headers: the record itself (288 bytes), its message ID, the
+// value and headers: the record itself (256 bytes), its message ID, the
 // headers' slice and the allocations' rounding. The byte bound counts it,
 // so that consumer.max_buffered_bytes bounds the memory of small records
 // too (a 100-byte record takes about 600 bytes while buffered).
@@ -245,8 +247,8 @@ func (l *partitionLog) append(r *record) bool {
 	l.recs = append(l.recs, r)
 	l.next = r.offset + 1
 	l.count[stateReady]++
-	l.bytes += r.size
-	l.acct.add(r.size + recordOverhead)
+	l.bytes += int(r.size)
+	l.acct.add(int(r.size) + recordOverhead)
 	if l.keyed {
 		q := l.keys[string(r.key)]
 		if q == nil {
@@ -299,8 +301,8 @@ func (l *partitionLog) set(r *record, to recState) {
 	case stateDone:
 		l.settle(r)
 		r.key, r.value, r.headers = nil, nil, nil
-		l.bytes -= r.size
-		l.acct.add(-r.size - recordOverhead)
+		l.bytes -= int(r.size)
+		l.acct.add(-int(r.size) - recordOverhead)
 		l.popDone()
 	}
 }
@@ -406,7 +408,7 @@ func (l *partitionLog) discard(visit func(*record)) {
 		if r.state.timed() {
 			l.timers.remove(r)
 		}
-		l.acct.add(-r.size - recordOverhead)
+		l.acct.add(-int(r.size) - recordOverhead)
 		r.state = stateDone
 	}
 	l.recs, l.readyHeads, l.keys = nil, nil, nil

@@ -126,7 +126,7 @@ func TestANullKeyOrValueCountsAsZeroBytes(t *testing.T) {
 		msg := &rdkafka.Fetched{Topic: "t", Partition: 0, Offset: 7, Key: tc.key, Value: tc.value,
 			Headers: []rdkafka.Header{{Key: "message-id", Value: []byte("m")}}}
 		f := toFetched(msg, "message-id", "", 0)
-		if f.r.size != len(tc.key)+len(tc.value)+len("message-id")+len("m") {
+		if int(f.r.size) != len(tc.key)+len(tc.value)+len("message-id")+len("m") {
 			t.Errorf("%s: size %d", tc.name, f.r.size)
 		}
 		if k, v := nullOrEmpty(f.r.key), nullOrEmpty(f.r.value); k != nullOrEmpty(tc.key) || v != nullOrEmpty(tc.value) {

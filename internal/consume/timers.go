@@ -66,7 +66,7 @@ func (q *timerQueue) remove(r *record) {
 		}
 		r.timerPrev, r.timerNext, r.inTimerList = nil, nil, false
 	case r.heapPos > 0:
-		heap.Remove(&q.h, r.heapPos-1)
+		heap.Remove(&q.h, int(r.heapPos)-1)
 	}
 }
 
@@ -113,11 +113,11 @@ func (h timerHeap) Len() int           { return len(h) }
 func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].r.heapPos, h[j].r.heapPos = i+1, j+1
+	h[i].r.heapPos, h[j].r.heapPos = int32(i+1), int32(j+1)
 }
 func (h *timerHeap) Push(x any) {
 	e := x.(timerEntry)
-	e.r.heapPos = len(*h) + 1
+	e.r.heapPos = int32(len(*h) + 1)
 	*h = append(*h, e)
 }
 func (h *timerHeap) Pop() any {
