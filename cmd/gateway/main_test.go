@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -313,5 +314,26 @@ func TestAPlaintextAPIOnTheNetworkIsRefusedAtStart(t *testing.T) {
 	out, err = exec.Command(binary, "--server.listen=0.0.0.0:0", "--server.insecure_plaintext_api_on_network=true", "--check-config").CombinedOutput()
 	if err != nil {
 		t.Errorf("with server.insecure_plaintext_api_on_network: %v, %s", err, out)
+	}
+}
+
+// TestTheCollectorRunsAtTheGatewaysPercentUnlessGOGCIsSet: without GOGC
+// the gateway collects at defaultGCPercent; with GOGC set, the runtime's
+// reading of it stays.
+func TestTheCollectorRunsAtTheGatewaysPercentUnlessGOGCIsSet(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	if got := applyGCPercent([]string{"HOME=/"}); got != defaultGCPercent {
+		t.Fatalf("without GOGC: %d, want %d", got, defaultGCPercent)
+	}
+	if now := debug.SetGCPercent(100); now != defaultGCPercent {
+		t.Fatalf("without GOGC the collector runs at %d, want %d", now, defaultGCPercent)
+	}
+	debug.SetGCPercent(200) // as the runtime would have from GOGC=200
+	if got := applyGCPercent([]string{"GOGC=200"}); got != 200 {
+		t.Fatalf("with GOGC=200: %d, want 200", got)
+	}
+	if now := debug.SetGCPercent(100); now != 200 {
+		t.Fatalf("with GOGC=200 the collector runs at %d, want 200", now)
 	}
 }
