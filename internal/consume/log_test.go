@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafkagate/gateway/internal/invalid"
+	"github.com/kafkagate/gateway/internal/kafkaclient"
 )
 
 // testLog is a partition log with its own timer queue and no byte totals.
@@ -244,5 +245,24 @@ func TestARecordWithoutAMessageIDIsNamedByItsPlace(t *testing.T) {
 		if got := d.ID(); got != "m-1" {
 			t.Errorf("Delivery.ID() with a message ID = %q, want m-1", got)
 		}
+	}
+}
+
+// TestTheConsumerFetchesPromptlyUnlessToldOtherwise: the gateway's
+// librdkafka defaults keep a resumed partition's wait for the fetch in
+// flight short (fetch.wait.max.ms) and refetch soon after a full queue;
+// consumer.properties still win over them.
+func TestTheConsumerFetchesPromptlyUnlessToldOtherwise(t *testing.T) {
+	kc := kafkaclient.Config{BootstrapServers: "127.0.0.1:9092"}
+	cfg := DefaultConfig()
+	props := cfg.properties(kc, "g", StartEarliest)
+	for k, want := range map[string]string{"fetch.wait.max.ms": "100", "fetch.queue.backoff.ms": "10"} {
+		if props[k] != want {
+			t.Errorf("%s = %q, want %q", k, props[k], want)
+		}
+	}
+	cfg.Properties = map[string]string{"fetch.wait.max.ms": "500"}
+	if got := cfg.properties(kc, "g", StartEarliest)["fetch.wait.max.ms"]; got != "500" {
+		t.Errorf("with consumer.properties fetch.wait.max.ms=500: %q", got)
 	}
 }
