@@ -182,7 +182,11 @@ const (
 // deliverySize is what d adds to an encoded frame, near enough: its key,
 // value and headers, its names and the fixed fields.
 func deliverySize(d *Delivery) int {
-	n := 64 + len(d.AckID) + len(d.Topic) + len(d.Key) + len(d.Value) + max(len(d.MessageID), 24)
+	id := len(d.MessageID)
+	if id == 0 {
+		id = RecordIDLen(d.Topic, d.Partition, d.Offset)
+	}
+	n := 64 + len(d.AckID) + len(d.Topic) + len(d.Key) + len(d.Value) + id
 	for _, h := range d.Headers {
 		n += 8 + len(h.Key) + len(h.Value)
 	}
