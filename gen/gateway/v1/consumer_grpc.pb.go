@@ -36,6 +36,17 @@ const (
 // the application is, and commits only the contiguous acknowledged prefix of
 // each partition: an offset is never committed past a record that was not
 // acknowledged (or dead-lettered).
+//
+// Records acknowledged beyond that prefix are not lost to the next owner:
+// each commit carries, in the commit's metadata, the ranges of offsets done
+// past the committed one (versioned "kg1:", at most 1 KiB). The gateway that
+// gets the partition next, this one after a restart or another after a
+// rebalance, reads them and never delivers those records again: after a
+// clean hand-over a record acknowledged once is not redelivered, even with
+// dedupe off, as long as its partition's ranges fit in the metadata (those
+// that do not are left out and their records delivered again). Records done
+// since the last commit are delivered again after a crash; with dedupe on,
+// their copies are dropped.
 type ConsumerServiceClient interface {
 	// Subscribe attaches a stream to a consumer group and receives its records.
 	// Several streams (on this gateway) may attach to one group; records are
@@ -235,6 +246,17 @@ type ConsumerService_ConsumeClient = grpc.BidiStreamingClient[ConsumeRequest, Co
 // the application is, and commits only the contiguous acknowledged prefix of
 // each partition: an offset is never committed past a record that was not
 // acknowledged (or dead-lettered).
+//
+// Records acknowledged beyond that prefix are not lost to the next owner:
+// each commit carries, in the commit's metadata, the ranges of offsets done
+// past the committed one (versioned "kg1:", at most 1 KiB). The gateway that
+// gets the partition next, this one after a restart or another after a
+// rebalance, reads them and never delivers those records again: after a
+// clean hand-over a record acknowledged once is not redelivered, even with
+// dedupe off, as long as its partition's ranges fit in the metadata (those
+// that do not are left out and their records delivered again). Records done
+// since the last commit are delivered again after a crash; with dedupe on,
+// their copies are dropped.
 type ConsumerServiceServer interface {
 	// Subscribe attaches a stream to a consumer group and receives its records.
 	// Several streams (on this gateway) may attach to one group; records are

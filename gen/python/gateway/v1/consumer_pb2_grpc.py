@@ -32,6 +32,17 @@ class ConsumerServiceStub:
     the application is, and commits only the contiguous acknowledged prefix of
     each partition: an offset is never committed past a record that was not
     acknowledged (or dead-lettered).
+
+    Records acknowledged beyond that prefix are not lost to the next owner:
+    each commit carries, in the commit's metadata, the ranges of offsets done
+    past the committed one (versioned "kg1:", at most 1 KiB). The gateway that
+    gets the partition next, this one after a restart or another after a
+    rebalance, reads them and never delivers those records again: after a
+    clean hand-over a record acknowledged once is not redelivered, even with
+    dedupe off, as long as its partition's ranges fit in the metadata (those
+    that do not are left out and their records delivered again). Records done
+    since the last commit are delivered again after a crash; with dedupe on,
+    their copies are dropped.
     """
 
     def __init__(self, channel):
@@ -74,6 +85,17 @@ class ConsumerServiceServicer:
     the application is, and commits only the contiguous acknowledged prefix of
     each partition: an offset is never committed past a record that was not
     acknowledged (or dead-lettered).
+
+    Records acknowledged beyond that prefix are not lost to the next owner:
+    each commit carries, in the commit's metadata, the ranges of offsets done
+    past the committed one (versioned "kg1:", at most 1 KiB). The gateway that
+    gets the partition next, this one after a restart or another after a
+    rebalance, reads them and never delivers those records again: after a
+    clean hand-over a record acknowledged once is not redelivered, even with
+    dedupe off, as long as its partition's ranges fit in the metadata (those
+    that do not are left out and their records delivered again). Records done
+    since the last commit are delivered again after a crash; with dedupe on,
+    their copies are dropped.
     """
 
     def Subscribe(self, request, context):
@@ -256,6 +278,17 @@ class ConsumerService:
     the application is, and commits only the contiguous acknowledged prefix of
     each partition: an offset is never committed past a record that was not
     acknowledged (or dead-lettered).
+
+    Records acknowledged beyond that prefix are not lost to the next owner:
+    each commit carries, in the commit's metadata, the ranges of offsets done
+    past the committed one (versioned "kg1:", at most 1 KiB). The gateway that
+    gets the partition next, this one after a restart or another after a
+    rebalance, reads them and never delivers those records again: after a
+    clean hand-over a record acknowledged once is not redelivered, even with
+    dedupe off, as long as its partition's ranges fit in the metadata (those
+    that do not are left out and their records delivered again). Records done
+    since the last commit are delivered again after a crash; with dedupe on,
+    their copies are dropped.
     """
 
     @staticmethod
