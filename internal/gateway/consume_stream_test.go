@@ -182,12 +182,23 @@ func TestLargeRecordsReachAClientWithGRPCsDefaultMessageLimit(t *testing.T) {
 			t.Fatalf("produce: %v", err)
 		}
 	}
-	check := func(t *testing.T, d *gatewayv1.Delivery, seen map[int64]bool) {
+	// readAll takes deliveries from next until every record has come, each
+	// whole.
+	readAll := func(t *testing.T, next func() (*gatewayv1.Deliveries, error)) {
 		t.Helper()
-		if len(d.GetValue()) != size || d.GetValue()[0] != byte('a'+d.GetOffset()%26) {
-			t.Fatalf("offset %d: %d bytes of %q, want %d of %q", d.GetOffset(), len(d.GetValue()), d.GetValue()[:1], size, byte('a'+d.GetOffset()%26))
+		seen := map[int64]bool{}
+		for len(seen) < n {
+			ds, err := next()
+			if err != nil {
+				t.Fatalf("after %d of %d records: %v", len(seen), n, err)
+			}
+			for _, d := range ds.GetDeliveries() {
+				if len(d.GetValue()) != size || d.GetValue()[0] != byte('a'+d.GetOffset()%26) {
+					t.Fatalf("offset %d: %d bytes of %q, want %d of %q", d.GetOffset(), len(d.GetValue()), d.GetValue()[:1], size, byte('a'+d.GetOffset()%26))
+				}
+				seen[d.GetOffset()] = true
+			}
 		}
-		seen[d.GetOffset()] = true
 	}
 	t.Run("subscribe", func(t *testing.T) {
 		st, err := h.consumer().Subscribe(ctx, &gatewayv1.SubscribeRequest{Group: testenv.UniqueName("g"), Topics: []string{topic},
@@ -195,16 +206,10 @@ func TestLargeRecordsReachAClientWithGRPCsDefaultMessageLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen := map[int64]bool{}
-		for len(seen) < n {
+		readAll(t, func() (*gatewayv1.Deliveries, error) {
 			resp, err := st.Recv()
-			if err != nil {
-				t.Fatalf("after %d of %d records: %v", len(seen), n, err)
-			}
-			for _, d := range resp.GetDeliveries().GetDeliveries() {
-				check(t, d, seen)
-			}
-		}
+			return resp.GetDeliveries(), err
+		})
 	})
 	t.Run("consume", func(t *testing.T) {
 		st, err := h.consumer().Consume(ctx)
@@ -218,15 +223,9 @@ func TestLargeRecordsReachAClientWithGRPCsDefaultMessageLimit(t *testing.T) {
 		}}}); err != nil {
 			t.Fatal(err)
 		}
-		seen := map[int64]bool{}
-		for len(seen) < n {
+		readAll(t, func() (*gatewayv1.Deliveries, error) {
 			resp, err := st.Recv()
-			if err != nil {
-				t.Fatalf("after %d of %d records: %v", len(seen), n, err)
-			}
-			for _, d := range resp.GetDeliveries().GetDeliveries() {
-				check(t, d, seen)
-			}
-		}
+			return resp.GetDeliveries(), err
+		})
 	})
 }
