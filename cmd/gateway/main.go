@@ -47,7 +47,8 @@ var errHelp = errors.New("help shown")
 // when its heap has grown by three quarters of what it kept rather than
 // by all of it: consuming at the bench's rate, its peak RSS was 160 MiB
 // at 100, 147 MiB at 75 and 135 MiB at 50, for 1.7, 1.6-1.8 and 1.9 µs
-// of its CPU per record (BENCHMARKS.md).
+// of its CPU per record (make bench subsets run with each GOGC, one run
+// each).
 const defaultGCPercent = 75
 
 // applyGCPercent sets the collector to defaultGCPercent unless environ sets
