@@ -23,6 +23,9 @@ import (
 	"strings"
 	"syscall"
 
+	// One C allocator arena for librdkafka's memory, set before any
+	// thread starts: see the package.
+	_ "github.com/kafkagate/gateway/internal/cmalloc"
 	"github.com/kafkagate/gateway/internal/config"
 	"github.com/kafkagate/gateway/internal/dedupe"
 	"github.com/kafkagate/gateway/internal/gateway"

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	gatewayv1 "github.com/kafkagate/gateway/gen/gateway/v1"
+	"github.com/kafkagate/gateway/internal/cmalloc"
 	"github.com/kafkagate/gateway/internal/ratelimit"
 	"github.com/kafkagate/gateway/internal/testenv"
 )
@@ -335,5 +336,17 @@ func TestTheCollectorRunsAtTheGatewaysPercentUnlessGOGCIsSet(t *testing.T) {
 	}
 	if now := debug.SetGCPercent(100); now != 200 {
 		t.Fatalf("with GOGC=200 the collector runs at %d, want 200", now)
+	}
+}
+
+// The gateway's librdkafka memory comes from one C allocator arena unless
+// MALLOC_ARENA_MAX says otherwise (package cmalloc; this test binary is
+// the gateway's main package with its imports).
+func TestTheGatewayAllocatesCMemoryFromOneArena(t *testing.T) {
+	if _, set := os.LookupEnv("MALLOC_ARENA_MAX"); set {
+		t.Skip("MALLOC_ARENA_MAX is set: it decides")
+	}
+	if !cmalloc.OneArena() {
+		t.Fatal("the gateway does not limit the C allocator to one arena")
 	}
 }
