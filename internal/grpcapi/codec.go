@@ -1,7 +1,10 @@
 package grpcapi
 
 import (
+	"fmt"
+	"math/bits"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/encoding"
@@ -76,18 +79,80 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	size := m.SizeVT()
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
-		if _, err := m.MarshalToSizedBufferVT(buf); err != nil {
+		if err := marshalExactly(m, buf); err != nil {
 			return nil, err
 		}
 		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
-	if _, err := m.MarshalToSizedBufferVT(*buf); err != nil {
-		pool.Put(buf)
+	buf := marshalBuffers.Get(size)
+	if err := marshalExactly(m, *buf); err != nil {
+		marshalBuffers.Put(buf)
 		return nil, err
 	}
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+	return mem.BufferSlice{mem.NewBuffer(buf, marshalBuffers)}, nil
+}
+
+// marshalExactly marshals m into buf, which must take every byte of it:
+// buf may hold bytes of an earlier message (marshalBuffers does not clear
+// what it hands out), and none of them may go out.
+func marshalExactly(m marshaler, buf []byte) error {
+	n, err := m.MarshalToSizedBufferVT(buf)
+	if err != nil {
+		return err
+	}
+	if n != len(buf) {
+		return fmt.Errorf("grpcapi: %T marshalled %d bytes of the %d it sized", m, n, len(buf))
+	}
+	return nil
+}
+
+// marshalBuffers holds the buffers the codec marshals messages into, in
+// power-of-two tiers. Unlike gRPC's default pool it does not clear a
+// buffer it hands out, since marshalExactly writes every byte of it; and
+// its tiers are finer, so a 60 KB response does not take (and gRPC's pool
+// clear) a 1 MiB buffer.
+var marshalBuffers = newTieredPool(10, 24)
+
+// tieredPool is a mem.BufferPool with one sync.Pool per power of two from
+// 1<<minExp to 1<<maxExp bytes; larger buffers are allocated and dropped.
+type tieredPool struct {
+	minExp, maxExp int
+	tiers          []sync.Pool
+}
+
+func newTieredPool(minExp, maxExp int) *tieredPool {
+	return &tieredPool{minExp: minExp, maxExp: maxExp, tiers: make([]sync.Pool, maxExp-minExp+1)}
+}
+
+// tier is the exponent of the smallest tier that holds size bytes.
+func (p *tieredPool) tier(size int) int {
+	return max(p.minExp, bits.Len(uint(size-1)))
+}
+
+// Get returns a buffer of length size whose bytes are not cleared.
+func (p *tieredPool) Get(size int) *[]byte {
+	exp := p.tier(size)
+	if exp > p.maxExp {
+		buf := make([]byte, size)
+		return &buf
+	}
+	if buf, ok := p.tiers[exp-p.minExp].Get().(*[]byte); ok {
+		*buf = (*buf)[:size]
+		return buf
+	}
+	buf := make([]byte, size, 1<<exp)
+	return &buf
+}
+
+// Put keeps buf for a later Get when its capacity is one of the tiers.
+func (p *tieredPool) Put(buf *[]byte) {
+	c := cap(*buf)
+	exp := bits.Len(uint(c)) - 1
+	if c == 0 || c != 1<<exp || exp < p.minExp || exp > p.maxExp {
+		return
+	}
+	*buf = (*buf)[:0]
+	p.tiers[exp-p.minExp].Put(buf)
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {

@@ -232,3 +232,73 @@ func TestTheCodecEncodesStreamFramesAsTheLibraryDecodesThem(t *testing.T) {
 		}
 	}
 }
+
+// The codec's buffers come back dirty from earlier messages; what it sends
+// holds none of those bytes, whatever the message's size.
+func TestTheCodecSendsNoBytesOfAnEarlierMessage(t *testing.T) {
+	c := encoding.GetCodecV2(proto.Name)
+	for _, n := range []int{30, 100, 1000, 5000} {
+		// Dirty every buffer the size of this message could take.
+		want, err := gproto.Marshal(streamResults(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			buf := marshalBuffers.Get(len(want))
+			for i := range *buf {
+				(*buf)[i] = 0xff
+			}
+			marshalBuffers.Put(buf)
+		}
+		data, err := c.Marshal(streamResults(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := data.Materialize()
+		data.Free()
+		var decoded gatewayv1.ProduceStreamResponse
+		if err := gproto.Unmarshal(got, &decoded); err != nil {
+			t.Fatalf("%d results: %v", n, err)
+		}
+		if len(got) != len(want) || len(decoded.Results) != n {
+			t.Fatalf("%d results: %d bytes decoding to %d results, want %d bytes", n, len(got), len(decoded.Results), len(want))
+		}
+	}
+}
+
+// shortMarshaler sizes more bytes than it writes.
+type shortMarshaler struct{ size, writes int }
+
+func (m shortMarshaler) SizeVT() int { return m.size }
+func (m shortMarshaler) MarshalToSizedBufferVT(b []byte) (int, error) {
+	return m.writes, nil
+}
+
+// A marshaler that fills less than it sized would send what the buffer
+// held before: the codec refuses it.
+func TestAMessageThatFillsLessThanItSizedIsRefused(t *testing.T) {
+	if err := marshalExactly(shortMarshaler{size: 64, writes: 60}, make([]byte, 64)); err == nil {
+		t.Error("a marshaler that wrote 60 of the 64 bytes it sized was accepted")
+	}
+	if err := marshalExactly(shortMarshaler{size: 64, writes: 64}, make([]byte, 64)); err != nil {
+		t.Errorf("a marshaler that wrote all it sized: %v", err)
+	}
+}
+
+// The pool hands out buffers of the length asked, from the tier that fits
+// them, and keeps only buffers of a tier's capacity.
+func TestTheMarshalPoolsTiers(t *testing.T) {
+	p := newTieredPool(10, 12)
+	for _, c := range []struct{ size, capacity int }{{1, 1024}, {1024, 1024}, {1025, 2048}, {4096, 4096}, {4097, 4097}} {
+		buf := p.Get(c.size)
+		if len(*buf) != c.size || cap(*buf) != c.capacity {
+			t.Errorf("Get(%d): len %d cap %d, want cap %d", c.size, len(*buf), cap(*buf), c.capacity)
+		}
+		p.Put(buf)
+	}
+	odd := make([]byte, 1500)
+	p.Put(&odd)
+	if buf := p.Get(1500); cap(*buf) != 2048 {
+		t.Errorf("a buffer of capacity 1500 was kept: Get(1500) has cap %d", cap(*buf))
+	}
+}
