@@ -56,12 +56,15 @@ type marshaler interface {
 }
 
 // fastMarshal returns v's generated marshalling code when v is a message
-// the gateway sends often: the produce path's, and the frames of
+// the gateway sends often: the produce path's (ProduceStream's answers
+// written straight from the results: resultsFrame), and the frames of
 // Subscribe and Consume streams (their Deliveries frames written straight
 // from the deliveries: deliveriesFrame).
 func fastMarshal(v any) (marshaler, bool) {
 	switch m := v.(type) {
 	case *deliveriesFrame:
+		return m, true
+	case *resultsFrame:
 		return m, true
 	case *gatewayv1.SubscribeResponse:
 		return m, true

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -75,6 +77,17 @@ type fuzzStream struct {
 
 func (s *fuzzStream) Context() context.Context { return s.ctx }
 func (s *fuzzStream) Send(*gatewayv1.ProduceStreamResponse) error {
+	return nil
+}
+
+// SendMsg takes the answers ProduceStream writes straight from results,
+// encoding them as gRPC would.
+func (s *fuzzStream) SendMsg(m any) error {
+	data, err := encoding.GetCodecV2(grpcproto.Name).Marshal(m)
+	if err != nil {
+		return err
+	}
+	data.Free()
 	return nil
 }
 func (s *fuzzStream) Recv() (*gatewayv1.ProduceStreamRequest, error) {

@@ -130,6 +130,7 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 	var inflight int
 	var halfClosed, drained bool
 	var stopped *status.Status // set when a batch's records could not all be enqueued
+	var frame resultsFrame     // the answer being sent, reused batch after batch
 	for {
 		if halfClosed || drained || stopped != nil {
 			if inflight == 0 {
@@ -165,8 +166,10 @@ func (s *ProducerServer) ProduceStream(stream gatewayv1.ProducerService_ProduceS
 			}
 		case b := <-done:
 			inflight--
-			resp := &gatewayv1.ProduceStreamResponse{RequestId: b.Tag.(string), Results: s.toProtoResults(b.Results)}
-			if err := stream.Send(resp); err != nil {
+			if err := frame.set(s.logger, b.Tag.(string), b.Results); err != nil {
+				return status.Error(codes.Internal, err.Error())
+			}
+			if err := stream.SendMsg(&frame); err != nil {
 				return err
 			}
 		case <-draining:
