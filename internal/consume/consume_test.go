@@ -301,3 +301,27 @@ func TestAStreamIsSentNoFasterThanItsDeliveryRate(t *testing.T) {
 		t.Fatal("no delivery to the stream once its rate was lifted")
 	}
 }
+
+// Deliveries made beyond the tokens a stream had (the dedupe path delivers
+// late-won claims outside their dispatch's credit) are paid for all the
+// same, in debt: the stream gets nothing more until the rate has paid it
+// back, so over time it runs no faster than its rate.
+func TestDeliveriesBeyondTheTokensArePaidInDebt(t *testing.T) {
+	h := newHarness(t, harnessOptions{ordering: OrderingNone})
+	lim := rate.NewLimiter(10, 4)
+	s := newStream(h.g, 1000, lim, false)
+	h.g.mu.Lock()
+	s.limited = s.rateLimited()
+	for i := range 10 {
+		s.add(Delivery{Topic: "t", Offset: int64(i)})
+	}
+	s.flush()
+	credit := s.credit()
+	h.g.mu.Unlock()
+	if tokens := lim.Tokens(); tokens > 4-10+1 {
+		t.Errorf("after 10 deliveries against a burst of 4 the rate holds %.1f tokens, want a debt of about 6", tokens)
+	}
+	if credit != 0 {
+		t.Errorf("a stream in debt may take %d more records, want 0", credit)
+	}
+}

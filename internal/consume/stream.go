@@ -283,7 +283,7 @@ func (s *Stream) dropUnsent(logs []*partitionLog) []Delivery {
 // wakes Next when frames wait.
 func (s *Stream) flush() {
 	if s.unpaid > 0 {
-		s.rate.AllowN(time.Now(), s.unpaid)
+		s.pay(s.unpaid)
 		s.unpaid = 0
 	}
 	if len(s.frames) > 0 || s.ended {
@@ -291,6 +291,23 @@ func (s *Stream) flush() {
 		case s.notify <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// pay takes n tokens from the delivery rate, going into debt when it has
+// fewer (deliveries the dedupe path makes once a late claim is won are not
+// bounded by the tokens of their dispatch): the stream then gets nothing
+// until the debt is paid back. The limiter reserves at most its burst at a
+// time, so a larger n is taken in bursts.
+func (s *Stream) pay(n int) {
+	now, burst := time.Now(), s.rate.Burst()
+	if burst <= 0 {
+		return // such a limiter lets nothing through: credit is 0 anyway
+	}
+	for n > 0 {
+		k := min(n, burst)
+		s.rate.ReserveN(now, k)
+		n -= k
 	}
 }
 
