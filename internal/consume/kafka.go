@@ -115,8 +115,11 @@ type member struct {
 	// may hang it), within closeTimeout.
 	close        func() error
 	closeTimeout time.Duration
-	// nextFetchCheck is when watchFetch looks again (poll goroutine only).
+	// nextFetchCheck is when watchFetch looks again, and fetchCheck brings
+	// the finding of its check still running (nil: none) (poll goroutine
+	// only).
 	nextFetchCheck time.Time
+	fetchCheck     chan []idlePartition
 	// brokersDown is whether the last client error said every broker was
 	// down (poll goroutine only).
 	brokersDown bool
@@ -224,63 +227,123 @@ func (mb *member) routeEvents() {
 // its position, before it counts as not being fetched.
 const fetchStallAfter = 30 * time.Second
 
+// fetchCheckEvery is how often watchFetch looks for idle partitions, and
+// fetchQueryTimeout bounds its question to a partition's leader.
+const (
+	fetchCheckEvery   = 5 * time.Second
+	fetchQueryTimeout = 2 * time.Second
+)
+
+// idlePartition is a partition watchFetch asks about: the group means to
+// fetch it, yet no record came for fetchStallAfter; next is the offset the
+// group expects from it next (-1: none yet). logEnd is what its leader
+// answered.
+type idlePartition struct {
+	l            *partitionLog
+	next, logEnd int64
+}
+
 // watchFetch checks, every few seconds, that librdkafka fetches every
 // partition the group means to fetch: a partition left paused inside
 // librdkafka (an application pause survives an unassign and a later assign
 // to the same consumer) gets no record while its log grows, and nothing
-// else would notice. Such a partition is logged at error level, counted as
-// a stall, and resumed. It reads only librdkafka's cached watermarks and
-// positions, and the committed offset of a partition that has no position.
+// else would notice. The poll goroutine picks the partitions idle for
+// fetchStallAfter; a goroutine of the check asks their leaders for their
+// log ends (librdkafka's cached watermarks would not do: a fetch response
+// of the partition is what updates them, and a paused partition gets
+// none), since a broker may be slow to answer; the poll goroutine then
+// resumes, logs and counts as a stall each one whose log end lies beyond
+// its position and that is still idle and not paused by flow control.
 func (mb *member) watchFetch() {
 	g := mb.g
+	if mb.fetchCheck != nil {
+		select {
+		case found := <-mb.fetchCheck:
+			mb.fetchCheck = nil
+			mb.resumeNotFetched(found)
+		default:
+			return // the last check still waits for a leader
+		}
+	}
 	now := g.m.now()
 	if now.Before(mb.nextFetchCheck) {
 		return
 	}
-	mb.nextFetchCheck = now.Add(5 * time.Second)
-	type candidate struct {
-		l    *partitionLog
-		next int64
-	}
-	var cands []candidate
+	mb.nextFetchCheck = now.Add(fetchCheckEvery)
+	var idle []idlePartition
 	g.mu.Lock()
 	for _, l := range g.order {
 		if l.paused || l.revoking || now.Sub(l.appendedAt) < fetchStallAfter {
 			l.fetchStalled = false
 			continue
 		}
-		cands = append(cands, candidate{l, l.next})
+		idle = append(idle, idlePartition{l: l, next: l.next})
 	}
 	g.mu.Unlock()
-	for _, c := range cands {
-		topic, part := c.l.topic, c.l.partition
-		_, high, err := mb.c.CachedWatermarks(topic, part)
+	if len(idle) == 0 {
+		return
+	}
+	found := make(chan []idlePartition, 1)
+	mb.fetchCheck = found
+	g.wg.Go(func() { found <- mb.notFetched(idle) })
+}
+
+// notFetched returns the partitions of idle whose leader's log end lies
+// beyond their position (or their committed offset, before their first
+// record). It runs off the poll goroutine and stops early at shutdown.
+func (mb *member) notFetched(idle []idlePartition) []idlePartition {
+	var out []idlePartition
+	for _, p := range idle {
+		select {
+		case <-mb.g.stop:
+			return nil
+		default:
+		}
+		topic, part := p.l.topic, p.l.partition
+		_, high, err := mb.c.QueryWatermarks(topic, part, fetchQueryTimeout)
 		if err != nil || high <= 0 {
 			continue
 		}
-		pos := c.next
+		pos := p.next
 		tp := []rdkafka.TopicPartition{{Topic: topic, Partition: part}}
 		if pos < 0 {
 			if ps, err := mb.c.Position(tp); err == nil && len(ps) == 1 && ps[0].Offset >= 0 {
 				pos = ps[0].Offset
-			} else if cs, err := mb.c.CommittedOffsets(tp, 5*time.Second); err == nil && len(cs) == 1 && cs[0].Offset >= 0 {
+			} else if cs, err := mb.c.CommittedOffsets(tp, fetchQueryTimeout); err == nil && len(cs) == 1 && cs[0].Offset >= 0 {
 				pos = cs[0].Offset
 			}
 		}
 		if pos < 0 || high <= pos {
 			continue
 		}
+		p.next, p.logEnd = pos, high
+		out = append(out, p)
+	}
+	return out
+}
+
+// resumeNotFetched resumes the partitions a check found not fetched, unless
+// records came since, flow control paused them or they are going.
+func (mb *member) resumeNotFetched(found []idlePartition) {
+	g := mb.g
+	now := g.m.now()
+	for _, p := range found {
+		l := p.l
 		g.mu.Lock()
-		first := !c.l.fetchStalled && !c.l.gone
-		c.l.fetchStalled = !c.l.gone
+		still := !l.gone && !l.paused && !l.revoking && now.Sub(l.appendedAt) >= fetchStallAfter
+		first := still && !l.fetchStalled
+		l.fetchStalled = still
 		g.mu.Unlock()
+		if !still {
+			continue
+		}
 		if first {
 			g.stats.stalls.Add(1)
 			g.logger.Error("partition not fetched: its log end lies beyond its position and no record came for a while; resuming it",
-				"topic", topic, "partition", part, "position", pos, "log_end", high, "idle", fetchStallAfter)
+				"topic", l.topic, "partition", l.partition, "position", p.next, "log_end", p.logEnd, "idle", fetchStallAfter)
 		}
-		if err := mb.c.Resume(tp); err != nil {
-			g.logger.Warn("resume a partition that is not fetched", "topic", topic, "partition", part, "err", err)
+		if err := mb.c.Resume([]rdkafka.TopicPartition{{Topic: l.topic, Partition: l.partition}}); err != nil {
+			g.logger.Warn("resume a partition that is not fetched", "topic", l.topic, "partition", l.partition, "err", err)
 		}
 	}
 }

@@ -248,17 +248,14 @@ func TestAHungConsumerCloseDoesNotHangTheShutdown(t *testing.T) {
 
 // A partition left paused inside librdkafka (here by a pause behind the
 // group's back, as a stray pause across a revocation once did) is found by
-// the fetch watcher, counted as a stall and resumed.
+// the fetch watcher, counted as a stall and resumed: also when its log grew
+// only after every fetch of it had come back, so that librdkafka's cached
+// log end for it is stale and only its leader knows.
 func TestAPartitionNotFetchedIsFoundAndResumed(t *testing.T) {
 	t.Parallel()
 	boot := newCluster(t, 1, 3)
 	var skew atomic.Int64
-	// The watcher sees a partition's log end only in librdkafka's cached
-	// watermarks, which a fetch response of that partition updates: here
-	// the long poll in flight when the pause lands, answered by the late
-	// records. The gateway's 100 ms makes that window too short to hit
-	// every time, so this test keeps librdkafka's 500 ms.
-	m := newManager(t, boot, func(c *Config) { c.Properties["fetch.wait.max.ms"] = "500" }, func(m *Manager) {
+	m := newManager(t, boot, nil, func(m *Manager) {
 		m.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	})
 	st, err := m.Subscribe(context.Background(), SubscribeRequest{Group: "g", Topics: []string{"t"}, MaxInFlight: 100})
@@ -271,6 +268,9 @@ func TestAPartitionNotFetchedIsFoundAndResumed(t *testing.T) {
 	if err := g.client.(kafkaClient).c.Pause([]rdkafka.TopicPartition{{Topic: "t", Partition: 0}}); err != nil {
 		t.Fatal(err)
 	}
+	// Every fetch in flight at the pause (fetch.wait.max.ms, 100 ms) has
+	// come back before the log grows.
+	time.Sleep(time.Second)
 	produceTo(t, boot, 0, 5, "late")
 	skew.Store(int64(fetchStallAfter + time.Second)) // make the partition look idle for long
 	waitFor(t, "the stall found and the partition resumed", 30*time.Second, func() bool { return fetchedUpTo(g, 0) == 8 })
