@@ -198,6 +198,19 @@ func TestTheCeilingSaysWhenOtherProcessesLeaveTheGatewayNoRoom(t *testing.T) {
 		t.Errorf("others spending half the budget, the gateway twice it: %q, want %q and (75%% less)", got, want)
 	}
 
+	// A budget under what the bare echo server itself spent per call is
+	// pointed out; one above it is not.
+	r = unary(budget/2, 2*budget)
+	perEcho := func(us float64) time.Duration { return time.Duration(us * echo.Value * 10 * 1e3) }
+	r.Rows[0].CPU = CPU{Wall: 10 * time.Second, Echo: perEcho(budget)}
+	if got := r.ceiling(&r.Rows[1]); !strings.Contains(got, fmt.Sprintf("less than the bare echo server spent per call (%.1f µs)", budget)) {
+		t.Errorf("a budget of %.1f µs under the echo server's %.1f: %q does not say so", budget/2, budget, got)
+	}
+	r.Rows[0].CPU = CPU{Wall: 10 * time.Second, Echo: perEcho(budget / 4)}
+	if got := r.ceiling(&r.Rows[1]); strings.Contains(got, "echo server spent") {
+		t.Errorf("a budget above the echo server's cost is compared with it: %q", got)
+	}
+
 	r = unary(budget/2, 2*budget)
 	r.Rows[1].Value = goal + 1
 	if got := r.ceiling(&r.Rows[1]); got != "" {

@@ -439,6 +439,14 @@ func (r *Report) ceiling(row *Row) string {
 		if direct := d.CPU.perUnit(d.CPU.Bench, d.Value); direct > budget-others {
 			s += fmt.Sprintf(", and less than direct-consume's whole consumer process spent per record (%.1f µs), though the gateway runs the same librdkafka consumer inside it", direct)
 		}
+	} else if e := r.row("grpc-echo-64", "calls/s"); e != nil && unit == "call" {
+		if echo := e.CPU.perUnit(e.CPU.Echo, e.Value); echo > budget-others {
+			s += fmt.Sprintf(", and less than the bare echo server spent per call (%.1f µs) answering with no work behind the call, though the gateway serves the same gRPC call and produces the record too", echo)
+		}
+	} else if e := r.row("grpc-echo-64", "calls/s"); e != nil && unit == "call" {
+		if echo := e.CPU.perUnit(e.CPU.Echo, e.Value); echo > budget-others {
+			s += fmt.Sprintf(", and less than the bare echo server spent per call (%.1f µs) answering with no work behind the call, though the gateway serves the same gRPC call and produces the record too", echo)
+		}
 	} else if d := r.row("direct-async", "throughput"); d != nil && unit == "record" {
 		if direct := d.CPU.perUnit(d.CPU.Bench, d.Value); direct > budget-others {
 			s += fmt.Sprintf(", and less than direct-async's whole producer process spent per record (%.1f µs), though the gateway runs the same librdkafka producer inside it", direct)
