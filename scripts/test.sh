@@ -29,9 +29,9 @@ export GATEWAY_TEST_REQUIRE_SERVICES=1
 make --no-print-directory lint
 go test -race -count=1 -timeout 20m ./...
 # The cgo code again with cgocheck2, which checks every pointer that crosses
-# into C (no Go pointer kept by C): the binding itself, and the producer
-# that drives it.
-GOEXPERIMENT=cgocheck2 go test -count=1 -timeout 10m ./internal/rdkafka/ ./internal/produce/
+# into C (no Go pointer kept by C): the binding itself, the producer that
+# drives it, and the allocator's arena setting.
+GOEXPERIMENT=cgocheck2 go test -count=1 -timeout 10m ./internal/rdkafka/ ./internal/produce/ ./internal/cmalloc/
 
 # Fuzzing: one target per invocation (go test allows no more).
 for target in \
