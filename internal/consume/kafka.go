@@ -290,22 +290,31 @@ func (mb *member) watchFetch() {
 
 // notFetched returns the partitions of idle whose leader's log end lies
 // beyond their position (or their committed offset, before their first
-// record). It runs off the poll goroutine and stops early at shutdown.
+// record). It asks for every log end at once (ListOffsets for the latest
+// offset: one request per leader), off the poll goroutine; nothing once
+// shutdown began.
 func (mb *member) notFetched(idle []idlePartition) []idlePartition {
+	select {
+	case <-mb.g.stop:
+		return nil
+	default:
+	}
+	tps := make([]rdkafka.TopicPartition, len(idle))
+	for i, p := range idle {
+		tps[i] = rdkafka.TopicPartition{Topic: p.l.topic, Partition: p.l.partition, Offset: rdkafka.OffsetEnd}
+	}
+	ends, err := mb.c.OffsetsForTimes(tps, fetchQueryTimeout)
+	if err != nil || len(ends) != len(idle) {
+		return nil
+	}
 	var out []idlePartition
-	for _, p := range idle {
-		select {
-		case <-mb.g.stop:
-			return nil
-		default:
-		}
-		topic, part := p.l.topic, p.l.partition
-		_, high, err := mb.c.QueryWatermarks(topic, part, fetchQueryTimeout)
-		if err != nil || high <= 0 {
+	for i, p := range idle {
+		high := ends[i].Offset
+		if ends[i].Err != rdkafka.ErrNoError || high <= 0 {
 			continue
 		}
 		pos := p.next
-		tp := []rdkafka.TopicPartition{{Topic: topic, Partition: part}}
+		tp := tps[i : i+1 : i+1]
 		if pos < 0 {
 			if ps, err := mb.c.Position(tp); err == nil && len(ps) == 1 && ps[0].Offset >= 0 {
 				pos = ps[0].Offset

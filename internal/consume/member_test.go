@@ -8,12 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kafkagate/gateway/internal/kafkaclient"
 	"github.com/kafkagate/gateway/internal/rdkafka"
@@ -22,6 +24,12 @@ import (
 // newCluster starts an in-process broker with topic t of the given
 // partitions, each holding n records.
 func newCluster(t *testing.T, partitions int32, n int) string {
+	_, boot := newFakeCluster(t, partitions, n)
+	return boot
+}
+
+// newFakeCluster is newCluster with the in-process broker itself.
+func newFakeCluster(t *testing.T, partitions int32, n int) (*kfake.Cluster, string) {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "t"))
 	if err != nil {
@@ -32,7 +40,7 @@ func newCluster(t *testing.T, partitions int32, n int) string {
 	for p := range partitions {
 		produceTo(t, boot, p, n, "r")
 	}
-	return boot
+	return cluster, boot
 }
 
 func produceTo(t *testing.T, boot string, part int32, n int, tag string) {
@@ -276,5 +284,58 @@ func TestAPartitionNotFetchedIsFoundAndResumed(t *testing.T) {
 	waitFor(t, "the stall found and the partition resumed", 30*time.Second, func() bool { return fetchedUpTo(g, 0) == 8 })
 	if n := g.stats.stalls.Load(); n < 1 {
 		t.Fatalf("stalls = %d, want at least 1", n)
+	}
+}
+
+// The fetch watcher asks about every idle partition of a check in one
+// request to their leader, not one (or two, low and high) per partition:
+// a gateway with many quiet partitions does not load the brokers with it.
+func TestTheFetchWatcherAsksAboutIdlePartitionsInOneRequest(t *testing.T) {
+	t.Parallel()
+	const partitions = 12
+	cluster, boot := newFakeCluster(t, partitions, 2)
+	var skew atomic.Int64
+	m := newManager(t, boot, nil, func(m *Manager) {
+		m.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	st, err := m.Subscribe(context.Background(), SubscribeRequest{Group: "g", Topics: []string{"t"}, MaxInFlight: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	g := m.running("g")
+	waitFor(t, "every partition's records", 20*time.Second, func() bool {
+		for p := range int32(partitions) {
+			if fetchedUpTo(g, p) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	var mu sync.Mutex
+	var requests, asked int
+	cluster.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		for _, tt := range req.(*kmsg.ListOffsetsRequest).Topics {
+			asked += len(tt.Partitions)
+		}
+		return nil, nil, false
+	})
+	skew.Store(int64(fetchStallAfter + time.Second)) // every partition looks idle for long
+	waitFor(t, "a check of the idle partitions", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return asked >= partitions
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if requests != 1 || asked != partitions {
+		t.Errorf("a check of %d idle partitions made %d ListOffsets requests asking about %d partitions, want 1 asking about each once", partitions, requests, asked)
+	}
+	if n := g.stats.stalls.Load(); n != 0 {
+		t.Errorf("stalls = %d for partitions fetched to their log end, want 0", n)
 	}
 }

@@ -173,6 +173,11 @@ func roundTrip(t *testing.T, boot, topic string, partitions int32) {
 	if len(at) != len(msgs) {
 		t.Fatalf("%d distinct partition/offset pairs for %d messages", len(at), len(msgs))
 	}
+	logEnds := map[int32]int64{}
+	for po := range at {
+		logEnds[po.part] = max(logEnds[po.part], po.offset+1)
+	}
+	checkLogEnds(t, boot, topic, partitions, logEnds)
 	for _, rec := range readBack(t, boot, topic, len(msgs)) {
 		m, ok := at[partOffset{rec.Partition, rec.Offset}]
 		if !ok {
@@ -196,6 +201,32 @@ func roundTrip(t *testing.T, boot, topic string, partitions int32) {
 		}
 		if m.Timestamp == 0 && got < before {
 			t.Fatalf("%s: timestamp %d, want the time it was sent", what, got)
+		}
+	}
+}
+
+// checkLogEnds asks, for every partition at once, the offset of "the
+// latest" (OffsetsForTimes with OffsetEnd, as the consumer's fetch watcher
+// does): each is the partition's log end, want's (0 for a partition
+// without records).
+func checkLogEnds(t *testing.T, boot, topic string, partitions int32, want map[int32]int64) {
+	t.Helper()
+	c, err := NewConsumer(map[string]string{"bootstrap.servers": boot, "group.id": "log-ends", "log_level": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Destroy()
+	tps := make([]TopicPartition, partitions)
+	for i := range tps {
+		tps[i] = TopicPartition{Topic: topic, Partition: int32(i), Offset: OffsetEnd}
+	}
+	ends, err := c.OffsetsForTimes(tps, 10*time.Second)
+	if err != nil || len(ends) != len(tps) {
+		t.Fatalf("OffsetsForTimes(latest) = %+v, %v", ends, err)
+	}
+	for _, e := range ends {
+		if e.Err != ErrNoError || e.Offset != want[e.Partition] {
+			t.Errorf("partition %d: latest offset %d (err %v), want its log end %d", e.Partition, e.Offset, e.Err, want[e.Partition])
 		}
 	}
 }
