@@ -111,6 +111,14 @@ func (c CPU) perUnit(d time.Duration, rate float64) float64 {
 	return d.Seconds() / c.Wall.Seconds() / rate * 1e6
 }
 
+// cores is d as cores busy over the measurement.
+func (c CPU) cores(d time.Duration) float64 {
+	if c.Wall <= 0 {
+		return 0
+	}
+	return d.Seconds() / c.Wall.Seconds()
+}
+
 // PerUnitText shows each process's CPU per record (or per call) at rate,
 // in microseconds, and the sum.
 func (c CPU) PerUnitText(rate float64) string {

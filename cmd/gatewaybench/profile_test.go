@@ -211,6 +211,14 @@ func TestTheCeilingSaysWhenOtherProcessesLeaveTheGatewayNoRoom(t *testing.T) {
 		t.Errorf("a budget above the echo server's cost is compared with it: %q", got)
 	}
 
+	// A gateway that spent less than the budget left to it was not bound
+	// by CPU: the ceiling says so instead of asking it for a negative
+	// saving.
+	r = unary(budget/2, budget/4)
+	if got := r.ceiling(&r.Rows[1]); !strings.Contains(got, "CPU did not bound this run's rate") || strings.Contains(got, "% less") {
+		t.Errorf("a gateway under its budget: %q", got)
+	}
+
 	r = unary(budget/2, 2*budget)
 	r.Rows[1].Value = goal + 1
 	if got := r.ceiling(&r.Rows[1]); got != "" {

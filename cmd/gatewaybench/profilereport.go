@@ -434,7 +434,12 @@ func (r *Report) ceiling(row *Row) string {
 	if others >= budget {
 		return s + fmt.Sprintf(", more than all of it, so no gateway reaches the target on this machine unless they spend less per %s (the broker does with more records per request).", unit)
 	}
-	s += fmt.Sprintf(", which leaves the gateway %.1f µs per %s, against the %.1f it spent (%.0f%% less)", budget-others, unit, gw, 100*(1-(budget-others)/gw))
+	if left := budget - others; left >= gw {
+		s += fmt.Sprintf(", which leaves the gateway %.1f µs per %s, more than the %.1f it spent: CPU did not bound this run's rate (the gateway used %.2f of the %.2f cores left to it)",
+			left, unit, gw, row.CPU.cores(row.CPU.Gateway), float64(runtime.NumCPU())-row.CPU.cores(row.CPU.Bench+row.CPU.Broker+row.CPU.Redis))
+	} else {
+		s += fmt.Sprintf(", which leaves the gateway %.1f µs per %s, against the %.1f it spent (%.0f%% less)", left, unit, gw, 100*(1-left/gw))
+	}
 	if d := r.row("direct-consume", "throughput"); d != nil && isConsume(row) {
 		if direct := d.CPU.perUnit(d.CPU.Bench, d.Value); direct > budget-others {
 			s += fmt.Sprintf(", and less than direct-consume's whole consumer process spent per record (%.1f µs), though the gateway runs the same librdkafka consumer inside it", direct)
