@@ -254,6 +254,22 @@ func TestAHungConsumerCloseDoesNotHangTheShutdown(t *testing.T) {
 	}
 }
 
+// subscribeSkewed subscribes a stream to topic t of boot in group g, on a
+// manager whose clock runs ahead by what skew holds, and returns the group.
+func subscribeSkewed(t *testing.T, boot string) (*group, *atomic.Int64) {
+	t.Helper()
+	skew := new(atomic.Int64)
+	m := newManager(t, boot, nil, func(m *Manager) {
+		m.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	})
+	st, err := m.Subscribe(context.Background(), SubscribeRequest{Group: "g", Topics: []string{"t"}, MaxInFlight: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return m.running("g"), skew
+}
+
 // A partition left paused inside librdkafka (here by a pause behind the
 // group's back, as a stray pause across a revocation once did) is found by
 // the fetch watcher, counted as a stall and resumed: also when its log grew
@@ -262,16 +278,7 @@ func TestAHungConsumerCloseDoesNotHangTheShutdown(t *testing.T) {
 func TestAPartitionNotFetchedIsFoundAndResumed(t *testing.T) {
 	t.Parallel()
 	boot := newCluster(t, 1, 3)
-	var skew atomic.Int64
-	m := newManager(t, boot, nil, func(m *Manager) {
-		m.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	})
-	st, err := m.Subscribe(context.Background(), SubscribeRequest{Group: "g", Topics: []string{"t"}, MaxInFlight: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	g := m.running("g")
+	g, skew := subscribeSkewed(t, boot)
 	waitFor(t, "the first records", 20*time.Second, func() bool { return fetchedUpTo(g, 0) == 3 })
 	if err := g.client.(kafkaClient).c.Pause([]rdkafka.TopicPartition{{Topic: "t", Partition: 0}}); err != nil {
 		t.Fatal(err)
@@ -294,16 +301,7 @@ func TestTheFetchWatcherAsksAboutIdlePartitionsInOneRequest(t *testing.T) {
 	t.Parallel()
 	const partitions = 12
 	cluster, boot := newFakeCluster(t, partitions, 2)
-	var skew atomic.Int64
-	m := newManager(t, boot, nil, func(m *Manager) {
-		m.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	})
-	st, err := m.Subscribe(context.Background(), SubscribeRequest{Group: "g", Topics: []string{"t"}, MaxInFlight: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	g := m.running("g")
+	g, skew := subscribeSkewed(t, boot)
 	waitFor(t, "every partition's records", 20*time.Second, func() bool {
 		for p := range int32(partitions) {
 			if fetchedUpTo(g, p) != 2 {
